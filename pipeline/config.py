@@ -1,0 +1,188 @@
+"""The one configuration object of auditpipe, read once at start-up.
+
+Sources, strongest first: keyword arguments (the CLI's flags), environment variables,
+the YAML file, the defaults below. An environment variable names a section and a field,
+``AUDITPIPE_<SECTION>_<FIELD>``: ``AUDITPIPE_KAFKA_BOOTSTRAP=host:9092`` sets
+``kafka.bootstrap``. The YAML file is named by ``--config`` or ``AUDITPIPE_CONFIG`` and
+holds the same sections::
+
+    kafka:
+      bootstrap: 127.0.0.1:9092
+    sink:
+      max_rows: 50000
+
+The field docstrings below are the configuration reference (``auditpipe config``
+prints the effective values).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "AUDITPIPE_CONFIG"
+
+
+class KafkaConfig(BaseModel):
+    """Where the broker is and what the topics are called."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    """Bootstrap servers, comma-separated host:port."""
+    topic_events: str = "audit.events"
+    """Topic the collectors write event batches to."""
+    topic_alerts: str = "audit.alerts"
+    """Topic alerts are published on."""
+    topic_deadletter: str = "audit.deadletter"
+    """Topic for what cannot be processed, each record with its reason."""
+    topic_sandboxes: str = "audit.sandboxes"
+    """Compacted inventory topic: sandbox_id -> owner, environment, image, labels."""
+    partitions: int = Field(6, ge=1)
+    """Partitions of each topic that `auditpipe init` creates."""
+    replication_factor: int = Field(1, ge=1)
+    """Replicas of each topic that `auditpipe init` creates (1 on the local stack)."""
+    schema_registry_url: str | None = None
+    """When set, messages use the Confluent wire format with ids from this registry;
+    otherwise Avro single-object encoding with the schema fingerprint."""
+
+
+class ClickHouseConfig(BaseModel):
+    """The ClickHouse server the sink writes to and analysts query."""
+
+    url: str = "http://127.0.0.1:8123"
+    """HTTP endpoint of the server."""
+    user: str = "default"
+    password: str = ""
+    database: str = "audit"
+
+
+class StackConfig(BaseModel):
+    """The embedded local stack that `auditpipe stack up` runs (no Docker needed)."""
+
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "1g"
+    """Java heap of the broker (-Xmx)."""
+    clickhouse_http_port: int = 8123
+    clickhouse_tcp_port: int = 9000
+    start_timeout_s: float = 90.0
+    """How long `stack up` waits for a service to answer before it gives up."""
+
+
+class PublishConfig(BaseModel):
+    """How collectors batch and send events."""
+
+    batch_events: int = Field(1000, ge=1)
+    """Events per Kafka message (one message carries a batch from one sandbox)."""
+    linger_ms: int = Field(50, ge=0)
+    """How long a partly filled batch may wait for more events."""
+    compression: Literal["zstd", "lz4", "gzip", "snappy", "none"] = "zstd"
+    max_message_bytes: int = 8 * 1024 * 1024
+    """Largest encoded message; a batch over this is split."""
+
+
+class WorkerConfig(BaseModel):
+    """The Faust worker."""
+
+    app_id: str = "auditpipe"
+    """Faust application id: also the Kafka consumer group."""
+    take_messages: int = Field(64, ge=1)
+    """Kafka messages (each a batch of events) processed together."""
+    take_within_s: float = Field(0.2, gt=0)
+    """Longest wait for a batch of messages to fill."""
+    web_port: int = 6066
+    """Port of the worker's web endpoint (health)."""
+    data_dir: Path | None = None
+    """Faust's local state directory; default $AUDITPIPE_HOME/worker."""
+
+
+class SinkConfig(BaseModel):
+    """The batching ClickHouse sink."""
+
+    max_rows: int = Field(50_000, ge=1)
+    """Flush a partition's batch once it holds this many rows."""
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    """Flush once the batch's encoded input reaches this many bytes."""
+    max_seconds: float = Field(1.0, gt=0)
+    """Flush a batch at the latest this long after its first row arrived."""
+    retry_initial_s: float = Field(0.2, gt=0)
+    """First back-off after a failed insert; doubles up to retry_max_s, with jitter."""
+    retry_max_s: float = Field(10.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """All of auditpipe's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUDITPIPE_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+    )
+
+    home: Path = Path(".auditpipe")
+    """State directory of the local stack and the worker (data, logs, pid files)."""
+    kafka: KafkaConfig = KafkaConfig()
+    clickhouse: ClickHouseConfig = ClickHouseConfig()
+    stack: StackConfig = StackConfig()
+    publish: PublishConfig = PublishConfig()
+    worker: WorkerConfig = WorkerConfig()
+    sink: SinkConfig = SinkConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def worker_data_dir(self) -> Path:
+        return self.worker.data_dir or self.home / "worker"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which setting and why."""
+
+
+def load_settings(config_file: str | Path | None = None) -> Settings:
+    """Read the configuration once: env vars over the YAML file over defaults.
+
+    >>> load_settings().kafka.topic_events
+    'audit.events'
+    """
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        os.environ[CONFIG_FILE_ENV] = str(path)
+    elif (named := os.environ.get(CONFIG_FILE_ENV)) and not Path(named).is_file():
+        raise ConfigError(f"{CONFIG_FILE_ENV}={named}: no such file")
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"])
+        lines.append(f"  {where}: {err['msg']}")
+    return "\n".join(lines)

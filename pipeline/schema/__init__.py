@@ -1,0 +1,1 @@
+"""Avro schemas, the message codec and the validation of events."""

@@ -1,0 +1,196 @@
+"""Audit event v1 as plain dicts: validation and normalisation of collector input.
+
+A JSON object with the schema's field names becomes an event ready for Avro encoding:
+
+>>> ev = normalize_event({"tenant": "acme", "sandbox_id": "sb-1", "category": "process",
+...     "action": "exec", "ts": "2026-11-28T10:00:00Z", "actor": {"user": "ci", "pid": 42}},
+...     now_ms=0)
+>>> ev["ts"], ev["level"], ev["actor"]["pid"], ev["seq"]
+(1764324000000, 'info', 42, None)
+>>> normalize_event({"sandbox_id": "sb-1", "category": "process", "action": "exec"}, now_ms=0)
+Traceback (most recent call last):
+...
+pipeline.schema.event.InvalidEvent: tenant: required
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+CATEGORIES = frozenset(
+    ("process", "file", "network", "permission", "data_transfer", "config", "api", "auth",
+     "resource", "lifecycle")
+)
+LEVELS = ("debug", "info", "notice", "warning", "error", "critical")
+LEVEL_SET = frozenset(LEVELS)
+OUTCOMES = frozenset(("success", "failure", "denied"))
+ACTOR_FIELDS = ("user", "uid", "pid", "ppid", "process", "cmdline")
+EVENT_FIELDS = frozenset(
+    ("event_id", "ts", "tenant", "sandbox_id", "seq", "category", "action", "level",
+     "outcome", "actor", "object", "bytes", "attributes", "prev_hash", "hash")
+)
+# Epoch milliseconds of 2001-09-09: a smaller ts is almost surely seconds, not milliseconds.
+_MIN_PLAUSIBLE_MS = 1_000_000_000_000
+_MAX_STRING = 64 * 1024
+_MAX_ID = 256
+
+Event = dict[str, Any]
+
+
+class InvalidEvent(ValueError):
+    """The input is not a valid audit event; the message names the field and the problem."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def normalize_event(obj: Any, *, now_ms: int) -> Event:
+    """Validate one JSON object and return it as a schema-v1 event dict.
+
+    A missing ``event_id`` gets a random UUID and a missing ``ts`` gets ``now_ms``; a
+    missing ``seq`` stays None for the caller to assign (it is per sandbox).
+    """
+    if not isinstance(obj, dict):
+        raise InvalidEvent("event", f"expected a JSON object, got {type(obj).__name__}")
+    unknown = obj.keys() - EVENT_FIELDS
+    if unknown:
+        raise InvalidEvent(sorted(unknown)[0], "unknown field (put extra data in attributes)")
+    event_id = obj.get("event_id")
+    return {
+        "event_id": _id("event_id", event_id) if event_id is not None else str(uuid.uuid4()),
+        "ts": parse_ts(obj["ts"]) if obj.get("ts") is not None else now_ms,
+        "tenant": _id("tenant", obj.get("tenant")),
+        "sandbox_id": _id("sandbox_id", obj.get("sandbox_id")),
+        "seq": _optional_int("seq", obj.get("seq"), minimum=1),
+        "category": _choice("category", obj.get("category"), CATEGORIES, None),
+        "action": _id("action", obj.get("action")),
+        "level": _choice("level", obj.get("level"), LEVEL_SET, "info"),
+        "outcome": _choice("outcome", obj.get("outcome"), OUTCOMES, "success"),
+        "actor": _actor(obj.get("actor")),
+        "object": _string("object", obj.get("object")),
+        "bytes": _optional_int("bytes", obj.get("bytes"), minimum=0),
+        "attributes": _attributes(obj.get("attributes")),
+        "prev_hash": _hash("prev_hash", obj.get("prev_hash")),
+        "hash": _hash("hash", obj.get("hash")),
+    }
+
+
+def parse_ts(value: Any) -> int:
+    """Epoch milliseconds from an integer (ms) or an RFC 3339 string with an offset."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < _MIN_PLAUSIBLE_MS:
+            raise InvalidEvent("ts", f"{value} looks like seconds; give epoch milliseconds")
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidEvent("ts", f"{value!r} is not RFC 3339") from None
+        if parsed.tzinfo is None:
+            raise InvalidEvent("ts", f"{value!r} has no UTC offset (add Z or +00:00)")
+        return int(parsed.timestamp() * 1000)
+    raise InvalidEvent("ts", f"expected epoch milliseconds or RFC 3339, got {_kind(value)}")
+
+
+def _id(field: str, value: Any) -> str:
+    if value is None or value == "":
+        raise InvalidEvent(field, "required")
+    if not isinstance(value, str):
+        raise InvalidEvent(field, f"expected a string, got {_kind(value)}")
+    if len(value) > _MAX_ID:
+        raise InvalidEvent(field, f"longer than {_MAX_ID} characters")
+    return value
+
+
+def _string(field: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidEvent(field, f"expected a string, got {_kind(value)}")
+    if len(value) > _MAX_STRING:
+        raise InvalidEvent(field, f"longer than {_MAX_STRING} characters")
+    return value
+
+
+def _optional_int(field: str, value: Any, *, minimum: int) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidEvent(field, f"expected an integer, got {_kind(value)}")
+    if value < minimum:
+        raise InvalidEvent(field, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _choice(field: str, value: Any, allowed: frozenset[str], default: str | None) -> str:
+    if value is None and default is not None:
+        return default
+    if value not in allowed:
+        raise InvalidEvent(field, f"{value!r} is not one of {', '.join(sorted(allowed))}")
+    return str(value)
+
+
+def _actor(value: Any) -> dict[str, Any]:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise InvalidEvent("actor", f"expected an object, got {_kind(value)}")
+    unknown = value.keys() - set(ACTOR_FIELDS)
+    if unknown:
+        raise InvalidEvent(f"actor.{sorted(unknown)[0]}", "unknown field")
+    return {
+        "user": _string("actor.user", value.get("user")),
+        "uid": _optional_int("actor.uid", value.get("uid"), minimum=0),
+        "pid": _optional_int("actor.pid", value.get("pid"), minimum=0),
+        "ppid": _optional_int("actor.ppid", value.get("ppid"), minimum=0),
+        "process": _string("actor.process", value.get("process")),
+        "cmdline": _string("actor.cmdline", value.get("cmdline")),
+    }
+
+
+def _attributes(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidEvent("attributes", f"expected an object, got {_kind(value)}")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, str):
+            out[key] = item
+        elif item is None:
+            continue
+        else:  # numbers, booleans and nested values are kept as their JSON text
+            out[key] = orjson.dumps(item).decode()
+    return out
+
+
+def _hash(field: str, value: Any) -> bytes | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bytes) and len(value) == 32:
+        return value
+    if isinstance(value, str) and len(value) == 64:
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            pass
+    raise InvalidEvent(field, "expected 64 hex digits (SHA-256)")
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def event_to_json(event: Event) -> dict[str, Any]:
+    """The JSON form of an event (hashes as hex), the inverse of normalize_event."""
+    out = dict(event)
+    for field in ("prev_hash", "hash"):
+        if out.get(field) is not None:
+            out[field] = out[field].hex()
+    return out

@@ -1,0 +1,31 @@
+"""The ClickHouse server process of the local stack: ``python -m pipeline.stack.chserver``.
+
+chdb-core embeds ClickHouse 26.9. Only its one-shot ``_chdb.query`` runs the real
+clickhouse-local, which can open HTTP and native listeners; it reads config.xml from the
+working directory. The call has to block for as long as the server should run: it reads
+stdin to its end, and this process holds the write end of its own stdin pipe, so the read
+never ends and SIGTERM is the way to stop the server.
+"""
+
+from __future__ import annotations
+
+import os
+
+SERVE = (
+    "SYSTEM START LISTEN HTTP; SYSTEM START LISTEN TCP; "
+    "SELECT count() FROM file('/dev/stdin', 'LineAsString')"
+)
+
+
+def main() -> None:
+    read_end, write_end = os.pipe()
+    os.dup2(read_end, 0)
+    os.set_inheritable(write_end, False)
+    from chdb import _chdb  # imported late: the engine starts on import
+
+    # TabSeparated becomes the server's default format; clickhouse-connect needs it.
+    _chdb.query(SERVE, "TabSeparated")
+
+
+if __name__ == "__main__":
+    main()

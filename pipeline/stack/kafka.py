@@ -1,0 +1,114 @@
+"""The Apache Kafka 4.x broker of the local stack: KRaft, one node, jars from Maven Central."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from pipeline.config import Settings
+from pipeline.resources import resource_path
+from pipeline.stack.process import ManagedProcess, StackError, port_is_open
+
+MAIN_CLASS = "kafka.Kafka"
+STORAGE_TOOL = "kafka.tools.StorageTool"
+
+
+class KafkaBroker:
+    """Fetches, formats, starts and stops the single-node broker under $AUDITPIPE_HOME/kafka."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.home.resolve() / "kafka"
+        self.libs = self.root / "libs"
+        self.properties = self.root / "server.properties"
+        self.data = self.root / "data"
+        self.logs = self.root / "logs"
+        stack = settings.stack
+        self.process = ManagedProcess(
+            name="kafka",
+            pid_file=self.root / "kafka.pid",
+            log_file=self.logs / "kafka.out",
+            ports=(stack.kafka_port, stack.kafka_controller_port),
+            cmdline_marker=str(self.properties),
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.settings.stack.kafka_port}"
+
+    def ensure_jars(self) -> None:
+        """Copy the broker and its dependencies from Maven Central once (needs `mvn`)."""
+        if any(self.libs.glob("kafka_2.13-*.jar")):
+            return
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise StackError("Maven (`mvn`) is needed once to fetch the Kafka broker jars")
+        print("kafka: fetching the broker jars from Maven Central (once) ...", flush=True)
+        result = subprocess.run(
+            [mvn, "-q", "-B", "-f", str(resource_path("deploy", "kafka", "pom.xml")),
+             "dependency:copy-dependencies", f"-DoutputDirectory={self.libs}",
+             "-DincludeScope=runtime"],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            shutil.rmtree(self.libs, ignore_errors=True)
+            raise StackError(f"mvn could not fetch the Kafka jars:\n{result.stdout[-3000:]}")
+
+    def write_properties(self) -> None:
+        template = resource_path("deploy", "kafka", "server.properties").read_text()
+        stack = self.settings.stack
+        self.properties.parent.mkdir(parents=True, exist_ok=True)
+        self.properties.write_text(template.format(
+            port=stack.kafka_port,
+            controller_port=stack.kafka_controller_port,
+            log_dirs=self.data,
+        ))
+
+    def format_storage(self) -> None:
+        """Format the KRaft log directory once; a formatted one keeps its data."""
+        if (self.data / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        result = subprocess.run(
+            self._java(STORAGE_TOOL, "format", "--standalone", "-t", cluster_id,
+                       "-c", str(self.properties)),
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(f"kafka storage format failed:\n{result.stdout}{result.stderr}")
+
+    def start(self) -> bool:
+        """Start the broker unless it runs already. True when this call started it."""
+        if self.process.pid() is not None:
+            return False
+        self.process.check_ports_free()
+        self.ensure_jars()
+        self.write_properties()
+        self.format_storage()
+        self.process.spawn(self._java(MAIN_CLASS, str(self.properties)), cwd=self.root)
+        return True
+
+    def wait_ready(self) -> float:
+        return self.process.wait_ready(self._answers, self.settings.stack.start_timeout_s)
+
+    def _answers(self) -> bool:
+        # The broker registers itself with the controller a moment after it opens its port.
+        return port_is_open(self.settings.stack.kafka_port) and "Kafka Server started" in (
+            (self.logs / "server.log").read_text(errors="replace")
+            if (self.logs / "server.log").exists() else ""
+        )
+
+    def _java(self, main_class: str, *args: str) -> list[str]:
+        java = shutil.which("java")
+        if java is None:
+            raise StackError("Java 17+ (`java`) is needed to run the Kafka broker")
+        heap = self.settings.stack.kafka_heap
+        return [
+            java, f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={self.logs}",
+            f"-Dlog4j2.configurationFile={resource_path('deploy', 'kafka', 'log4j2.xml')}",
+            "-cp", f"{self.libs}/*", main_class, *args,
+        ]
