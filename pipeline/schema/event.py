@@ -6,7 +6,7 @@ A JSON object with the schema's field names becomes an event ready for Avro enco
 ...     "action": "exec", "ts": "2026-11-28T10:00:00Z", "actor": {"user": "ci", "pid": 42}},
 ...     now_ms=0)
 >>> ev["ts"], ev["level"], ev["actor"]["pid"], ev["seq"]
-(1764324000000, 'info', 42, None)
+(1795860000000, 'info', 42, None)
 >>> normalize_event({"sandbox_id": "sb-1", "category": "process", "action": "exec"}, now_ms=0)
 Traceback (most recent call last):
 ...
