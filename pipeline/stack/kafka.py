@@ -6,7 +6,6 @@ import base64
 import shutil
 import subprocess
 import uuid
-from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.resources import resource_path

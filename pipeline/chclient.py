@@ -1,0 +1,28 @@
+"""A clickhouse-connect client from the configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from pipeline.config import ClickHouseConfig
+
+
+def connect(config: ClickHouseConfig, **kwargs: Any) -> Client:
+    """A client for config.url (http or https), as config.user."""
+    url = urlparse(config.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError(f"clickhouse.url must be http(s)://host:port, got {config.url!r}")
+    return clickhouse_connect.get_client(
+        host=url.hostname,
+        port=url.port or (8443 if url.scheme == "https" else 8123),
+        secure=url.scheme == "https",
+        username=config.user,
+        password=config.password,
+        connect_timeout=5,
+        send_receive_timeout=120,
+        **kwargs,
+    )

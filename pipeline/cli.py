@@ -1,0 +1,197 @@
+"""``auditpipe``: the command line.
+
+Exit status: 0 success; 1 done, but some input was rejected or a check failed;
+2 bad usage or configuration; 3 a service is unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import yaml
+
+from pipeline.config import ConfigError, Settings, load_settings
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+MAX_LINE_ERRORS_SHOWN = 100
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="auditpipe",
+        description="Stream-processing pipeline for sandbox audit logs: "
+                    "collectors -> Kafka -> Faust worker -> ClickHouse.",
+    )
+    parser.add_argument("--config", metavar="FILE",
+                        help="YAML configuration file (default: $AUDITPIPE_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    stack = sub.add_parser("stack", help="run the embedded local Kafka + ClickHouse (no Docker)")
+    stack.add_argument("action", choices=("up", "down", "status"))
+
+    init = sub.add_parser("init", help="create the Kafka topics and ClickHouse tables (idempotent)")
+    init.add_argument("--partitions", type=int, help="partitions per topic (default 6)")
+
+    publish = sub.add_parser("publish", help="publish JSON-lines events from FILE or - (stdin)")
+    publish.add_argument("file", metavar="FILE|-")
+
+    worker = sub.add_parser("worker", help="run the Faust worker (Kafka -> stages -> ClickHouse)")
+    worker.add_argument("--loglevel", default="info",
+                        choices=("debug", "info", "warning", "error"))
+
+    simulate = sub.add_parser("simulate", help="publish the events of a simulated fleet")
+    _simulation_args(simulate, sandboxes=50, rate=5000, duration=10)
+    simulate.add_argument("--events", type=int, default=0,
+                          help="publish exactly this many events as fast as possible "
+                               "(overrides --rate/--duration)")
+
+    run = sub.add_parser("run", help="the main job: stack up, init, worker, a simulated fleet, "
+                                     "live progress, then example analyst queries")
+    _simulation_args(run, sandboxes=50, rate=5000, duration=20)
+
+    sub.add_parser("config", help="print the effective configuration as YAML")
+    return parser
+
+
+def _simulation_args(p: argparse.ArgumentParser, *, sandboxes: int, rate: float,
+                     duration: float) -> None:
+    p.add_argument("--sandboxes", type=int, default=sandboxes, help="fleet size (%(default)s)")
+    p.add_argument("--tenants", type=int, default=3, help="tenants of the fleet (%(default)s)")
+    p.add_argument("--rate", type=float, default=rate,
+                   help="events per second, whole fleet (%(default)s; 0 = as fast as possible)")
+    p.add_argument("--duration", type=float, default=duration, help="seconds (%(default)s)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (reproducible fleet)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"auditpipe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from pipeline.stack import StackError
+
+    try:
+        return _dispatch(args, settings)
+    except StackError as exc:
+        print(f"auditpipe: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    command: str = args.command
+    if command == "config":
+        print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
+        return EXIT_OK
+    if command == "stack":
+        return _stack(args.action, settings)
+    if command == "init":
+        if args.partitions:
+            settings.kafka.partitions = args.partitions
+        return _init(settings)
+    if command == "publish":
+        return _publish(args.file, settings)
+    if command == "worker":
+        from pipeline.worker import run_worker
+
+        run_worker(settings, loglevel=args.loglevel)
+        return EXIT_OK
+    if command == "simulate":
+        return _simulate(args, settings)
+    if command == "run":
+        from pipeline.run import run_main_job
+
+        return run_main_job(settings, sandboxes=args.sandboxes, tenants=args.tenants,
+                            rate=args.rate, duration_s=args.duration, seed=args.seed)
+    raise AssertionError(command)
+
+
+def _stack(action: str, settings: Settings) -> int:
+    from pipeline.stack import LocalStack
+
+    stack = LocalStack(settings)
+    if action == "up":
+        stack.up()
+    elif action == "down":
+        stack.down()
+    else:
+        rows = stack.status()
+        for status in rows:
+            state = "running" if status.pid else "stopped"
+            answer = "answering" if status.answering else "not answering"
+            print(f"{status.name:<11} {state:<8} pid={status.pid or '-':<8} "
+                  f"{status.endpoint:<24} {answer}")
+        return EXIT_OK if all(s.answering for s in rows) else EXIT_UNAVAILABLE
+    return EXIT_OK
+
+
+def _init(settings: Settings) -> int:
+    from pipeline.chclient import connect
+    from pipeline.provision import apply_migrations, create_topics, load_migrations
+
+    created = asyncio.run(create_topics(settings))
+    print(f"kafka: topics created: {', '.join(created) or 'none (all exist)'}")
+    client = connect(settings.clickhouse)
+    applied = apply_migrations(client, settings.clickhouse.database, load_migrations())
+    print(f"clickhouse: migrations applied: {', '.join(applied) or 'none (up to date)'}")
+    return EXIT_OK
+
+
+def _publish(path: str, settings: Settings) -> int:
+    from pipeline.publish import LineError, publish_json_lines, read_lines
+    from pipeline.schema.codec import AvroCodec
+    from pipeline.schema.registry import SchemaRegistry
+
+    shown = 0
+
+    def report(error: LineError) -> None:
+        nonlocal shown
+        shown += 1
+        if shown <= MAX_LINE_ERRORS_SHOWN:
+            print(f"{path}:{error.line}: {error.message}", file=sys.stderr)
+
+    try:
+        lines = read_lines(path)
+        codec = AvroCodec(SchemaRegistry.load())
+        stats = asyncio.run(publish_json_lines(settings, codec, lines, report))
+    except FileNotFoundError:
+        print(f"auditpipe: {path}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    if shown > MAX_LINE_ERRORS_SHOWN:
+        print(f"... and {shown - MAX_LINE_ERRORS_SHOWN} more bad lines", file=sys.stderr)
+    print(f"published {stats.events} events in {stats.messages} messages "
+          f"({stats.rate():,.0f} events/s); rejected {stats.rejected} bad lines")
+    return EXIT_PARTIAL if stats.rejected else EXIT_OK
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.publish import EventPublisher
+    from pipeline.schema.codec import AvroCodec
+    from pipeline.schema.registry import SchemaRegistry
+    from pipeline.simulate import FleetSimulator, run_paced
+
+    sim = FleetSimulator(args.sandboxes, tenants=args.tenants, seed=args.seed)
+    codec = AvroCodec(SchemaRegistry.load())
+
+    async def go() -> int:
+        async with EventPublisher(settings, codec, client_id="simulate") as publisher:
+            if args.events:
+                await publisher.add_many(sim.events(args.events))
+            else:
+                await run_paced(sim, publisher.add, rate=args.rate, duration_s=args.duration)
+        print(f"simulated {args.sandboxes} sandboxes (run {sim.run_id}): published "
+              f"{publisher.stats.events} events in {publisher.stats.messages} messages "
+              f"({publisher.stats.rate():,.0f} events/s)")
+        return EXIT_OK
+
+    return asyncio.run(go())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

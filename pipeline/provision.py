@@ -1,0 +1,106 @@
+"""``auditpipe init``: create the Kafka topics and apply the ClickHouse migrations.
+
+Both steps are idempotent: existing topics are kept, and a migration runs once (the
+applied ones are recorded in ``<database>.schema_migrations`` with their checksums).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from clickhouse_connect.driver.client import Client
+
+from pipeline.config import Settings
+from pipeline.resources import resource_path
+
+_MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+async def create_topics(settings: Settings) -> list[str]:
+    """Create the pipeline's topics that do not exist yet; returns the ones created."""
+    kafka = settings.kafka
+    compacted = {"cleanup.policy": "compact"}
+    wanted = {
+        kafka.topic_events: {},
+        kafka.topic_alerts: {},
+        kafka.topic_deadletter: {},
+        kafka.topic_sandboxes: compacted,
+    }
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id="auditpipe-init")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, kafka.partitions, kafka.replication_factor, topic_configs=configs)
+            for name, configs in wanted.items() if name not in existing
+        ]
+        created = []
+        for topic in missing:
+            try:
+                await admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:  # another init raced us
+                pass
+        return created
+    finally:
+        await admin.close()
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    def statements(self, database: str) -> list[str]:
+        text = self.sql.replace("${database}", database)
+        body = "\n".join(line for line in text.splitlines() if not line.strip().startswith("--"))
+        return [part.strip() for part in body.split(";") if part.strip()]
+
+
+def load_migrations(folder: Path | None = None) -> list[Migration]:
+    folder = folder or resource_path("deploy", "clickhouse", "migrations")
+    migrations = []
+    for path in sorted(folder.glob("*.sql")):
+        match = _MIGRATION_FILE.match(path.name)
+        if match is None:
+            raise ValueError(f"{path}: migration files are named NNNN_name.sql")
+        migrations.append(Migration(int(match[1]), path.stem, path.read_text()))
+    return migrations
+
+
+def apply_migrations(client: Client, database: str, migrations: list[Migration]) -> list[str]:
+    """Apply the migrations not applied yet, in order; returns the names applied."""
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
+        "(version UInt32, name String, checksum String, applied_at DateTime DEFAULT now()) "
+        "ENGINE = MergeTree ORDER BY version"
+    )
+    rows = client.query(f"SELECT version, checksum FROM {database}.schema_migrations").result_rows
+    applied = {int(version): checksum for version, checksum in rows}
+    done = []
+    for migration in migrations:
+        if migration.version in applied:
+            if applied[migration.version] != migration.checksum:
+                print(f"warning: migration {migration.name} changed after it was applied; "
+                      "write a new migration instead of editing an applied one")
+            continue
+        for statement in migration.statements(database):
+            client.command(statement)
+        client.insert(
+            f"{database}.schema_migrations",
+            [[migration.version, migration.name, migration.checksum]],
+            column_names=["version", "name", "checksum"],
+        )
+        done.append(migration.name)
+    return done

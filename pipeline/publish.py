@@ -1,0 +1,212 @@
+"""Publishing audit events to Kafka: one message carries a batch from one sandbox.
+
+``EventPublisher`` collects events per sandbox, encodes each full batch as one
+self-describing Avro message (key = sandbox_id) and sends it with Kafka's idempotent
+producer (acks=all). ``publish_json_lines`` is the ``auditpipe publish`` front end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from pipeline.config import Settings
+from pipeline.schema.codec import AvroCodec
+from pipeline.schema.event import Event, InvalidEvent, normalize_event
+
+BATCH_SCHEMA = "audit_event_batch"
+COLLECTOR_NAME = "auditpipe-publish/0.1"
+# Sends awaiting their acknowledgement before `add` waits for the oldest (backpressure).
+MAX_IN_FLIGHT = 64
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class PublishStats:
+    events: int = 0
+    """Events acknowledged by the broker."""
+    messages: int = 0
+    rejected: int = 0
+    """Input records that were not valid events (reported, not sent)."""
+    bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def rate(self) -> float:
+        return self.events / max(time.monotonic() - self.started, 1e-9)
+
+
+class SequenceAssigner:
+    """Gives events without a ``seq`` the next number of their sandbox."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def assign(self, event: Event) -> None:
+        sandbox = event["sandbox_id"]
+        seq = event["seq"]
+        if seq is None:
+            event["seq"] = seq = self._last.get(sandbox, 0) + 1
+        if seq > self._last.get(sandbox, 0):
+            self._last[sandbox] = seq
+
+
+class EventPublisher:
+    """Batches events per sandbox and publishes each batch as one Kafka message.
+
+    Use as an async context manager; ``add`` may wait when too many sends are in flight.
+    """
+
+    def __init__(self, settings: Settings, codec: AvroCodec, *, client_id: str = "publish"):
+        self.settings = settings
+        self.codec = codec
+        self.topic = settings.kafka.topic_events
+        self.batch_events = settings.publish.batch_events
+        self.stats = PublishStats()
+        self._buffers: dict[str, list[Event]] = {}
+        self._buffer_started: dict[str, float] = {}
+        self._in_flight: list[asyncio.Future[Any]] = []
+        self._linger_task: asyncio.Task[None] | None = None
+        compression = settings.publish.compression
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka.bootstrap,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            compression_type=None if compression == "none" else compression,
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+            max_request_size=settings.publish.max_message_bytes + 64 * 1024,
+            request_timeout_ms=30_000,
+        )
+
+    async def __aenter__(self) -> EventPublisher:
+        await self._producer.start()
+        self._linger_task = asyncio.create_task(self._linger_loop())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._linger_task is not None:
+            self._linger_task.cancel()
+        try:
+            await self.flush()
+        finally:
+            await self._producer.stop()
+
+    async def add(self, event: Event) -> None:
+        sandbox = event["sandbox_id"]
+        buffer = self._buffers.get(sandbox)
+        if buffer is None:
+            buffer = self._buffers[sandbox] = []
+            self._buffer_started[sandbox] = time.monotonic()
+        buffer.append(event)
+        if len(buffer) >= self.batch_events:
+            await self._send_buffer(sandbox)
+
+    async def add_many(self, events: Iterable[Event]) -> None:
+        for event in events:
+            await self.add(event)
+
+    async def flush(self) -> None:
+        """Send every partly filled batch and wait until the broker acknowledged all."""
+        for sandbox in list(self._buffers):
+            await self._send_buffer(sandbox)
+        await self._drain(0)
+
+    async def _send_buffer(self, sandbox: str) -> None:
+        events = self._buffers.pop(sandbox, None)
+        self._buffer_started.pop(sandbox, None)
+        if events:
+            for message, count in self._encode(sandbox, events):
+                await self._send(sandbox, message, count)
+
+    def _encode(self, sandbox: str, events: list[Event]) -> list[tuple[bytes, int]]:
+        """One message, or several when the encoded batch is over max_message_bytes."""
+        message = self.codec.encode(
+            BATCH_SCHEMA,
+            {"sandbox_id": sandbox, "collector": COLLECTOR_NAME, "sent_at": now_ms(),
+             "events": events},
+        )
+        if len(message) <= self.settings.publish.max_message_bytes or len(events) == 1:
+            return [(message, len(events))]
+        half = len(events) // 2
+        return self._encode(sandbox, events[:half]) + self._encode(sandbox, events[half:])
+
+    async def _send(self, sandbox: str, message: bytes, events: int) -> None:
+        await self._drain(MAX_IN_FLIGHT - 1)
+        future = await self._producer.send(self.topic, message, key=sandbox.encode())
+        future.add_done_callback(functools.partial(self._acked, events, len(message)))
+        self._in_flight.append(future)
+
+    def _acked(self, events: int, size: int, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return  # raised to the caller by _drain
+        self.stats.events += events
+        self.stats.messages += 1
+        self.stats.bytes += size
+
+    async def _drain(self, keep: int) -> None:
+        while len(self._in_flight) > keep:
+            future = self._in_flight.pop(0)
+            await future  # a failed send raises here: nothing is dropped silently
+
+    async def _linger_loop(self) -> None:
+        linger_s = self.settings.publish.linger_ms / 1000
+        while True:
+            await asyncio.sleep(max(linger_s, 0.005))
+            deadline = time.monotonic() - linger_s
+            for sandbox, started in list(self._buffer_started.items()):
+                if started <= deadline:
+                    await self._send_buffer(sandbox)
+
+
+@dataclass
+class LineError:
+    line: int
+    message: str
+
+
+async def publish_json_lines(
+    settings: Settings,
+    codec: AvroCodec,
+    lines: Iterable[bytes],
+    on_error: Callable[[LineError], None],
+) -> PublishStats:
+    """Publish JSON-lines events; a bad line is reported through on_error and skipped."""
+    sequences = SequenceAssigner()
+    async with EventPublisher(settings, codec) as publisher:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = normalize_event(orjson.loads(line), now_ms=now_ms())
+            except orjson.JSONDecodeError as exc:
+                publisher.stats.rejected += 1
+                on_error(LineError(number, f"invalid JSON: {exc}"))
+                continue
+            except InvalidEvent as exc:
+                publisher.stats.rejected += 1
+                on_error(LineError(number, str(exc)))
+                continue
+            sequences.assign(event)
+            await publisher.add(event)
+    return publisher.stats
+
+
+def read_lines(path: str) -> Iterable[bytes]:
+    """Lines of a file, or of stdin for ``-``."""
+    if path == "-":
+        yield from sys.stdin.buffer
+        return
+    with open(path, "rb") as handle:
+        yield from handle

@@ -1,0 +1,1 @@
+"""Sinks: where processed events leave the pipeline."""

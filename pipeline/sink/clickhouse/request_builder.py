@@ -1,0 +1,69 @@
+"""Events to column-oriented insert requests for ``audit.events``.
+
+Columns are built once per batch (one list comprehension per column), never per event
+through the client's row path: clickhouse-connect then writes the Native format directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.schema.event import Event
+
+EVENT_COLUMNS = (
+    "event_id", "ts", "tenant", "sandbox_id", "seq", "category", "action", "level", "outcome",
+    "actor_user", "actor_uid", "actor_pid", "actor_ppid", "actor_process", "actor_cmdline",
+    "object", "bytes", "attributes", "prev_hash", "hash", "kafka_partition", "kafka_offset",
+)
+
+
+@dataclass(frozen=True)
+class InsertRequest:
+    table: str
+    column_names: Sequence[str]
+    columns: list[list[Any]]
+    rows: int
+    dedup_token: str
+    """Same rows from the same offsets give the same token: a re-sent block is stored once."""
+
+
+def build_event_columns(events: Sequence[Event]) -> list[list[Any]]:
+    """Column lists in EVENT_COLUMNS order."""
+    actors = [e["actor"] for e in events]
+    return [
+        [e["event_id"] for e in events],
+        [e["ts"] for e in events],
+        [e["tenant"] for e in events],
+        [e["sandbox_id"] for e in events],
+        [e["seq"] for e in events],
+        [e["category"] for e in events],
+        [e["action"] for e in events],
+        [e["level"] for e in events],
+        [e["outcome"] for e in events],
+        [a["user"] for a in actors],
+        [a["uid"] for a in actors],
+        [a["pid"] for a in actors],
+        [a["ppid"] for a in actors],
+        [a["process"] for a in actors],
+        [a["cmdline"] for a in actors],
+        [e["object"] for e in events],
+        [e["bytes"] for e in events],
+        [e["attributes"] for e in events],
+        [e["prev_hash"] for e in events],
+        [e["hash"] for e in events],
+        [e["kafka_partition"] for e in events],
+        [e["kafka_offset"] for e in events],
+    ]
+
+
+def build_event_request(table: str, partition: int, events: Sequence[Event]) -> InsertRequest:
+    first, last = events[0]["kafka_offset"], events[-1]["kafka_offset"]
+    return InsertRequest(
+        table=table,
+        column_names=EVENT_COLUMNS,
+        columns=build_event_columns(events),
+        rows=len(events),
+        dedup_token=f"events:{partition}:{first}-{last}:{len(events)}",
+    )

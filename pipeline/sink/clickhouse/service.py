@@ -1,0 +1,84 @@
+"""Inserting into ClickHouse, retried with exponential back-off and jitter.
+
+A failed insert is retried until it succeeds or the worker stops: the sink never drops
+rows. While it retries, the worker consumes nothing more (backpressure), and offsets of
+rows not stored are never committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+
+from clickhouse_connect.driver.client import Client
+
+from pipeline.sink.clickhouse.request_builder import InsertRequest
+
+log = logging.getLogger(__name__)
+
+INSERT_SETTINGS = {
+    # A batch with events of many days must not fail for touching many partitions.
+    "throw_on_max_partitions_per_insert_block": 0,
+}
+
+
+class SinkStopped(Exception):
+    """The worker stopped while an insert was still being retried; it was not stored."""
+
+
+class InsertService:
+    def __init__(
+        self,
+        connect: Callable[[], Client],
+        *,
+        retry_initial_s: float = 0.2,
+        retry_max_s: float = 10.0,
+        stopping: threading.Event | None = None,
+    ) -> None:
+        self._connect = connect
+        self._client: Client | None = None
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.stopping = stopping or threading.Event()
+        self.retries_total = 0
+        self.rows_total = 0
+
+    def insert(self, request: InsertRequest) -> None:
+        delay = self.retry_initial_s
+        attempt = 0
+        while True:
+            try:
+                client = self._client or self._connect()
+                self._client = client
+                client.insert(
+                    request.table,
+                    request.columns,
+                    column_names=list(request.column_names),
+                    column_oriented=True,
+                    settings={**INSERT_SETTINGS,
+                              "insert_deduplication_token": request.dedup_token},
+                )
+                self.rows_total += request.rows
+                if attempt:
+                    log.warning("insert into %s succeeded after %d retries", request.table,
+                                attempt)
+                return
+            except Exception as exc:  # network, server and refusal errors alike: retry
+                attempt += 1
+                self.retries_total += 1
+                self._client = None
+                log.warning("insert of %d rows into %s failed (attempt %d, next in %.1f s): %s",
+                            request.rows, request.table, attempt, delay, _short(exc))
+            # Full jitter: workers that failed together do not retry together.
+            if self.stopping.wait(random.uniform(delay / 2, delay)):
+                raise SinkStopped(f"{request.rows} rows for {request.table} not stored")
+            delay = min(delay * 2, self.retry_max_s)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+

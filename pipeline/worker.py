@@ -1,0 +1,197 @@
+"""The Faust worker: consume ``audit.events``, run the stages, store in ClickHouse.
+
+The agent takes messages in batches (``worker.take_messages`` within
+``worker.take_within_s``); each message already carries a batch of events, so Faust's
+per-message cost is paid once per many events. A thread does the CPU and I/O work of a
+batch (decode -> stages -> sink flush) while the event loop keeps the consumer alive.
+Faust acknowledges the batch's messages only after that work returned: an offset is
+committed only when its events are stored or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from pipeline.chclient import connect
+from pipeline.config import Settings
+from pipeline.deadletter import DEADLETTER_COLUMNS, DeadLetters
+from pipeline.schema.codec import AvroCodec
+from pipeline.schema.registry import SchemaRegistry
+from pipeline.sink.clickhouse import ClickHouseSink, InsertService, SinkStopped
+from pipeline.sink.clickhouse.request_builder import InsertRequest
+from pipeline.stages.base import BatchContext, Stage
+from pipeline.stages.decode import RawMessage, decode_messages
+from pipeline.stages.validate import ValidateStage
+
+log = logging.getLogger("auditpipe.worker")
+
+DEADLETTER_SCHEMA = "dead_letter"
+PROGRESS_EVERY_S = 10.0
+
+
+@dataclass
+class WorkerCounters:
+    messages_in: int = 0
+    events_in: int = 0
+    events_stored: int = 0
+    deadletter: Counter[str] = field(default_factory=Counter)
+
+
+def default_stages() -> list[Stage]:
+    """The stages between decode and the sink, in order (later issues add theirs here)."""
+    return [ValidateStage()]
+
+
+class BatchProcessor:
+    """decode -> stages -> sink for one batch of messages. Runs in the worker's thread."""
+
+    def __init__(self, settings: Settings, codec: AvroCodec, stages: Sequence[Stage],
+                 service: InsertService) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.stages = list(stages)
+        self.service = service
+        database = settings.clickhouse.database
+        self.deadletter_table = f"{database}.deadletter"
+        self.sink = ClickHouseSink(
+            service, table=f"{database}.events",
+            max_rows=settings.sink.max_rows, max_bytes=settings.sink.max_bytes,
+        )
+        self.counters = WorkerCounters()
+
+    def process(self, messages: Sequence[RawMessage]) -> DeadLetters:
+        ctx = BatchContext(source_topic=self.settings.kafka.topic_events)
+        stored = 0
+        for partition, decoded in decode_messages(self.codec, messages, ctx).items():
+            events = decoded.events
+            self.counters.events_in += len(events)
+            for stage in self.stages:
+                events = stage.process(events, ctx)
+            self.sink.add(partition, events, size_bytes=decoded.size_bytes)
+            stored += len(events)
+        self.sink.flush()
+        self._store_dead_letters(ctx.dead, messages)
+        self.counters.messages_in += len(messages)
+        self.counters.events_stored += stored
+        self.counters.deadletter.update(ctx.dead.by_reason)
+        return ctx.dead
+
+    def _store_dead_letters(self, dead: DeadLetters, messages: Sequence[RawMessage]) -> None:
+        if not dead:
+            return
+        first = messages[0]
+        self.service.insert(InsertRequest(
+            table=self.deadletter_table,
+            column_names=DEADLETTER_COLUMNS,
+            columns=dead.columns(),
+            rows=len(dead),
+            dedup_token=f"dlq:{first.partition}:{first.offset}:{len(messages)}:{len(dead)}",
+        ))
+
+
+def build_app(settings: Settings) -> faust.App:
+    """The Faust application with its one agent."""
+    app = faust.App(
+        settings.worker.app_id,
+        broker=f"kafka://{settings.kafka.bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        datadir=str(settings.worker_data_dir),
+        web_host="127.0.0.1",
+        web_port=settings.worker.web_port,
+        web_in_thread=False,
+        consumer_auto_offset_reset="earliest",
+        topic_disable_leader=True,
+        topic_partitions=settings.kafka.partitions,
+        stream_buffer_maxsize=max(256, 4 * settings.worker.take_messages),
+        consumer_max_fetch_size=4 * 1024 * 1024,
+        producer_max_request_size=16 * 1024 * 1024,
+        broker_commit_interval=1.0,
+    )
+    registry = SchemaRegistry.load()
+    codec = AvroCodec(registry)
+    stopping = threading.Event()
+    service = InsertService(
+        lambda: connect(settings.clickhouse),
+        retry_initial_s=settings.sink.retry_initial_s,
+        retry_max_s=settings.sink.retry_max_s,
+        stopping=stopping,
+    )
+    processor = BatchProcessor(settings, codec, default_stages(), service)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditpipe-batch")
+    events_topic = app.topic(settings.kafka.topic_events, value_type=bytes, key_type=bytes)
+    dlq_topic = app.topic(settings.kafka.topic_deadletter, value_type=bytes, key_type=bytes)
+    progress = _Progress(processor.counters)
+
+    @app.agent(events_topic, name="process-events")
+    async def process_events(stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        take = stream.take_events(settings.worker.take_messages, settings.worker.take_within_s)
+        async for batch in take:
+            messages = [RawMessage(e.message.partition, e.message.offset, e.key, e.value)
+                        for e in batch]
+            try:
+                dead = await loop.run_in_executor(executor, processor.process, messages)
+                await _publish_dead_letters(dlq_topic, codec, dead)
+            except BaseException as exc:
+                # take_events acks the batch even when we leave with an error; marking
+                # the messages acked first keeps their offsets out of every commit, so
+                # they are consumed again after a restart instead of lost.
+                for event in batch:
+                    event.message.acked = True
+                stopping.set()
+                if not isinstance(exc, asyncio.CancelledError | SinkStopped):
+                    log.exception("batch failed; stopping the worker so that it restarts "
+                                  "from the last committed offsets")
+                    asyncio.ensure_future(app.crash(exc))
+                raise
+            progress.maybe_log()
+
+    @app.on_before_shutdown.connect
+    async def _stop_retries(_app: Any, **_kw: Any) -> None:
+        stopping.set()
+
+    return app
+
+
+async def _publish_dead_letters(topic: Any, codec: AvroCodec, dead: DeadLetters) -> None:
+    futures = [
+        await topic.send(key=record["key"], value=codec.encode(DEADLETTER_SCHEMA, record))
+        for record in dead.records
+    ]
+    if futures:
+        await asyncio.gather(*futures)
+
+
+class _Progress:
+    def __init__(self, counters: WorkerCounters) -> None:
+        self.counters = counters
+        self.last_at = time.monotonic()
+        self.last_stored = 0
+
+    def maybe_log(self) -> None:
+        now = time.monotonic()
+        if now - self.last_at < PROGRESS_EVERY_S:
+            return
+        c = self.counters
+        rate = (c.events_stored - self.last_stored) / (now - self.last_at)
+        log.info("events in %d, stored %d (%.0f/s), dead letters %s",
+                 c.events_in, c.events_stored, rate, dict(c.deadletter) or 0)
+        self.last_at, self.last_stored = now, c.events_stored
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run the worker until SIGINT/SIGTERM."""
+    app = build_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
