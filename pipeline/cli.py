@@ -23,10 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="auditpipe",
         description="Stream-processing pipeline for sandbox audit logs: "
-                    "collectors -> Kafka -> Faust worker -> ClickHouse.",
+        "collectors -> Kafka -> Faust worker -> ClickHouse.",
     )
-    parser.add_argument("--config", metavar="FILE",
-                        help="YAML configuration file (default: $AUDITPIPE_CONFIG)")
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML configuration file (default: $AUDITPIPE_CONFIG)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     stack = sub.add_parser("stack", help="run the embedded local Kafka + ClickHouse (no Docker)")
@@ -39,29 +40,39 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("file", metavar="FILE|-")
 
     worker = sub.add_parser("worker", help="run the Faust worker (Kafka -> stages -> ClickHouse)")
-    worker.add_argument("--loglevel", default="info",
-                        choices=("debug", "info", "warning", "error"))
+    worker.add_argument("--loglevel", default="info", choices=("debug", "info", "warning", "error"))
 
     simulate = sub.add_parser("simulate", help="publish the events of a simulated fleet")
     _simulation_args(simulate, sandboxes=50, rate=5000, duration=10)
-    simulate.add_argument("--events", type=int, default=0,
-                          help="publish exactly this many events as fast as possible "
-                               "(overrides --rate/--duration)")
+    simulate.add_argument(
+        "--events",
+        type=int,
+        default=0,
+        help="publish exactly this many events as fast as possible (overrides --rate/--duration)",
+    )
 
-    run = sub.add_parser("run", help="the main job: stack up, init, worker, a simulated fleet, "
-                                     "live progress, then example analyst queries")
+    run = sub.add_parser(
+        "run",
+        help="the main job: stack up, init, worker, a simulated fleet, "
+        "live progress, then example analyst queries",
+    )
     _simulation_args(run, sandboxes=50, rate=5000, duration=20)
 
     sub.add_parser("config", help="print the effective configuration as YAML")
     return parser
 
 
-def _simulation_args(p: argparse.ArgumentParser, *, sandboxes: int, rate: float,
-                     duration: float) -> None:
+def _simulation_args(
+    p: argparse.ArgumentParser, *, sandboxes: int, rate: float, duration: float
+) -> None:
     p.add_argument("--sandboxes", type=int, default=sandboxes, help="fleet size (%(default)s)")
     p.add_argument("--tenants", type=int, default=3, help="tenants of the fleet (%(default)s)")
-    p.add_argument("--rate", type=float, default=rate,
-                   help="events per second, whole fleet (%(default)s; 0 = as fast as possible)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=rate,
+        help="events per second, whole fleet (%(default)s; 0 = as fast as possible)",
+    )
     p.add_argument("--duration", type=float, default=duration, help="seconds (%(default)s)")
     p.add_argument("--seed", type=int, default=None, help="random seed (reproducible fleet)")
 
@@ -107,8 +118,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if command == "run":
         from pipeline.run import run_main_job
 
-        return run_main_job(settings, sandboxes=args.sandboxes, tenants=args.tenants,
-                            rate=args.rate, duration_s=args.duration, seed=args.seed)
+        return run_main_job(
+            settings,
+            sandboxes=args.sandboxes,
+            tenants=args.tenants,
+            rate=args.rate,
+            duration_s=args.duration,
+            seed=args.seed,
+        )
     raise AssertionError(command)
 
 
@@ -125,8 +142,10 @@ def _stack(action: str, settings: Settings) -> int:
         for status in rows:
             state = "running" if status.pid else "stopped"
             answer = "answering" if status.answering else "not answering"
-            print(f"{status.name:<11} {state:<8} pid={status.pid or '-':<8} "
-                  f"{status.endpoint:<24} {answer}")
+            print(
+                f"{status.name:<11} {state:<8} pid={status.pid or '-':<8} "
+                f"{status.endpoint:<24} {answer}"
+            )
         return EXIT_OK if all(s.answering for s in rows) else EXIT_UNAVAILABLE
     return EXIT_OK
 
@@ -165,8 +184,10 @@ def _publish(path: str, settings: Settings) -> int:
         return EXIT_USAGE
     if shown > MAX_LINE_ERRORS_SHOWN:
         print(f"... and {shown - MAX_LINE_ERRORS_SHOWN} more bad lines", file=sys.stderr)
-    print(f"published {stats.events} events in {stats.messages} messages "
-          f"({stats.rate():,.0f} events/s); rejected {stats.rejected} bad lines")
+    print(
+        f"published {stats.events} events in {stats.messages} messages "
+        f"({stats.rate():,.0f} events/s); rejected {stats.rejected} bad lines"
+    )
     return EXIT_PARTIAL if stats.rejected else EXIT_OK
 
 
@@ -185,9 +206,11 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
                 await publisher.add_many(sim.events(args.events))
             else:
                 await run_paced(sim, publisher.add, rate=args.rate, duration_s=args.duration)
-        print(f"simulated {args.sandboxes} sandboxes (run {sim.run_id}): published "
-              f"{publisher.stats.events} events in {publisher.stats.messages} messages "
-              f"({publisher.stats.rate():,.0f} events/s)")
+        print(
+            f"simulated {args.sandboxes} sandboxes (run {sim.run_id}): published "
+            f"{publisher.stats.events} events in {publisher.stats.messages} messages "
+            f"({publisher.stats.rate():,.0f} events/s)"
+        )
         return EXIT_OK
 
     return asyncio.run(go())

@@ -105,14 +105,16 @@ class WorkerConfig(BaseModel):
 
 
 class SinkConfig(BaseModel):
-    """The batching ClickHouse sink."""
+    """The batching ClickHouse sink.
+
+    A batch is also flushed at every checkpoint, that is after each batch of messages the
+    worker takes (so at the latest ``worker.take_within_s`` after its first row arrived).
+    """
 
     max_rows: int = Field(50_000, ge=1)
     """Flush a partition's batch once it holds this many rows."""
     max_bytes: int = Field(64 * 1024 * 1024, ge=1)
     """Flush once the batch's encoded input reaches this many bytes."""
-    max_seconds: float = Field(1.0, gt=0)
-    """Flush a batch at the latest this long after its first row arrived."""
     retry_initial_s: float = Field(0.2, gt=0)
     """First back-off after a failed insert; doubles up to retry_max_s, with jitter."""
     retry_max_s: float = Field(10.0, gt=0)

@@ -16,8 +16,15 @@ import orjson
 from pipeline.schema.event import Event, event_to_json
 
 DEADLETTER_COLUMNS = (
-    "failed_at", "reason", "detail", "source_topic", "source_partition", "source_offset",
-    "event_id", "key", "original",
+    "failed_at",
+    "reason",
+    "detail",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "event_id",
+    "key",
+    "original",
 )
 
 
@@ -45,20 +52,23 @@ class DeadLetters:
         payload = {k: v for k, v in event_to_json(event).items() if not k.startswith("kafka_")}
         self._add(where, reason, detail, orjson.dumps(payload, default=str), event["event_id"])
 
-    def _add(self, where: Provenance, reason: str, detail: str, original: bytes,
-             event_id: str | None) -> None:
+    def _add(
+        self, where: Provenance, reason: str, detail: str, original: bytes, event_id: str | None
+    ) -> None:
         self.by_reason[reason] += 1
-        self.records.append({
-            "reason": reason,
-            "detail": detail[:2000],
-            "source_topic": where.topic,
-            "source_partition": where.partition,
-            "source_offset": where.offset,
-            "key": where.key,
-            "original": original,
-            "event_id": event_id,
-            "failed_at": time.time_ns() // 1_000_000,
-        })
+        self.records.append(
+            {
+                "reason": reason,
+                "detail": detail[:2000],
+                "source_topic": where.topic,
+                "source_partition": where.partition,
+                "source_offset": where.offset,
+                "key": where.key,
+                "original": original,
+                "event_id": event_id,
+                "failed_at": time.time_ns() // 1_000_000,
+            }
+        )
 
     def __len__(self) -> int:
         return len(self.records)

@@ -37,7 +37,8 @@ async def create_topics(settings: Settings) -> list[str]:
         existing = set(await admin.list_topics())
         missing = [
             NewTopic(name, kafka.partitions, kafka.replication_factor, topic_configs=configs)
-            for name, configs in wanted.items() if name not in existing
+            for name, configs in wanted.items()
+            if name not in existing
         ]
         created = []
         for topic in missing:
@@ -92,8 +93,10 @@ def apply_migrations(client: Client, database: str, migrations: list[Migration])
     for migration in migrations:
         if migration.version in applied:
             if applied[migration.version] != migration.checksum:
-                print(f"warning: migration {migration.name} changed after it was applied; "
-                      "write a new migration instead of editing an applied one")
+                print(
+                    f"warning: migration {migration.name} changed after it was applied; "
+                    "write a new migration instead of editing an applied one"
+                )
             continue
         for statement in migration.statements(database):
             client.command(statement)

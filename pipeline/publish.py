@@ -134,8 +134,12 @@ class EventPublisher:
         """One message, or several when the encoded batch is over max_message_bytes."""
         message = self.codec.encode(
             BATCH_SCHEMA,
-            {"sandbox_id": sandbox, "collector": COLLECTOR_NAME, "sent_at": now_ms(),
-             "events": events},
+            {
+                "sandbox_id": sandbox,
+                "collector": COLLECTOR_NAME,
+                "sent_at": now_ms(),
+                "events": events,
+            },
         )
         if len(message) <= self.settings.publish.max_message_bytes or len(events) == 1:
             return [(message, len(events))]

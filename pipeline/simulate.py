@@ -28,19 +28,45 @@ TENANTS = ("acme", "globex", "initech", "umbrella", "hooli")
 IMAGES = ("python:3.11-slim", "node:20", "golang:1.26", "rust:1.95", "ubuntu:24.04")
 USERS = ("runner", "agent", "dev", "ci")
 
-_SOURCES = ("src/main.py", "src/app/models.py", "src/app/views.py", "lib/util.go",
-            "src/index.ts", "README.md", "tests/test_api.py", "Cargo.toml", "pkg/server.go")
-_BUILD_CMDS = (("make", "make -j2 all"), ("gcc", "gcc -O2 -c src/util.c -o build/util.o"),
-               ("cargo", "cargo build --release"), ("go", "go build ./..."),
-               ("npm", "npm run build"), ("python3", "python3 -m build"))
-_TEST_CMDS = (("pytest", "pytest -q tests/"), ("go", "go test ./..."),
-              ("npm", "npm test"), ("cargo", "cargo test"))
-_INSTALLS = (("pip", "pip install -r requirements.txt", "pypi.org:443"),
-             ("npm", "npm ci", "registry.npmjs.org:443"),
-             ("apt-get", "apt-get install -y libssl-dev", "deb.debian.org:80"),
-             ("cargo", "cargo fetch", "index.crates.io:443"))
-_APIS = ("GET /api/v1/repos/{r}", "POST /api/v1/builds", "GET /api/v1/artifacts/{r}",
-         "POST /v1/chat/completions", "GET /api/v1/secrets/list", "PUT /api/v1/status/{r}")
+_SOURCES = (
+    "src/main.py",
+    "src/app/models.py",
+    "src/app/views.py",
+    "lib/util.go",
+    "src/index.ts",
+    "README.md",
+    "tests/test_api.py",
+    "Cargo.toml",
+    "pkg/server.go",
+)
+_BUILD_CMDS = (
+    ("make", "make -j2 all"),
+    ("gcc", "gcc -O2 -c src/util.c -o build/util.o"),
+    ("cargo", "cargo build --release"),
+    ("go", "go build ./..."),
+    ("npm", "npm run build"),
+    ("python3", "python3 -m build"),
+)
+_TEST_CMDS = (
+    ("pytest", "pytest -q tests/"),
+    ("go", "go test ./..."),
+    ("npm", "npm test"),
+    ("cargo", "cargo test"),
+)
+_INSTALLS = (
+    ("pip", "pip install -r requirements.txt", "pypi.org:443"),
+    ("npm", "npm ci", "registry.npmjs.org:443"),
+    ("apt-get", "apt-get install -y libssl-dev", "deb.debian.org:80"),
+    ("cargo", "cargo fetch", "index.crates.io:443"),
+)
+_APIS = (
+    "GET /api/v1/repos/{r}",
+    "POST /api/v1/builds",
+    "GET /api/v1/artifacts/{r}",
+    "POST /v1/chat/completions",
+    "GET /api/v1/secrets/list",
+    "PUT /api/v1/status/{r}",
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +85,14 @@ def _pick(rng: random.Random, options: tuple[Any, ...]) -> Any:
 class FleetSimulator:
     """Generates the events of ``sandboxes`` sandboxes spread over ``tenants`` tenants."""
 
-    def __init__(self, sandboxes: int, *, tenants: int = 3, seed: int | None = None,
-                 run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        sandboxes: int,
+        *,
+        tenants: int = 3,
+        seed: int | None = None,
+        run_id: str | None = None,
+    ) -> None:
         self.rng = random.Random(seed)
         self.run_id = run_id or uuid.UUID(int=self.rng.getrandbits(128)).hex[:8]
         self.fleet = [
@@ -77,10 +109,16 @@ class FleetSimulator:
         self._seq = dict.fromkeys(self.sandbox_ids, 0)
         self._pid = 1000
         self._activities: list[tuple[float, Callable[[Sandbox], Event]]] = [
-            (0.25, self._exec_build), (0.10, self._exec_test), (0.30, self._file_io),
-            (0.06, self._package_install), (0.10, self._api_call),
-            (0.10, self._resource_sample), (0.03, self._login), (0.02, self._config_change),
-            (0.02, self._export), (0.02, self._chmod),
+            (0.25, self._exec_build),
+            (0.10, self._exec_test),
+            (0.30, self._file_io),
+            (0.06, self._package_install),
+            (0.10, self._api_call),
+            (0.10, self._resource_sample),
+            (0.03, self._login),
+            (0.02, self._config_change),
+            (0.02, self._export),
+            (0.02, self._chmod),
         ]
         self._weights = [w for w, _ in self._activities]
         self._makers = [m for _, m in self._activities]
@@ -103,8 +141,14 @@ class FleetSimulator:
     def _finish(self, sb: Sandbox, event: Event) -> Event:
         seq = self._seq[sb.sandbox_id] + 1
         self._seq[sb.sandbox_id] = seq
-        event.update(event_id=str(uuid.uuid4()), tenant=sb.tenant, sandbox_id=sb.sandbox_id,
-                     seq=seq, prev_hash=None, hash=None)
+        event.update(
+            event_id=str(uuid.uuid4()),
+            tenant=sb.tenant,
+            sandbox_id=sb.sandbox_id,
+            seq=seq,
+            prev_hash=None,
+            hash=None,
+        )
         event.setdefault("level", "info")
         event.setdefault("outcome", "success")
         event.setdefault("bytes", None)
@@ -114,80 +158,138 @@ class FleetSimulator:
 
     def _actor(self, sb: Sandbox, process: str, cmdline: str) -> dict[str, Any]:
         self._pid += 1
-        return {"user": sb.user, "uid": sb.uid, "pid": self._pid, "ppid": 1,
-                "process": process, "cmdline": cmdline}
+        return {
+            "user": sb.user,
+            "uid": sb.uid,
+            "pid": self._pid,
+            "ppid": 1,
+            "process": process,
+            "cmdline": cmdline,
+        }
 
     def _lifecycle(self, sb: Sandbox, action: str) -> Event:
-        return {"category": "lifecycle", "action": action, "object": sb.image,
-                "actor": self._actor(sb, "containerd-shim", "containerd-shim -namespace k8s")}
+        return {
+            "category": "lifecycle",
+            "action": action,
+            "object": sb.image,
+            "actor": self._actor(sb, "containerd-shim", "containerd-shim -namespace k8s"),
+        }
 
     def _exec_build(self, sb: Sandbox) -> Event:
         process, cmdline = _pick(self.rng, _BUILD_CMDS)
         failed = self.rng.random() < 0.05
-        return {"category": "process", "action": "exec", "object": f"/usr/bin/{process}",
-                "actor": self._actor(sb, process, cmdline),
-                "outcome": "failure" if failed else "success",
-                "level": "warning" if failed else "info",
-                "attributes": {"cwd": "/workspace", "exit_code": "2" if failed else "0"}}
+        return {
+            "category": "process",
+            "action": "exec",
+            "object": f"/usr/bin/{process}",
+            "actor": self._actor(sb, process, cmdline),
+            "outcome": "failure" if failed else "success",
+            "level": "warning" if failed else "info",
+            "attributes": {"cwd": "/workspace", "exit_code": "2" if failed else "0"},
+        }
 
     def _exec_test(self, sb: Sandbox) -> Event:
         process, cmdline = _pick(self.rng, _TEST_CMDS)
-        return {"category": "process", "action": "exec", "object": f"/usr/local/bin/{process}",
-                "actor": self._actor(sb, process, cmdline),
-                "attributes": {"cwd": "/workspace"}}
+        return {
+            "category": "process",
+            "action": "exec",
+            "object": f"/usr/local/bin/{process}",
+            "actor": self._actor(sb, process, cmdline),
+            "attributes": {"cwd": "/workspace"},
+        }
 
     def _file_io(self, sb: Sandbox) -> Event:
         write = self.rng.random() < 0.4
         path = f"/workspace/{_pick(self.rng, _SOURCES)}"
-        return {"category": "file", "action": "write" if write else "read", "object": path,
-                "bytes": int(self.rng.random() * 65536),
-                "level": "info" if write else "debug",
-                "actor": self._actor(sb, "python3", "python3 agent.py")}
+        return {
+            "category": "file",
+            "action": "write" if write else "read",
+            "object": path,
+            "bytes": int(self.rng.random() * 65536),
+            "level": "info" if write else "debug",
+            "actor": self._actor(sb, "python3", "python3 agent.py"),
+        }
 
     def _package_install(self, sb: Sandbox) -> Event:
         process, cmdline, host = _pick(self.rng, _INSTALLS)
-        return {"category": "network", "action": "connect", "object": host,
-                "actor": self._actor(sb, process, cmdline),
-                "attributes": {"protocol": "tcp", "direction": "outbound"}}
+        return {
+            "category": "network",
+            "action": "connect",
+            "object": host,
+            "actor": self._actor(sb, process, cmdline),
+            "attributes": {"protocol": "tcp", "direction": "outbound"},
+        }
 
     def _api_call(self, sb: Sandbox) -> Event:
         api = _pick(self.rng, _APIS).format(r=int(self.rng.random() * 500))
         denied = self.rng.random() < 0.03
-        return {"category": "api", "action": api.split(" ", 1)[0].lower(), "object": api,
-                "outcome": "denied" if denied else "success",
-                "level": "notice" if denied else "info",
-                "actor": self._actor(sb, "python3", "python3 agent.py"),
-                "attributes": {"status": "403" if denied else "200"}}
+        return {
+            "category": "api",
+            "action": api.split(" ", 1)[0].lower(),
+            "object": api,
+            "outcome": "denied" if denied else "success",
+            "level": "notice" if denied else "info",
+            "actor": self._actor(sb, "python3", "python3 agent.py"),
+            "attributes": {"status": "403" if denied else "200"},
+        }
 
     def _resource_sample(self, sb: Sandbox) -> Event:
-        return {"category": "resource", "action": "sample", "object": "cgroup",
-                "level": "debug", "actor": self._actor(sb, "collector", "auditpipe-collector"),
-                "attributes": {"cpu_pct": f"{self.rng.random() * 80:.1f}",
-                               "mem_mb": str(200 + int(self.rng.random() * 1800))}}
+        return {
+            "category": "resource",
+            "action": "sample",
+            "object": "cgroup",
+            "level": "debug",
+            "actor": self._actor(sb, "collector", "auditpipe-collector"),
+            "attributes": {
+                "cpu_pct": f"{self.rng.random() * 80:.1f}",
+                "mem_mb": str(200 + int(self.rng.random() * 1800)),
+            },
+        }
 
     def _login(self, sb: Sandbox) -> Event:
-        return {"category": "auth", "action": "login", "object": "sshd",
-                "actor": self._actor(sb, "sshd", "sshd: runner [priv]"),
-                "attributes": {"method": "publickey"}}
+        return {
+            "category": "auth",
+            "action": "login",
+            "object": "sshd",
+            "actor": self._actor(sb, "sshd", "sshd: runner [priv]"),
+            "attributes": {"method": "publickey"},
+        }
 
     def _config_change(self, sb: Sandbox) -> Event:
-        return {"category": "config", "action": "set", "object": "/workspace/.env",
-                "level": "notice", "actor": self._actor(sb, "bash", "bash -c 'echo >> .env'")}
+        return {
+            "category": "config",
+            "action": "set",
+            "object": "/workspace/.env",
+            "level": "notice",
+            "actor": self._actor(sb, "bash", "bash -c 'echo >> .env'"),
+        }
 
     def _export(self, sb: Sandbox) -> Event:
-        return {"category": "data_transfer", "action": "upload",
-                "object": "https://artifacts.internal/upload", "level": "notice",
-                "bytes": int(self.rng.random() * 5_000_000),
-                "actor": self._actor(sb, "curl", "curl -T dist/app.tar.gz")}
+        return {
+            "category": "data_transfer",
+            "action": "upload",
+            "object": "https://artifacts.internal/upload",
+            "level": "notice",
+            "bytes": int(self.rng.random() * 5_000_000),
+            "actor": self._actor(sb, "curl", "curl -T dist/app.tar.gz"),
+        }
 
     def _chmod(self, sb: Sandbox) -> Event:
-        return {"category": "permission", "action": "chmod", "object": "/workspace/build/app",
-                "actor": self._actor(sb, "chmod", "chmod +x build/app"),
-                "attributes": {"mode": "0755"}}
+        return {
+            "category": "permission",
+            "action": "chmod",
+            "object": "/workspace/build/app",
+            "actor": self._actor(sb, "chmod", "chmod +x build/app"),
+            "attributes": {"mode": "0755"},
+        }
 
 
 async def run_paced(
-    sim: FleetSimulator, publish: Callable[[Event], Any], *, rate: float, duration_s: float,
+    sim: FleetSimulator,
+    publish: Callable[[Event], Any],
+    *,
+    rate: float,
+    duration_s: float,
     on_tick: Callable[[int], None] | None = None,
 ) -> int:
     """Emit ``rate`` events/s for ``duration_s`` seconds (rate 0: as fast as possible)."""

@@ -55,8 +55,9 @@ def default_stages() -> list[Stage]:
 class BatchProcessor:
     """decode -> stages -> sink for one batch of messages. Runs in the worker's thread."""
 
-    def __init__(self, settings: Settings, codec: AvroCodec, stages: Sequence[Stage],
-                 service: InsertService) -> None:
+    def __init__(
+        self, settings: Settings, codec: AvroCodec, stages: Sequence[Stage], service: InsertService
+    ) -> None:
         self.settings = settings
         self.codec = codec
         self.stages = list(stages)
@@ -64,8 +65,10 @@ class BatchProcessor:
         database = settings.clickhouse.database
         self.deadletter_table = f"{database}.deadletter"
         self.sink = ClickHouseSink(
-            service, table=f"{database}.events",
-            max_rows=settings.sink.max_rows, max_bytes=settings.sink.max_bytes,
+            service,
+            table=f"{database}.events",
+            max_rows=settings.sink.max_rows,
+            max_bytes=settings.sink.max_bytes,
         )
         self.counters = WorkerCounters()
 
@@ -90,13 +93,15 @@ class BatchProcessor:
         if not dead:
             return
         first = messages[0]
-        self.service.insert(InsertRequest(
-            table=self.deadletter_table,
-            column_names=DEADLETTER_COLUMNS,
-            columns=dead.columns(),
-            rows=len(dead),
-            dedup_token=f"dlq:{first.partition}:{first.offset}:{len(messages)}:{len(dead)}",
-        ))
+        self.service.insert(
+            InsertRequest(
+                table=self.deadletter_table,
+                column_names=DEADLETTER_COLUMNS,
+                columns=dead.columns(),
+                rows=len(dead),
+                dedup_token=f"dlq:{first.partition}:{first.offset}:{len(messages)}:{len(dead)}",
+            )
+        )
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -108,6 +113,7 @@ def build_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         datadir=str(settings.worker_data_dir),
         web_host="127.0.0.1",
+        web_bind="127.0.0.1",
         web_port=settings.worker.web_port,
         web_in_thread=False,
         consumer_auto_offset_reset="earliest",
@@ -138,8 +144,9 @@ def build_app(settings: Settings) -> faust.App:
         loop = asyncio.get_running_loop()
         take = stream.take_events(settings.worker.take_messages, settings.worker.take_within_s)
         async for batch in take:
-            messages = [RawMessage(e.message.partition, e.message.offset, e.key, e.value)
-                        for e in batch]
+            messages = [
+                RawMessage(e.message.partition, e.message.offset, e.key, e.value) for e in batch
+            ]
             try:
                 dead = await loop.run_in_executor(executor, processor.process, messages)
                 await _publish_dead_letters(dlq_topic, codec, dead)
@@ -151,14 +158,16 @@ def build_app(settings: Settings) -> faust.App:
                     event.message.acked = True
                 stopping.set()
                 if not isinstance(exc, asyncio.CancelledError | SinkStopped):
-                    log.exception("batch failed; stopping the worker so that it restarts "
-                                  "from the last committed offsets")
-                    asyncio.ensure_future(app.crash(exc))
+                    log.exception(
+                        "batch failed; stopping the worker so that it restarts "
+                        "from the last committed offsets"
+                    )
+                    await app.crash(exc)
                 raise
             progress.maybe_log()
 
     @app.on_before_shutdown.connect
-    async def _stop_retries(_app: Any, **_kw: Any) -> None:
+    async def _stop_retries(_app: Any, /, *_args: Any, signal: Any, **_kw: Any) -> None:
         stopping.set()
 
     return app
@@ -185,8 +194,13 @@ class _Progress:
             return
         c = self.counters
         rate = (c.events_stored - self.last_stored) / (now - self.last_at)
-        log.info("events in %d, stored %d (%.0f/s), dead letters %s",
-                 c.events_in, c.events_stored, rate, dict(c.deadletter) or 0)
+        log.info(
+            "events in %d, stored %d (%.0f/s), dead letters %s",
+            c.events_in,
+            c.events_stored,
+            rate,
+            dict(c.deadletter) or 0,
+        )
         self.last_at, self.last_stored = now, c.events_stored
 
 

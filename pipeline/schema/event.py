@@ -22,16 +22,41 @@ from typing import Any
 import orjson
 
 CATEGORIES = frozenset(
-    ("process", "file", "network", "permission", "data_transfer", "config", "api", "auth",
-     "resource", "lifecycle")
+    (
+        "process",
+        "file",
+        "network",
+        "permission",
+        "data_transfer",
+        "config",
+        "api",
+        "auth",
+        "resource",
+        "lifecycle",
+    )
 )
 LEVELS = ("debug", "info", "notice", "warning", "error", "critical")
 LEVEL_SET = frozenset(LEVELS)
 OUTCOMES = frozenset(("success", "failure", "denied"))
 ACTOR_FIELDS = ("user", "uid", "pid", "ppid", "process", "cmdline")
 EVENT_FIELDS = frozenset(
-    ("event_id", "ts", "tenant", "sandbox_id", "seq", "category", "action", "level",
-     "outcome", "actor", "object", "bytes", "attributes", "prev_hash", "hash")
+    (
+        "event_id",
+        "ts",
+        "tenant",
+        "sandbox_id",
+        "seq",
+        "category",
+        "action",
+        "level",
+        "outcome",
+        "actor",
+        "object",
+        "bytes",
+        "attributes",
+        "prev_hash",
+        "hash",
+    )
 )
 # Epoch milliseconds of 2001-09-09: a smaller ts is almost surely seconds, not milliseconds.
 _MIN_PLAUSIBLE_MS = 1_000_000_000_000

@@ -7,11 +7,12 @@ each answers, and leaves them running; ``stack down`` stops them; ``stack status
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from pipeline.config import Settings
 from pipeline.stack.clickhouse import ClickHouseServer
 from pipeline.stack.kafka import KafkaBroker
-from pipeline.stack.process import StackError
+from pipeline.stack.process import ManagedProcess, StackError
 
 __all__ = ["LocalStack", "ServiceStatus", "StackError"]
 
@@ -24,6 +25,15 @@ class ServiceStatus:
     answering: bool
 
 
+class _Service(Protocol):
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def process(self) -> ManagedProcess: ...
+    def start(self) -> bool: ...
+    def wait_ready(self) -> float: ...
+
+
 class LocalStack:
     def __init__(self, settings: Settings) -> None:
         self.kafka = KafkaBroker(settings)
@@ -31,7 +41,7 @@ class LocalStack:
 
     def up(self) -> None:
         """Start whatever is not running and wait until both answer."""
-        services = (self.clickhouse, self.kafka)
+        services: tuple[_Service, ...] = (self.clickhouse, self.kafka)
         started = [service.start() for service in services]
         for service, was_started in zip(services, started, strict=True):
             waited = service.wait_ready()
@@ -45,8 +55,13 @@ class LocalStack:
 
     def status(self) -> list[ServiceStatus]:
         return [
-            ServiceStatus("kafka", self.kafka.process.pid(), self.kafka.endpoint,
-                          self.kafka._answers()),
-            ServiceStatus("clickhouse", self.clickhouse.process.pid(),
-                          self.clickhouse.endpoint, self.clickhouse._answers()),
+            ServiceStatus(
+                "kafka", self.kafka.process.pid(), self.kafka.endpoint, self.kafka._answers()
+            ),
+            ServiceStatus(
+                "clickhouse",
+                self.clickhouse.process.pid(),
+                self.clickhouse.endpoint,
+                self.clickhouse._answers(),
+            ),
         ]

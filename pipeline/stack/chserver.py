@@ -24,7 +24,7 @@ def main() -> None:
     from chdb import _chdb  # imported late: the engine starts on import
 
     # TabSeparated becomes the server's default format; clickhouse-connect needs it.
-    _chdb.query(SERVE, "TabSeparated")
+    _chdb.query(SERVE, "TabSeparated")  # type: ignore[attr-defined]  # private, untyped
 
 
 if __name__ == "__main__":

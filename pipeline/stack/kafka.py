@@ -47,10 +47,19 @@ class KafkaBroker:
             raise StackError("Maven (`mvn`) is needed once to fetch the Kafka broker jars")
         print("kafka: fetching the broker jars from Maven Central (once) ...", flush=True)
         result = subprocess.run(
-            [mvn, "-q", "-B", "-f", str(resource_path("deploy", "kafka", "pom.xml")),
-             "dependency:copy-dependencies", f"-DoutputDirectory={self.libs}",
-             "-DincludeScope=runtime"],
-            capture_output=True, text=True, check=False,
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(resource_path("deploy", "kafka", "pom.xml")),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={self.libs}",
+                "-DincludeScope=runtime",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             shutil.rmtree(self.libs, ignore_errors=True)
@@ -60,11 +69,13 @@ class KafkaBroker:
         template = resource_path("deploy", "kafka", "server.properties").read_text()
         stack = self.settings.stack
         self.properties.parent.mkdir(parents=True, exist_ok=True)
-        self.properties.write_text(template.format(
-            port=stack.kafka_port,
-            controller_port=stack.kafka_controller_port,
-            log_dirs=self.data,
-        ))
+        self.properties.write_text(
+            template.format(
+                port=stack.kafka_port,
+                controller_port=stack.kafka_controller_port,
+                log_dirs=self.data,
+            )
+        )
 
     def format_storage(self) -> None:
         """Format the KRaft log directory once; a formatted one keeps its data."""
@@ -72,9 +83,12 @@ class KafkaBroker:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         result = subprocess.run(
-            self._java(STORAGE_TOOL, "format", "--standalone", "-t", cluster_id,
-                       "-c", str(self.properties)),
-            capture_output=True, text=True, check=False,
+            self._java(
+                STORAGE_TOOL, "format", "--standalone", "-t", cluster_id, "-c", str(self.properties)
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise StackError(f"kafka storage format failed:\n{result.stdout}{result.stderr}")
@@ -97,7 +111,8 @@ class KafkaBroker:
         # The broker registers itself with the controller a moment after it opens its port.
         return port_is_open(self.settings.stack.kafka_port) and "Kafka Server started" in (
             (self.logs / "server.log").read_text(errors="replace")
-            if (self.logs / "server.log").exists() else ""
+            if (self.logs / "server.log").exists()
+            else ""
         )
 
     def _java(self, main_class: str, *args: str) -> list[str]:
@@ -106,8 +121,15 @@ class KafkaBroker:
             raise StackError("Java 17+ (`java`) is needed to run the Kafka broker")
         heap = self.settings.stack.kafka_heap
         return [
-            java, f"-Xmx{heap}", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            java,
+            f"-Xmx{heap}",
+            "-Xms256m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dkafka.logs.dir={self.logs}",
             f"-Dlog4j2.configurationFile={resource_path('deploy', 'kafka', 'log4j2.xml')}",
-            "-cp", f"{self.libs}/*", main_class, *args,
+            "-cp",
+            f"{self.libs}/*",
+            main_class,
+            *args,
         ]

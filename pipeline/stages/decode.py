@@ -45,8 +45,9 @@ def decode_messages(
             ctx.dead.message(where, exc.reason, exc.detail, value)
             continue
         if decoded.writer.name != BATCH_SCHEMA:
-            ctx.dead.message(where, "wrong_schema",
-                             f"expected {BATCH_SCHEMA}, got {decoded.writer.name}", value)
+            ctx.dead.message(
+                where, "wrong_schema", f"expected {BATCH_SCHEMA}, got {decoded.writer.name}", value
+            )
             continue
         events = decoded.record["events"]
         for event in events:

@@ -17,15 +17,15 @@ class ValidateStage:
     name = "validate"
 
     def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
-        if all(e["tenant"] and e["sandbox_id"] and e["event_id"] and e["action"]
-               for e in events):
+        if all(e["tenant"] and e["sandbox_id"] and e["event_id"] and e["action"] for e in events):
             return events  # the common case: one pass, no copy
         kept = []
         for event in events:
             missing = [name for name in REQUIRED if not event[name]]
             if missing:
-                where = Provenance(ctx.source_topic, event["kafka_partition"],
-                                   event["kafka_offset"], None)
+                where = Provenance(
+                    ctx.source_topic, event["kafka_partition"], event["kafka_offset"], None
+                )
                 ctx.dead.event(where, "invalid_event", f"{missing[0]}: required", event)
             else:
                 kept.append(event)

@@ -13,9 +13,28 @@ from typing import Any
 from pipeline.schema.event import Event
 
 EVENT_COLUMNS = (
-    "event_id", "ts", "tenant", "sandbox_id", "seq", "category", "action", "level", "outcome",
-    "actor_user", "actor_uid", "actor_pid", "actor_ppid", "actor_process", "actor_cmdline",
-    "object", "bytes", "attributes", "prev_hash", "hash", "kafka_partition", "kafka_offset",
+    "event_id",
+    "ts",
+    "tenant",
+    "sandbox_id",
+    "seq",
+    "category",
+    "action",
+    "level",
+    "outcome",
+    "actor_user",
+    "actor_uid",
+    "actor_pid",
+    "actor_ppid",
+    "actor_process",
+    "actor_cmdline",
+    "object",
+    "bytes",
+    "attributes",
+    "prev_hash",
+    "hash",
+    "kafka_partition",
+    "kafka_offset",
 )
 
 

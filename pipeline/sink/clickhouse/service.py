@@ -57,20 +57,24 @@ class InsertService:
                     request.columns,
                     column_names=list(request.column_names),
                     column_oriented=True,
-                    settings={**INSERT_SETTINGS,
-                              "insert_deduplication_token": request.dedup_token},
+                    settings={**INSERT_SETTINGS, "insert_deduplication_token": request.dedup_token},
                 )
                 self.rows_total += request.rows
                 if attempt:
-                    log.warning("insert into %s succeeded after %d retries", request.table,
-                                attempt)
+                    log.warning("insert into %s succeeded after %d retries", request.table, attempt)
                 return
             except Exception as exc:  # network, server and refusal errors alike: retry
                 attempt += 1
                 self.retries_total += 1
                 self._client = None
-                log.warning("insert of %d rows into %s failed (attempt %d, next in %.1f s): %s",
-                            request.rows, request.table, attempt, delay, _short(exc))
+                log.warning(
+                    "insert of %d rows into %s failed (attempt %d, next in %.1f s): %s",
+                    request.rows,
+                    request.table,
+                    attempt,
+                    delay,
+                    _short(exc),
+                )
             # Full jitter: workers that failed together do not retry together.
             if self.stopping.wait(random.uniform(delay / 2, delay)):
                 raise SinkStopped(f"{request.rows} rows for {request.table} not stored")
@@ -80,5 +84,3 @@ class InsertService:
 def _short(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-

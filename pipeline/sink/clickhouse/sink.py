@@ -57,7 +57,7 @@ class ClickHouseSink:
         batch = self._batches.pop(partition, [])
         self._bytes.pop(partition, None)
         for start in range(0, len(batch), self.max_rows):
-            chunk = batch[start:start + self.max_rows]
+            chunk = batch[start : start + self.max_rows]
             self.service.insert(build_event_request(self.table, partition, chunk))
         return len(batch)
 
@@ -73,9 +73,22 @@ class RecordingService:
 
 
 def _ev(partition: int, offset: int) -> dict[str, Any]:
-    return {"event_id": f"e{offset}", "ts": 0, "tenant": "t", "sandbox_id": "s", "seq": offset,
-            "category": "process", "action": "exec", "level": "info", "outcome": "success",
-            "actor": {"user": "", "uid": None, "pid": None, "ppid": None, "process": "",
-                      "cmdline": ""}, "object": "", "bytes": None, "attributes": {},
-            "prev_hash": None, "hash": None, "kafka_partition": partition,
-            "kafka_offset": offset}
+    return {
+        "event_id": f"e{offset}",
+        "ts": 0,
+        "tenant": "t",
+        "sandbox_id": "s",
+        "seq": offset,
+        "category": "process",
+        "action": "exec",
+        "level": "info",
+        "outcome": "success",
+        "actor": {"user": "", "uid": None, "pid": None, "ppid": None, "process": "", "cmdline": ""},
+        "object": "",
+        "bytes": None,
+        "attributes": {},
+        "prev_hash": None,
+        "hash": None,
+        "kafka_partition": partition,
+        "kafka_offset": offset,
+    }
