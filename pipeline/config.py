@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -32,7 +32,12 @@ from pydantic_settings import (
 CONFIG_FILE_ENV = "AUDITPIPE_CONFIG"
 
 
-class KafkaConfig(BaseModel):
+class _Section(BaseModel):
+    # A misspelt setting is an error, not silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaConfig(_Section):
     """Where the broker is and what the topics are called."""
 
     bootstrap: str = "127.0.0.1:9092"
@@ -54,7 +59,7 @@ class KafkaConfig(BaseModel):
     otherwise Avro single-object encoding with the schema fingerprint."""
 
 
-class ClickHouseConfig(BaseModel):
+class ClickHouseConfig(_Section):
     """The ClickHouse server the sink writes to and analysts query."""
 
     url: str = "http://127.0.0.1:8123"
@@ -64,7 +69,7 @@ class ClickHouseConfig(BaseModel):
     database: str = "audit"
 
 
-class StackConfig(BaseModel):
+class StackConfig(_Section):
     """The embedded local stack that `auditpipe stack up` runs (no Docker needed)."""
 
     kafka_port: int = 9092
@@ -77,7 +82,7 @@ class StackConfig(BaseModel):
     """How long `stack up` waits for a service to answer before it gives up."""
 
 
-class PublishConfig(BaseModel):
+class PublishConfig(_Section):
     """How collectors batch and send events."""
 
     batch_events: int = Field(1000, ge=1)
@@ -89,7 +94,7 @@ class PublishConfig(BaseModel):
     """Largest encoded message; a batch over this is split."""
 
 
-class WorkerConfig(BaseModel):
+class WorkerConfig(_Section):
     """The Faust worker."""
 
     app_id: str = "auditpipe"
@@ -104,7 +109,7 @@ class WorkerConfig(BaseModel):
     """Faust's local state directory; default $AUDITPIPE_HOME/worker."""
 
 
-class SinkConfig(BaseModel):
+class SinkConfig(_Section):
     """The batching ClickHouse sink.
 
     A batch is also flushed at every checkpoint, that is after each batch of messages the

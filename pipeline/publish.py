@@ -127,24 +127,9 @@ class EventPublisher:
         events = self._buffers.pop(sandbox, None)
         self._buffer_started.pop(sandbox, None)
         if events:
-            for message, count in self._encode(sandbox, events):
+            max_bytes = self.settings.publish.max_message_bytes
+            for message, count in encode_batches(self.codec, sandbox, events, max_bytes):
                 await self._send(sandbox, message, count)
-
-    def _encode(self, sandbox: str, events: list[Event]) -> list[tuple[bytes, int]]:
-        """One message, or several when the encoded batch is over max_message_bytes."""
-        message = self.codec.encode(
-            BATCH_SCHEMA,
-            {
-                "sandbox_id": sandbox,
-                "collector": COLLECTOR_NAME,
-                "sent_at": now_ms(),
-                "events": events,
-            },
-        )
-        if len(message) <= self.settings.publish.max_message_bytes or len(events) == 1:
-            return [(message, len(events))]
-        half = len(events) // 2
-        return self._encode(sandbox, events[:half]) + self._encode(sandbox, events[half:])
 
     async def _send(self, sandbox: str, message: bytes, events: int) -> None:
         await self._drain(MAX_IN_FLIGHT - 1)
@@ -172,6 +157,25 @@ class EventPublisher:
             for sandbox, started in list(self._buffer_started.items()):
                 if started <= deadline:
                     await self._send_buffer(sandbox)
+
+
+def encode_batches(
+    codec: AvroCodec, sandbox: str, events: list[Event], max_bytes: int
+) -> list[tuple[bytes, int]]:
+    """(message, events in it) pairs: one message, or halves until each fits max_bytes.
+
+    A single event over max_bytes is still sent alone; the broker's own limit decides.
+    """
+    message = codec.encode(
+        BATCH_SCHEMA,
+        {"sandbox_id": sandbox, "collector": COLLECTOR_NAME, "sent_at": now_ms(), "events": events},
+    )
+    if len(message) <= max_bytes or len(events) == 1:
+        return [(message, len(events))]
+    half = len(events) // 2
+    return encode_batches(codec, sandbox, events[:half], max_bytes) + encode_batches(
+        codec, sandbox, events[half:], max_bytes
+    )
 
 
 @dataclass

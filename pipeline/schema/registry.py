@@ -51,12 +51,12 @@ def _without_logical_types(node: Any) -> Any:
 
 def make_version(name: str, version: int, raw: dict[str, Any]) -> SchemaVersion:
     canonical = to_parsing_canonical_form(copy.deepcopy(raw))
-    crc = int(fingerprint(canonical, "CRC-64-AVRO"), 16)
+    # fastavro gives the fingerprint's bytes in little-endian order already, as hex.
     return SchemaVersion(
         name=name,
         version=version,
         raw=raw,
-        fingerprint=crc.to_bytes(8, "little"),
+        fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
         parsed=parse_schema(copy.deepcopy(raw), _write_hint=False),
         plain=parse_schema(_without_logical_types(copy.deepcopy(raw)), _write_hint=False),
     )

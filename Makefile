@@ -1,0 +1,43 @@
+# The two commands of README.md:
+#   make run    install what is needed, then run the main job (auditpipe run)
+#   make test   install what is needed, then lint, type-check and run every test
+# Everything installs into .venv from PyPI (pinned by constraints.txt); the Kafka broker's
+# jars come from Maven Central on the first `stack up`.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint unit integration bench install clean
+
+run: $(STAMP)
+	$(BIN)/auditpipe run $(ARGS)
+
+test: lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline tests benchmarks
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/e2e.py $(ARGS)
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "auditpipe needs Python 3.11 or 3.12"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .auditpipe .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,142 @@
+"""Running the real CLI and worker as processes, against a test's isolated settings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from clickhouse_connect.driver.client import Client
+
+from pipeline.chclient import connect
+from pipeline.config import Settings
+from pipeline.provision import apply_migrations, create_topics, load_migrations
+
+
+def config_file(settings: Settings) -> Path:
+    """The settings as a YAML file (what a user would write), for child processes."""
+    path = settings.home / "auditpipe.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    return path
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITPIPE_")}
+    env["AUDITPIPE_CONFIG"] = str(config_file(settings))
+    return env
+
+
+def run_cli(
+    settings: Settings, *args: str, stdin: bytes | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        input=stdin.decode() if stdin is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=child_env(settings),
+        check=False,
+    )
+
+
+def provision(settings: Settings) -> Client:
+    """`auditpipe init` for the test's topics and database; returns a ClickHouse client."""
+    asyncio.run(create_topics(settings))
+    client = connect(settings.clickhouse)
+    apply_migrations(client, settings.clickhouse.database, load_migrations())
+    return client
+
+
+class WorkerProcess:
+    """A real `auditpipe worker` process."""
+
+    def __init__(self, settings: Settings, name: str = "worker") -> None:
+        self.settings = settings
+        self.log_path = settings.home / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_timeout: float = 90) -> WorkerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pipeline.cli", "worker"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=child_env(self.settings),
+            )
+        wait_until(
+            lambda: "Worker ready" in self.log(offset),
+            ready_timeout,
+            f"worker not ready; log:\n{self.log(offset)[-3000:]}",
+            alive=self.proc,
+        )
+        return self
+
+    def log(self, offset: int = 0) -> str:
+        with self.log_path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode(errors="replace")
+
+    def stop(self) -> int | None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> WorkerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    timeout: float,
+    message: str,
+    alive: subprocess.Popen[bytes] | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if alive is not None and alive.poll() is not None:
+            raise AssertionError(f"process exited with {alive.returncode}: {message}")
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f} s: {message}")
+
+
+def scalar(client: Client, sql: str) -> Any:
+    return client.query(sql).result_rows[0][0]
+
+
+def wait_for_rows(client: Client, table: str, expected: int, timeout: float = 120) -> int:
+    """Wait until table holds expected rows; returns the count (fails on timeout)."""
+    last = [0]
+
+    def enough() -> bool:
+        last[0] = int(scalar(client, f"SELECT count() FROM {table}"))
+        return last[0] >= expected
+
+    wait_until(enough, timeout, f"{table} holds {last[0]} of {expected} rows")
+    return last[0]

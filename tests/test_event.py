@@ -1,0 +1,110 @@
+"""Validation of collector input (JSON objects) into schema-v1 events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pipeline.schema.event import InvalidEvent, normalize_event, parse_ts
+
+NOW = 1_795_860_000_000
+
+
+def minimal(**overrides: Any) -> dict[str, Any]:
+    event = {"tenant": "acme", "sandbox_id": "sb-1", "category": "network", "action": "connect"}
+    event.update(overrides)
+    return event
+
+
+def test_missing_ids_and_time_are_filled() -> None:
+    event = normalize_event(minimal(), now_ms=NOW)
+    assert len(event["event_id"]) == 36
+    assert event["ts"] == NOW
+    assert event["seq"] is None  # per sandbox: the publisher assigns it
+    assert (event["level"], event["outcome"]) == ("info", "success")
+    assert event["actor"] == {
+        "user": "",
+        "uid": None,
+        "pid": None,
+        "ppid": None,
+        "process": "",
+        "cmdline": "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [
+        (1_795_860_000_123, 1_795_860_000_123),
+        ("2026-11-28T10:00:00Z", 1_795_860_000_000),
+        ("2026-11-28T11:00:00.250+01:00", 1_795_860_000_250),
+    ],
+)
+def test_ts_is_epoch_ms_or_rfc3339(ts: Any, expected: int) -> None:
+    assert parse_ts(ts) == expected
+
+
+@pytest.mark.parametrize(
+    ("ts", "problem"),
+    [
+        (1_795_860_000, "looks like seconds"),
+        ("2026-11-28 10:00:00", "no UTC offset"),
+        ("yesterday", "not RFC 3339"),
+        (17.5, "got float"),
+        (True, "got bool"),
+    ],
+)
+def test_bad_ts_is_rejected_with_reason(ts: Any, problem: str) -> None:
+    with pytest.raises(InvalidEvent, match=problem):
+        parse_ts(ts)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"tenant": None}, "tenant: required"),
+        ({"tenant": 7}, "tenant: expected a string, got int"),
+        ({"category": "dance"}, "category: 'dance' is not one of"),
+        ({"level": "loud"}, "level: 'loud' is not one of"),
+        ({"seq": "3"}, "seq: expected an integer, got str"),
+        ({"seq": 0}, "seq: must be >= 1"),
+        ({"bytes": -1}, "bytes: must be >= 0"),
+        ({"actor": "root"}, "actor: expected an object, got str"),
+        ({"actor": {"pid": "12"}}, "actor.pid: expected an integer, got str"),
+        ({"actor": {"shell": "sh"}}, "actor.shell: unknown field"),
+        ({"hostname": "x"}, "hostname: unknown field"),
+        ({"hash": "abc"}, "hash: expected 64 hex digits"),
+        ({"attributes": ["a"]}, "attributes: expected an object, got list"),
+        ({"object": "x" * 70_000}, "object: longer than"),
+    ],
+)
+def test_invalid_fields_are_named(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidEvent, match=message.replace("(", r"\(")):
+        normalize_event(minimal(**overrides), now_ms=NOW)
+
+
+def test_not_an_object() -> None:
+    with pytest.raises(InvalidEvent, match="expected a JSON object, got list"):
+        normalize_event([1, 2], now_ms=NOW)
+
+
+def test_attributes_keep_scalars_as_text() -> None:
+    event = normalize_event(
+        minimal(
+            attributes={"port": 443, "tls": True, "sni": "a.b", "none": None, "nested": {"k": [1]}}
+        ),
+        now_ms=NOW,
+    )
+    assert event["attributes"] == {
+        "port": "443",
+        "tls": "true",
+        "sni": "a.b",
+        "nested": '{"k":[1]}',
+    }
+
+
+def test_hash_hex_becomes_bytes() -> None:
+    event = normalize_event(minimal(hash="ab" * 32, prev_hash=None), now_ms=NOW)
+    assert event["hash"] == bytes([0xAB]) * 32
+    assert event["prev_hash"] is None
