@@ -24,5 +24,6 @@ def connect(config: ClickHouseConfig, **kwargs: Any) -> Client:
         password=config.password,
         connect_timeout=5,
         send_receive_timeout=120,
+        compress=False if config.compression == "none" else config.compression,
         **kwargs,
     )

@@ -58,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _simulation_args(run, sandboxes=50, rate=5000, duration=20)
 
-    sub.add_parser("config", help="print the effective configuration as YAML")
+    config = sub.add_parser("config", help="print the effective configuration as YAML")
+    config.add_argument(
+        "--reference",
+        action="store_true",
+        help="print the reference of every setting (Markdown) instead",
+    )
     return parser
 
 
@@ -98,7 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     command: str = args.command
     if command == "config":
-        print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
+        if args.reference:
+            from pipeline.config import reference_table
+
+            print(reference_table())
+        else:
+            print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
         return EXIT_OK
     if command == "stack":
         return _stack(args.action, settings)
@@ -164,8 +174,7 @@ def _init(settings: Settings) -> int:
 
 def _publish(path: str, settings: Settings) -> int:
     from pipeline.publish import LineError, publish_json_lines, read_lines
-    from pipeline.schema.codec import AvroCodec
-    from pipeline.schema.registry import SchemaRegistry
+    from pipeline.schema import codec_for
 
     shown = 0
 
@@ -177,7 +186,7 @@ def _publish(path: str, settings: Settings) -> int:
 
     try:
         lines = read_lines(path)
-        codec = AvroCodec(SchemaRegistry.load())
+        codec = codec_for(settings)
         stats = asyncio.run(publish_json_lines(settings, codec, lines, report))
     except FileNotFoundError:
         print(f"auditpipe: {path}: no such file", file=sys.stderr)
@@ -193,12 +202,11 @@ def _publish(path: str, settings: Settings) -> int:
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.publish import EventPublisher
-    from pipeline.schema.codec import AvroCodec
-    from pipeline.schema.registry import SchemaRegistry
+    from pipeline.schema import codec_for
     from pipeline.simulate import FleetSimulator, run_paced
 
     sim = FleetSimulator(args.sandboxes, tenants=args.tenants, seed=args.seed)
-    codec = AvroCodec(SchemaRegistry.load())
+    codec = codec_for(settings)
 
     async def go() -> int:
         async with EventPublisher(settings, codec, client_id="simulate") as publisher:

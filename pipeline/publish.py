@@ -8,6 +8,7 @@ producer (acks=all). ``publish_json_lines`` is the ``auditpipe publish`` front e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sys
 import time
@@ -77,6 +78,10 @@ class EventPublisher:
         self._buffer_started: dict[str, float] = {}
         self._in_flight: list[asyncio.Future[Any]] = []
         self._linger_task: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
+        # One sender at a time, from taking a buffer to handing it to the producer: a
+        # sandbox's batches reach Kafka in the order they were filled.
+        self._send_lock = asyncio.Lock()
         compression = settings.publish.compression
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka.bootstrap,
@@ -96,9 +101,12 @@ class EventPublisher:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._linger_task is not None:
-            self._linger_task.cancel()
+        # The linger task is asked to stop, never cancelled: a cancel while it holds a
+        # taken buffer would lose that buffer's events.
+        self._closing.set()
         try:
+            if self._linger_task is not None:
+                await self._linger_task
             await self.flush()
         finally:
             await self._producer.stop()
@@ -124,12 +132,13 @@ class EventPublisher:
         await self._drain(0)
 
     async def _send_buffer(self, sandbox: str) -> None:
-        events = self._buffers.pop(sandbox, None)
-        self._buffer_started.pop(sandbox, None)
-        if events:
-            max_bytes = self.settings.publish.max_message_bytes
-            for message, count in encode_batches(self.codec, sandbox, events, max_bytes):
-                await self._send(sandbox, message, count)
+        async with self._send_lock:
+            events = self._buffers.pop(sandbox, None)
+            self._buffer_started.pop(sandbox, None)
+            if events:
+                max_bytes = self.settings.publish.max_message_bytes
+                for message, count in encode_batches(self.codec, sandbox, events, max_bytes):
+                    await self._send(sandbox, message, count)
 
     async def _send(self, sandbox: str, message: bytes, events: int) -> None:
         await self._drain(MAX_IN_FLIGHT - 1)
@@ -151,8 +160,9 @@ class EventPublisher:
 
     async def _linger_loop(self) -> None:
         linger_s = self.settings.publish.linger_ms / 1000
-        while True:
-            await asyncio.sleep(max(linger_s, 0.005))
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), timeout=max(linger_s, 0.005))
             deadline = time.monotonic() - linger_s
             for sandbox, started in list(self._buffer_started.items()):
                 if started <= deadline:

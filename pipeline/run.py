@@ -21,8 +21,7 @@ from pipeline.chclient import connect
 from pipeline.config import Settings
 from pipeline.provision import apply_migrations, create_topics, load_migrations
 from pipeline.publish import EventPublisher
-from pipeline.schema.codec import AvroCodec
-from pipeline.schema.registry import SchemaRegistry
+from pipeline.schema import codec_for
 from pipeline.simulate import FleetSimulator, run_paced
 from pipeline.stack import LocalStack, StackError
 
@@ -144,7 +143,7 @@ async def _publish(
     rate: float,
     duration_s: float,
 ) -> int:
-    codec = AvroCodec(SchemaRegistry.load())
+    codec = codec_for(settings)
     table = f"{settings.clickhouse.database}.events"
     started = time.monotonic()
     last_shown = 0.0

@@ -25,8 +25,8 @@ import faust
 from pipeline.chclient import connect
 from pipeline.config import Settings
 from pipeline.deadletter import DEADLETTER_COLUMNS, DeadLetters
+from pipeline.schema import codec_for
 from pipeline.schema.codec import AvroCodec
-from pipeline.schema.registry import SchemaRegistry
 from pipeline.sink.clickhouse import ClickHouseSink, InsertService, SinkStopped
 from pipeline.sink.clickhouse.request_builder import InsertRequest
 from pipeline.stages.base import BatchContext, Stage
@@ -124,8 +124,7 @@ def build_app(settings: Settings) -> faust.App:
         producer_max_request_size=16 * 1024 * 1024,
         broker_commit_interval=1.0,
     )
-    registry = SchemaRegistry.load()
-    codec = AvroCodec(registry)
+    codec = codec_for(settings)
     stopping = threading.Event()
     service = InsertService(
         lambda: connect(settings.clickhouse),
