@@ -38,17 +38,17 @@ from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.chclient import connect  # noqa: E402
-from pipeline.config import Settings, load_settings  # noqa: E402
-from pipeline.provision import apply_migrations, create_topics, load_migrations  # noqa: E402
-from pipeline.publish import EventPublisher, now_ms  # noqa: E402
-from pipeline.schema import codec_for  # noqa: E402
-from pipeline.schema.event import event_to_json  # noqa: E402
-from pipeline.simulate import FleetSimulator  # noqa: E402
-from pipeline.sink.clickhouse.request_builder import build_event_columns  # noqa: E402
-from pipeline.stages.decode import RawMessage, decode_messages  # noqa: E402
-from pipeline.stages.base import BatchContext  # noqa: E402
-from tests.integration.helpers import WorkerProcess, child_env, scalar  # noqa: E402
+from pipeline.chclient import connect
+from pipeline.config import Settings, load_settings
+from pipeline.provision import apply_migrations, create_topics, load_migrations
+from pipeline.publish import EventPublisher, now_ms
+from pipeline.schema import codec_for
+from pipeline.schema.event import event_to_json
+from pipeline.simulate import FleetSimulator
+from pipeline.sink.clickhouse.request_builder import build_event_columns
+from pipeline.stages.base import BatchContext
+from pipeline.stages.decode import RawMessage, decode_messages
+from tests.integration.helpers import WorkerProcess, child_env, scalar
 
 
 def isolated(base: Settings, tag: str, home: Path) -> Settings:

@@ -11,7 +11,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -22,8 +22,8 @@ from pipeline.simulate import FleetSimulator
 
 
 class Registry(BaseHTTPRequestHandler):
-    schemas: list[str] = []
-    subjects: list[str] = []
+    schemas: ClassVar[list[str]] = []
+    subjects: ClassVar[list[str]] = []
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
