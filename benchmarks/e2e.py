@@ -80,7 +80,7 @@ def write_jsonl(path: Path, events: int, sandboxes: int) -> None:
             out.write(b"\n")
 
 
-def measure_publish_cli(settings: Settings, source: Path) -> float:
+def measure_publish_cli(settings: Settings, source: Path, events: int) -> float:
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "publish", str(source)],
         capture_output=True,
@@ -89,6 +89,9 @@ def measure_publish_cli(settings: Settings, source: Path) -> float:
         check=True,
     )
     # "published N events in M messages (R events/s); ..."
+    published = int(result.stdout.split()[1])
+    if published != events:
+        raise RuntimeError(f"publish acknowledged {published} of {events} events")
     return float(result.stdout.split("(")[1].split(" events/s")[0].replace(",", ""))
 
 
@@ -219,7 +222,7 @@ def one_run(base: Settings, args: argparse.Namespace, source: Path, run: int) ->
     apply_migrations(client, settings.clickhouse.database, load_migrations())
     try:
         print(f"run {run}: publishing {args.events:,} events (auditpipe publish) ...", flush=True)
-        publish_cli = measure_publish_cli(settings, source)
+        publish_cli = measure_publish_cli(settings, source, args.events)
         print(f"run {run}: worker ...", flush=True)
         worker_rate, rss = measure_worker(settings, client, args.events)
         print(f"run {run}: baseline ...", flush=True)

@@ -109,7 +109,7 @@ class WorkerConfig(_Section):
 
     app_id: str = "auditpipe"
     """Faust application id: also the Kafka consumer group."""
-    take_messages: int = Field(64, ge=1)
+    take_messages: int = Field(256, ge=1)
     """Kafka messages (each a batch of events) processed together."""
     take_within_s: float = Field(0.2, gt=0)
     """Longest wait for a batch of messages to fill."""
@@ -126,10 +126,10 @@ class SinkConfig(_Section):
     worker takes (so at the latest ``worker.take_within_s`` after its first row arrived).
     """
 
-    max_rows: int = Field(50_000, ge=1)
-    """Flush a partition's batch once it holds this many rows."""
+    max_rows: int = Field(100_000, ge=1)
+    """Insert at once when this many rows are pending; also the largest insert."""
     max_bytes: int = Field(64 * 1024 * 1024, ge=1)
-    """Flush once the batch's encoded input reaches this many bytes."""
+    """Insert at once when the pending rows' encoded input reaches this many bytes."""
     retry_initial_s: float = Field(0.2, gt=0)
     """First back-off after a failed insert; doubles up to retry_max_s, with jitter."""
     retry_max_s: float = Field(10.0, gt=0)

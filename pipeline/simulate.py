@@ -8,8 +8,10 @@ samples. ``FleetSimulator.events(n)`` yields schema-v1 events with per-sandbox `
 >>> events = list(sim.events(100))
 >>> {e["sandbox_id"] for e in events} == set(sim.sandbox_ids)
 True
->>> sorted({e["category"] for e in events})[:3]
-['api', 'file', 'lifecycle']
+>>> [e["seq"] for e in events if e["sandbox_id"] == sim.sandbox_ids[0]][:4]
+[1, 2, 3, 4]
+>>> events[0]["category"], events[0]["action"]
+('lifecycle', 'start')
 """
 
 from __future__ import annotations

@@ -11,30 +11,48 @@ from pipeline.sink.clickhouse.request_builder import EVENT_COLUMNS, build_event_
 from pipeline.sink.clickhouse.sink import ClickHouseSink, RecordingService, _ev
 
 
-def test_one_batch_per_partition_flushed_at_checkpoint() -> None:
+def test_one_insert_per_checkpoint_naming_every_partitions_offsets() -> None:
     service = RecordingService()
     sink = ClickHouseSink(service, table="audit.events", max_rows=100, max_bytes=1 << 30)
-    sink.add(0, [_ev(0, 1), _ev(0, 2)], size_bytes=10)
     sink.add(1, [_ev(1, 7)], size_bytes=10)
+    sink.add(0, [_ev(0, 1), _ev(0, 2)], size_bytes=10)
     sink.add(0, [_ev(0, 3)], size_bytes=10)
     assert service.requests == []
 
     assert sink.flush() == 4
 
-    tokens = sorted(r.dedup_token for r in service.requests)
-    assert tokens == ["events:0:1-3:3", "events:1:7-7:1"]
+    (request,) = service.requests
+    assert request.dedup_token == "events:0@1-3,1@7-7:4"
+    columns = dict(zip(EVENT_COLUMNS, request.columns, strict=True))
+    assert columns["kafka_offset"] == [1, 2, 3, 7]  # by partition, then offset
     assert sink.pending_rows() == 0
+    assert sink.flush() == 0
+    assert len(service.requests) == 1
 
 
-def test_size_bound_flushes_early_in_chunks() -> None:
+def test_row_bound_inserts_at_once_in_chunks() -> None:
+    service = RecordingService()
+    sink = ClickHouseSink(service, table="audit.events", max_rows=2, max_bytes=1 << 30)
+    sink.add(0, [_ev(0, i) for i in range(5)], size_bytes=10)
+    assert [r.rows for r in service.requests] == [2, 2, 1]
+    assert [r.dedup_token for r in service.requests] == [
+        "events:0@0-1:2",
+        "events:0@2-3:2",
+        "events:0@4-4:1",
+    ]
+
+
+def test_byte_bound_inserts_at_once() -> None:
     service = RecordingService()
     sink = ClickHouseSink(service, table="audit.events", max_rows=1000, max_bytes=100)
-    sink.add(0, [_ev(0, i) for i in range(5)], size_bytes=150)
-    assert [r.rows for r in service.requests] == [5]
+    sink.add(0, [_ev(0, 1)], size_bytes=60)
+    assert service.requests == []
+    sink.add(2, [_ev(2, 1)], size_bytes=60)
+    assert [r.rows for r in service.requests] == [2]
 
 
 def test_columns_follow_the_column_names() -> None:
-    request = build_event_request("audit.events", 3, [_ev(3, 41), _ev(3, 42)])
+    request = build_event_request("audit.events", [_ev(3, 41), _ev(3, 42)])
     columns = dict(zip(EVENT_COLUMNS, request.columns, strict=True))
     assert columns["kafka_offset"] == [41, 42]
     assert columns["event_id"] == ["e41", "e42"]
@@ -56,11 +74,11 @@ class FlakyClient:
 def test_failed_inserts_are_retried_until_stored() -> None:
     client = FlakyClient(failures=3)
     service = InsertService(lambda: client, retry_initial_s=0.001, retry_max_s=0.004)
-    request = build_event_request("audit.events", 0, [_ev(0, 1)])
+    request = build_event_request("audit.events", [_ev(0, 1)])
 
     service.insert(request)
 
-    assert client.inserted == ["events:0:1-1:1"]
+    assert client.inserted == ["events:0@1-1:1"]
     assert service.retries_total == 3
     assert service.rows_total == 1
 
@@ -71,5 +89,5 @@ def test_stopping_during_retries_raises_instead_of_dropping() -> None:
     service = InsertService(lambda: client, retry_initial_s=0.01, stopping=stopping)
     threading.Timer(0.1, stopping.set).start()
     with pytest.raises(SinkStopped, match=r"1 rows for audit\.events not stored"):
-        service.insert(build_event_request("audit.events", 0, [_ev(0, 1)]))
+        service.insert(build_event_request("audit.events", [_ev(0, 1)]))
     assert client.inserted == []

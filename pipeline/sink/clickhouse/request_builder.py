@@ -77,12 +77,22 @@ def build_event_columns(events: Sequence[Event]) -> list[list[Any]]:
     ]
 
 
-def build_event_request(table: str, partition: int, events: Sequence[Event]) -> InsertRequest:
-    first, last = events[0]["kafka_offset"], events[-1]["kafka_offset"]
+def build_event_request(table: str, events: Sequence[Event]) -> InsertRequest:
+    """One insert of events (ordered by partition, then offset)."""
     return InsertRequest(
         table=table,
         column_names=EVENT_COLUMNS,
         columns=build_event_columns(events),
         rows=len(events),
-        dedup_token=f"events:{partition}:{first}-{last}:{len(events)}",
+        dedup_token=f"events:{offset_ranges(events)}:{len(events)}",
     )
+
+
+def offset_ranges(events: Sequence[Event]) -> str:
+    """``partition@first-last`` for each partition in the events, comma-separated."""
+    ranges: dict[int, tuple[int, int]] = {}
+    for event in events:
+        partition, offset = event["kafka_partition"], event["kafka_offset"]
+        first, last = ranges.get(partition, (offset, offset))
+        ranges[partition] = (min(first, offset), max(last, offset))
+    return ",".join(f"{p}@{first}-{last}" for p, (first, last) in sorted(ranges.items()))
