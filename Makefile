@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint unit integration bench install clean
+.PHONY: run test lint unit integration bench docs install clean
 
 run: $(STAMP)
 	$(BIN)/auditpipe run $(ARGS)
@@ -29,6 +29,9 @@ integration: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/e2e.py $(ARGS)
+
+docs: $(STAMP)
+	$(BIN)/python -m tests.test_docs
 
 install: $(STAMP)
 

@@ -25,5 +25,7 @@ def connect(config: ClickHouseConfig, **kwargs: Any) -> Client:
         connect_timeout=5,
         send_receive_timeout=120,
         compress=False if config.compression == "none" else config.compression,
+        # No server session: the worker inserts from more than one thread.
+        autogenerate_session_id=False,
         **kwargs,
     )

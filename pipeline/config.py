@@ -126,8 +126,10 @@ class SinkConfig(_Section):
     worker takes (so at the latest ``worker.take_within_s`` after its first row arrived).
     """
 
-    max_rows: int = Field(100_000, ge=1)
-    """Insert at once when this many rows are pending; also the largest insert."""
+    max_rows: int = Field(25_000, ge=1)
+    """Insert at once (in the background) when this many rows are pending; also the
+    largest insert. Larger blocks make fewer parts; smaller ones overlap more with
+    decoding."""
     max_bytes: int = Field(64 * 1024 * 1024, ge=1)
     """Insert at once when the pending rows' encoded input reaches this many bytes."""
     retry_initial_s: float = Field(0.2, gt=0)

@@ -69,6 +69,7 @@ class BatchProcessor:
             table=f"{database}.events",
             max_rows=settings.sink.max_rows,
             max_bytes=settings.sink.max_bytes,
+            executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditpipe-insert"),
         )
         self.counters = WorkerCounters()
 

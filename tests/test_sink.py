@@ -91,3 +91,47 @@ def test_stopping_during_retries_raises_instead_of_dropping() -> None:
     with pytest.raises(SinkStopped, match=r"1 rows for audit\.events not stored"):
         service.insert(build_event_request("audit.events", [_ev(0, 1)]))
     assert client.inserted == []
+
+
+class SlowService:
+    """Records which thread inserted, and can fail."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.threads: list[str] = []
+        self.rows: list[int] = []
+        self.fail_on = fail_on
+
+    def insert(self, request: object) -> None:
+        import time
+
+        time.sleep(0.02)
+        if self.fail_on is not None and len(self.rows) == self.fail_on:
+            raise SinkStopped("stopped")
+        self.threads.append(threading.current_thread().name)
+        self.rows.append(request.rows)  # type: ignore[attr-defined]
+
+
+def test_background_inserts_are_all_done_when_flush_returns() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    service = SlowService()
+    with ThreadPoolExecutor(1, thread_name_prefix="insert") as pool:
+        sink = ClickHouseSink(service, table="t", max_rows=2, max_bytes=1 << 30, executor=pool)
+        for offset in range(5):
+            sink.add(0, [_ev(0, offset)], size_bytes=1)
+        assert sink.flush() == 5
+    assert service.rows == [2, 2, 1]
+    assert all(name.startswith("insert") for name in service.threads)
+
+
+def test_a_failed_background_insert_is_raised_by_flush() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    service = SlowService(fail_on=1)
+    with ThreadPoolExecutor(1) as pool:
+        sink = ClickHouseSink(service, table="t", max_rows=2, max_bytes=1 << 30, executor=pool)
+        with pytest.raises(SinkStopped):
+            for offset in range(6):
+                sink.add(0, [_ev(0, offset)], size_bytes=1)
+            sink.flush()
+    assert service.rows == [2]

@@ -4,9 +4,11 @@
 block (split only at ``max_rows``), since ClickHouse wants few large inserts: a small
 insert per partition would cost a part each. The block's dedup token names the offset
 range of every partition in it, so the same messages re-sent give the same token. A batch
-that reaches ``max_rows`` or ``max_bytes`` is inserted at once. The worker calls ``flush``
-before it acknowledges the Kafka messages the events came from, so an offset is committed
-only for rows that are stored.
+that reaches ``max_rows`` or ``max_bytes`` is inserted at once; given an ``executor``,
+that insert runs in the background while the caller decodes the next rows (one insert in
+flight at a time: memory stays bounded and blocks are stored in order). ``flush`` waits
+until every insert is done. The worker calls ``flush`` before it acknowledges the Kafka
+messages the events came from, so an offset is committed only for rows that are stored.
 
 >>> sink = ClickHouseSink(RecordingService(), table="audit.events", max_rows=3,
 ...                       max_bytes=1 << 20)
@@ -23,6 +25,7 @@ only for rows that are stored.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Executor, Future
 from typing import Any, Protocol
 
 from pipeline.schema.event import Event
@@ -34,38 +37,61 @@ class Inserter(Protocol):
 
 
 class ClickHouseSink:
-    def __init__(self, service: Inserter, *, table: str, max_rows: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        service: Inserter,
+        *,
+        table: str,
+        max_rows: int,
+        max_bytes: int,
+        executor: Executor | None = None,
+    ) -> None:
         self.service = service
         self.table = table
         self.max_rows = max_rows
         self.max_bytes = max_bytes
+        self.executor = executor
         self._batches: dict[int, list[Event]] = {}
         self._rows = 0
         self._bytes = 0
+        self._in_flight: Future[None] | None = None
+        self._started_since_flush = 0
 
     def add(self, partition: int, events: Sequence[Event], *, size_bytes: int) -> None:
         self._batches.setdefault(partition, []).extend(events)
         self._rows += len(events)
         self._bytes += size_bytes
         if self._rows >= self.max_rows or self._bytes >= self.max_bytes:
-            self.flush()
+            self._start_inserts()
 
     def pending_rows(self) -> int:
         return self._rows
 
     def flush(self) -> int:
-        """Insert everything pending; returns the rows stored."""
+        """Insert everything pending and wait for every insert; returns the rows stored
+        since the last flush. Raises what a failed insert raised."""
+        self._start_inserts()
+        self._wait_in_flight()
+        stored, self._started_since_flush = self._started_since_flush, 0
+        return stored
+
+    def _start_inserts(self) -> None:
         batches, self._batches = self._batches, {}
         rows, self._rows, self._bytes = self._rows, 0, 0
-        if not rows:
-            return 0
-        ordered = [batches[p] for p in sorted(batches)]
-        events = [e for batch in ordered for e in batch]
-        for start in range(0, len(events), self.max_rows):
-            self.service.insert(
-                build_event_request(self.table, events[start : start + self.max_rows])
-            )
-        return rows
+        events = [e for p in sorted(batches) for e in batches[p]]
+        for start in range(0, rows, self.max_rows):
+            request = build_event_request(self.table, events[start : start + self.max_rows])
+            self._wait_in_flight()
+            if self.executor is None:
+                self.service.insert(request)
+            else:
+                self._in_flight = self.executor.submit(self.service.insert, request)
+        self._started_since_flush += rows
+
+    def _wait_in_flight(self) -> None:
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.result()
 
 
 class RecordingService:
