@@ -104,6 +104,32 @@ class PublishConfig(_Section):
     """Largest encoded message; a batch over this is split."""
 
 
+Level = Literal["debug", "info", "notice", "warning", "error", "critical"]
+
+
+class CollectConfig(_Section):
+    """Collectors (`auditpipe collect` and the Python SDK)."""
+
+    spool_dir: Path | None = None
+    """Where the collector spools events before Kafka acknowledges them; default
+    $AUDITPIPE_HOME/spool/<collector name>."""
+    fsync: bool = True
+    """fsync each committed group (a crash of the machine loses nothing committed)."""
+    max_spool_bytes: int = Field(10 * 1024**3, ge=1024 * 1024)
+    """Largest spool on disk; beyond it `emit` waits for Kafka (backpressure, no drop)."""
+    tenant: str = "default"
+    """Tenant of events from sources that do not name one (auditd, Falco)."""
+    sandbox_id: str | None = None
+    """Sandbox of events from sources that do not name one; default the host name."""
+    environment: str = "dev"
+    """Environment of this collector's sandboxes, the key into min_levels."""
+    min_levels: dict[str, Level] = {}
+    """Minimum level sent per environment, e.g. {prod-replica: info}; what is below is
+    counted and reported in a periodic counts event, not sent."""
+    counts_interval_s: float = Field(60.0, gt=0)
+    """How often filtered-event counts are published."""
+
+
 class WorkerConfig(_Section):
     """The Faust worker."""
 
@@ -156,6 +182,7 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseConfig = ClickHouseConfig()
     stack: StackConfig = StackConfig()
     publish: PublishConfig = PublishConfig()
+    collect: CollectConfig = CollectConfig()
     worker: WorkerConfig = WorkerConfig()
     sink: SinkConfig = SinkConfig()
 

@@ -37,6 +37,7 @@ log = logging.getLogger("auditpipe.worker")
 
 DEADLETTER_SCHEMA = "dead_letter"
 PROGRESS_EVERY_S = 10.0
+DECODE_CHUNK_MESSAGES = 8
 
 
 @dataclass
@@ -76,13 +77,17 @@ class BatchProcessor:
     def process(self, messages: Sequence[RawMessage]) -> DeadLetters:
         ctx = BatchContext(source_topic=self.settings.kafka.topic_events)
         stored = 0
-        for partition, decoded in decode_messages(self.codec, messages, ctx).items():
-            events = decoded.events
-            self.counters.events_in += len(events)
-            for stage in self.stages:
-                events = stage.process(events, ctx)
-            self.sink.add(partition, events, size_bytes=decoded.size_bytes)
-            stored += len(events)
+        # A few messages at a time: decoded events live only until the sink takes them,
+        # so memory follows sink.max_rows, not the size of the take.
+        for start in range(0, len(messages), DECODE_CHUNK_MESSAGES):
+            chunk = messages[start : start + DECODE_CHUNK_MESSAGES]
+            for partition, decoded in decode_messages(self.codec, chunk, ctx).items():
+                events = decoded.events
+                self.counters.events_in += len(events)
+                for stage in self.stages:
+                    events = stage.process(events, ctx)
+                self.sink.add(partition, events, size_bytes=decoded.size_bytes)
+                stored += len(events)
         self.sink.flush()
         self._store_dead_letters(ctx.dead, messages)
         self.counters.messages_in += len(messages)

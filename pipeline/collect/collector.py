@@ -1,0 +1,432 @@
+"""The collector SDK: chain, batch, spool and deliver a sandbox's events to Kafka.
+
+``emit`` gives each event its sandbox's next ``seq`` and chain hash and buffers it.
+A *commit* (a batch is full, the linger time passed, or ``flush``) turns every buffer
+into messages and writes them to the spool with one fsync, together with the chain heads
+and the sources' positions; only then are they sent. A background task delivers the
+spooled groups in order with Kafka's idempotent producer (acks=all) and notes each
+acknowledgement in the spool. So:
+
+* a crash loses nothing committed; a source resumes from the position of the last
+  commit and re-reads what came after, getting the same ``seq`` numbers again;
+* when Kafka is down the spool grows on disk (memory stays bounded) and is delivered,
+  in order, once Kafka is back;
+* after a crash or an outage, messages that reached Kafka but whose acknowledgement was
+  lost are found in the topic (each message carries its sandbox's seq range in a header)
+  and not sent twice.
+
+Usage (asyncio; ``SyncCollector`` wraps it for plain code)::
+
+    async with Collector(settings, spool_dir=Path("/var/lib/auditpipe/spool")) as c:
+        await c.emit(normalize_event({"tenant": "acme", "sandbox_id": "sb-1",
+                                      "category": "process", "action": "exec"}, now_ms=...))
+        await c.flush()  # optional: wait until Kafka acknowledged everything
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from pipeline.collect.chain import ChainHead
+from pipeline.collect.spool import Group, Spool, SpooledMessage
+from pipeline.config import Settings
+from pipeline.publish import encode_batches
+from pipeline.schema import codec_for
+from pipeline.schema.event import LEVELS, Event
+
+log = logging.getLogger("auditpipe.collector")
+
+SEQ_HEADER = "auditpipe-seq"
+IN_FLIGHT_GROUPS = 8
+MEMORY_GROUPS = 64
+"""Committed groups kept in memory for delivery; beyond this they are read from disk."""
+
+
+@dataclass
+class CollectorStats:
+    emitted: int = 0
+    """Events accepted (chained and buffered)."""
+    filtered: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Events below the minimum level, by (category, level): counted, not sent."""
+    committed: int = 0
+    """Events in durable spool groups."""
+    delivered: int = 0
+    """Events acknowledged by Kafka."""
+    already_delivered: int = 0
+    """Events found in Kafka on recovery, not sent again."""
+    send_errors: int = 0
+    recoveries: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "emitted": self.emitted,
+            "filtered": sum(self.filtered.values()),
+            "committed": self.committed,
+            "delivered": self.delivered,
+            "already_delivered": self.already_delivered,
+            "send_errors": self.send_errors,
+            "recoveries": self.recoveries,
+        }
+
+
+class Collector:
+    """Publishes events durably and in order; use as an async context manager."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        spool_dir: Path,
+        client_id: str = "collector",
+        min_level: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.codec = codec_for(settings)
+        self.spool = Spool(spool_dir, fsync=settings.collect.fsync)
+        self.client_id = client_id
+        self.min_level = LEVELS.index(min_level) if min_level else 0
+        self.stats = CollectorStats()
+        self.sources: dict[str, Any] = {}
+        """The position each source reached, as of the last commit (after start: resume)."""
+        self._heads: dict[str, ChainHead] = {}
+        self._buffers: dict[str, list[Event]] = {}
+        self._buffer_started = 0.0
+        self._next_group = 1
+        self._memory: dict[int, Group] = {}
+        """Committed, unacknowledged groups held in memory (at most MEMORY_GROUPS)."""
+        self._next_send = 1
+        self._unsure = False
+        """True when groups may have reached Kafka without their acknowledgement."""
+        self._in_kafka: dict[str, int] = {}
+        """Highest seq per sandbox found in Kafka on recovery: not sent again."""
+        self._committed = asyncio.Condition()
+        self._committed_group = 0
+        self._delivered_group = 0
+        self._delivered = asyncio.Condition()
+        self._closing = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._producer: AIOKafkaProducer | None = None
+        self._commit_lock = asyncio.Lock()
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def __aenter__(self) -> Collector:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        recovered = self.spool.recover()
+        state = recovered.state
+        self._heads = {
+            sb: ChainHead(seq, bytes.fromhex(h)) for sb, (seq, h) in state.get("heads", {}).items()
+        }
+        self.sources = dict(state.get("sources", {}))
+        self._next_group = recovered.next_group
+        self._committed_group = recovered.next_group - 1
+        self._delivered_group = self.spool.acked
+        if recovered.discarded_bytes:
+            log.warning(
+                "spool: dropped a torn group of %d bytes (never sent; its source "
+                "lines are read again)",
+                recovered.discarded_bytes,
+            )
+        self._next_send = self._delivered_group + 1
+        self._unsure = bool(recovered.unacked)
+        for group in recovered.unacked[:MEMORY_GROUPS]:
+            self._memory[group.number] = group
+        self._tasks = [
+            asyncio.create_task(self._deliver_loop(), name="deliver"),
+            asyncio.create_task(self._linger_loop(), name="linger"),
+        ]
+
+    async def close(self, *, delivery_timeout_s: float | None = 30.0) -> None:
+        """Commit what is buffered and wait (up to the timeout) for its delivery.
+
+        What is not delivered by then stays in the spool for the next start.
+        """
+        await self.commit()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wait_delivered(), delivery_timeout_s)
+        self._closing.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._producer is not None:
+            await self._producer.stop()
+        self.spool.close()
+
+    # -- emitting -------------------------------------------------------------------
+
+    async def emit(self, event: Event, *, source: str | None = None, position: Any = None) -> None:
+        """Chain and buffer one valid event; ``source``/``position`` is where the source
+        will resume after it. May wait while the spool is over its size limit."""
+        if source is not None:
+            self.sources[source] = position
+        if LEVELS.index(event["level"]) < self.min_level:
+            self.stats.filtered[(event["category"], event["level"])] += 1
+            return
+        sandbox = event["sandbox_id"]
+        head = self._heads.get(sandbox)
+        if head is None:
+            head = self._heads[sandbox] = ChainHead()
+        head.seal(event)
+        buffer = self._buffers.get(sandbox)
+        if buffer is None:
+            if not self._buffers:
+                self._buffer_started = time.monotonic()
+            buffer = self._buffers[sandbox] = []
+        buffer.append(event)
+        self.stats.emitted += 1
+        if len(buffer) >= self.settings.publish.batch_events:
+            await self.commit()
+
+    def advance(self, source: str, position: Any) -> None:
+        """A source moved past input that produced no event (a bad line, a comment)."""
+        self.sources[source] = position
+
+    async def emit_many(self, events: Iterable[Event]) -> None:
+        for event in events:
+            await self.emit(event)
+
+    async def commit(self) -> None:
+        """Make everything emitted so far durable (one spool write) and queue it."""
+        async with self._commit_lock:
+            await self._wait_for_spool_room()
+            buffers, self._buffers = self._buffers, {}
+            spooled = self._encode(buffers)
+            state = {
+                "heads": {sb: [h.seq, h.hash.hex()] for sb, h in self._heads.items()},
+                "sources": dict(self.sources),
+                "committed_at": time.time(),
+            }
+            number = self._next_group
+            self._next_group += 1
+            self.spool.append_group(number, spooled, state)
+            self._committed_group = number
+            self.stats.committed += sum(m.events for m in spooled)
+            if len(self._memory) < MEMORY_GROUPS:
+                self._memory[number] = Group(number, spooled, state)
+        async with self._committed:
+            self._committed.notify_all()
+
+    def _encode(self, buffers: dict[str, list[Event]]) -> list[SpooledMessage]:
+        max_bytes = self.settings.publish.max_message_bytes
+        spooled = []
+        for sandbox, events in buffers.items():
+            start = 0
+            for payload, count in encode_batches(self.codec, sandbox, events, max_bytes):
+                part = events[start : start + count]
+                start += count
+                spooled.append(
+                    SpooledMessage(sandbox, part[0]["seq"], part[-1]["seq"], count, payload)
+                )
+        return spooled
+
+    async def flush(self) -> None:
+        """Commit and wait until Kafka acknowledged everything emitted so far."""
+        await self.commit()
+        await self.wait_delivered()
+
+    async def wait_delivered(self) -> None:
+        target = self._committed_group
+        async with self._delivered:
+            await self._delivered.wait_for(lambda: self._delivered_group >= target)
+
+    async def _wait_for_spool_room(self) -> None:
+        limit = self.settings.collect.max_spool_bytes
+        while self.spool.bytes_on_disk > limit:
+            async with self._delivered:
+                before = self._delivered_group
+
+                def progressed(before: int = before) -> bool:
+                    return self._delivered_group > before
+
+                await self._delivered.wait_for(progressed)
+
+    async def _linger_loop(self) -> None:
+        linger_s = self.settings.publish.linger_ms / 1000
+        while True:
+            await asyncio.sleep(max(linger_s / 2, 0.005))
+            if self._buffers and time.monotonic() - self._buffer_started >= linger_s:
+                await self.commit()
+
+    # -- delivering -----------------------------------------------------------------
+
+    async def _deliver_loop(self) -> None:
+        """Send committed groups in order, a window at a time; on any failure start over
+        from the first unacknowledged group, skipping what Kafka already has."""
+        in_flight: list[tuple[Group, list[asyncio.Future[Any]]]] = []
+        while True:
+            try:
+                producer = await self._ready_producer()
+                while (
+                    len(in_flight) < IN_FLIGHT_GROUPS and self._next_send <= self._committed_group
+                ):
+                    group = self._group(self._next_send)
+                    self._next_send += 1
+                    in_flight.append((group, await self._send_group(producer, group)))
+                if not in_flight:
+                    await self._wait_for_commit()
+                    continue
+                group, futures = in_flight[0]
+                await asyncio.gather(*futures)
+                in_flight.pop(0)
+                await self._mark_delivered(group)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.send_errors += 1
+                log.warning(
+                    "delivery failed (%s: %s); the spool keeps the events, retrying",
+                    type(exc).__name__,
+                    exc,
+                )
+                for _, futures in in_flight:
+                    for future in futures:
+                        future.cancel()
+                in_flight = []
+                self._next_send = self._delivered_group + 1
+                self._unsure = True
+                await self._drop_producer()
+                await asyncio.sleep(random.uniform(0.5, 1.5))
+
+    async def _ready_producer(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        compression = self.settings.publish.compression
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka.bootstrap,
+            client_id=self.client_id,
+            acks="all",
+            enable_idempotence=True,
+            compression_type=None if compression == "none" else compression,
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+            max_request_size=self.settings.publish.max_message_bytes + 64 * 1024,
+            request_timeout_ms=10_000,
+        )
+        try:
+            await producer.start()
+            if self._unsure and self._next_send <= self._committed_group:
+                await self._find_delivered()
+            self._unsure = False
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self._producer = producer
+        return producer
+
+    async def _find_delivered(self) -> None:
+        """Learn the highest seq per sandbox that Kafka holds since the first unsent group."""
+        self.stats.recoveries += 1
+        first = self._group(self._next_send)
+        since_ms = int(first.state.get("committed_at", 0) * 1000) - 60_000
+        found = await delivered_seqs(self.settings, set(self._heads), since_ms)
+        for sandbox, seq in found.items():
+            self._in_kafka[sandbox] = max(self._in_kafka.get(sandbox, 0), seq)
+
+    def _group(self, number: int) -> Group:
+        group = self._memory.get(number)
+        if group is None:  # spilled to disk only: load it and the next ones
+            for loaded in self.spool.read_groups(after=number - 1):
+                if len(self._memory) >= MEMORY_GROUPS and loaded.number != number:
+                    break
+                self._memory[loaded.number] = loaded
+            group = self._memory[number]
+        return group
+
+    async def _send_group(
+        self, producer: AIOKafkaProducer, group: Group
+    ) -> list[asyncio.Future[Any]]:
+        futures = []
+        for message in group.messages:
+            if message.last_seq <= self._in_kafka.get(message.sandbox_id, 0):
+                self.stats.already_delivered += message.events
+                continue
+            header = f"{message.first_seq}-{message.last_seq}".encode()
+            futures.append(
+                await producer.send(
+                    self.settings.kafka.topic_events,
+                    message.payload,
+                    key=message.sandbox_id.encode(),
+                    headers=[(SEQ_HEADER, header)],
+                )
+            )
+        return futures
+
+    async def _mark_delivered(self, group: Group) -> None:
+        self.spool.acknowledge(group.number)
+        self._memory.pop(group.number, None)
+        self.stats.delivered += sum(m.events for m in group.messages)
+        async with self._delivered:
+            self._delivered_group = group.number
+            self._delivered.notify_all()
+
+    async def _wait_for_commit(self) -> None:
+        async with self._committed:
+            await self._committed.wait_for(lambda: self._next_send <= self._committed_group)
+
+    async def _drop_producer(self) -> None:
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._producer.stop(), 5)
+            self._producer = None
+
+
+async def delivered_seqs(settings: Settings, sandboxes: set[str], since_ms: int) -> dict[str, int]:
+    """The highest seq of each sandbox in the events topic, from since_ms on (headers only)."""
+    topic = settings.kafka.topic_events
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap,
+        enable_auto_commit=False,
+        client_id="collector-recovery",
+    )
+    await consumer.start()
+    highest: dict[str, int] = {}
+    try:
+        partitions = await consumer._client._wait_on_metadata(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        starts = await consumer.offsets_for_times(dict.fromkeys(tps, max(since_ms, 0)))
+        ends = await consumer.end_offsets(tps)
+        remaining = {}
+        for tp in tps:
+            start = starts[tp].offset if starts.get(tp) is not None else ends[tp]
+            if start < ends[tp]:
+                consumer.seek(tp, start)
+                remaining[tp] = ends[tp]
+        keys = {s.encode() for s in sandboxes}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=2000)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.key in keys:
+                        _note_seq(highest, record)
+                    if record.offset + 1 >= remaining.get(tp, 0):
+                        remaining.pop(tp, None)
+    finally:
+        await consumer.stop()
+    return highest
+
+
+def _note_seq(highest: dict[str, int], record: Any) -> None:
+    for name, value in record.headers or ():
+        if name == SEQ_HEADER:
+            last = int(value.split(b"-")[1])
+            sandbox = record.key.decode()
+            highest[sandbox] = max(highest.get(sandbox, 0), last)
