@@ -39,6 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
     publish = sub.add_parser("publish", help="publish JSON-lines events from FILE or - (stdin)")
     publish.add_argument("file", metavar="FILE|-")
 
+    collect = sub.add_parser(
+        "collect",
+        help="collect from a log source: chain, spool and deliver its events to Kafka",
+        description="Read jsonl:PATH, auditd:PATH, falco:PATH or stdin[:FORMAT]; with "
+        "--follow keep reading as the file grows (rotation and truncation handled). A "
+        "restart resumes where the last commit left off: every line is published once.",
+    )
+    collect.add_argument(
+        "--source", required=True, help="jsonl:PATH, auditd:PATH, falco:PATH, stdin[:FORMAT]"
+    )
+    collect.add_argument("--follow", action="store_true", help="keep reading as the file grows")
+    collect.add_argument("--name", help="collector name: its spool folder (default: file name)")
+
     worker = sub.add_parser("worker", help="run the Faust worker (Kafka -> stages -> ClickHouse)")
     worker.add_argument("--loglevel", default="info", choices=("debug", "info", "warning", "error"))
 
@@ -118,6 +131,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return _init(settings)
     if command == "publish":
         return _publish(args.file, settings)
+    if command == "collect":
+        from pipeline.collect.run import main_collect
+
+        try:
+            return main_collect(settings, args.source, follow=args.follow, name=args.name)
+        except ValueError as exc:
+            print(f"auditpipe: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     if command == "worker":
         from pipeline.worker import run_worker
 

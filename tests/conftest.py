@@ -36,9 +36,19 @@ class Endpoints:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports (all held open while chosen, so none is picked twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _docker_answers() -> bool:
@@ -91,13 +101,14 @@ def _local_stack() -> Iterator[Endpoints]:
     if kept_libs.exists():
         libs.parent.mkdir(parents=True)
         kept_libs.rename(libs)
+    kafka, controller, http, tcp = free_ports(4)
     settings = Settings(
         home=TEST_STACK_HOME,
         stack={
-            "kafka_port": free_port(),
-            "kafka_controller_port": free_port(),
-            "clickhouse_http_port": free_port(),
-            "clickhouse_tcp_port": free_port(),
+            "kafka_port": kafka,
+            "kafka_controller_port": controller,
+            "clickhouse_http_port": http,
+            "clickhouse_tcp_port": tcp,
             "kafka_heap": "768m",
         },
     )

@@ -14,15 +14,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pipeline.chclient import connect
 from pipeline.config import Settings
 from pipeline.stack import LocalStack, StackError
-from tests.conftest import TEST_STACK_HOME, free_port
+from tests.conftest import TEST_STACK_HOME, free_ports
 from tests.integration.helpers import run_cli
 
 pytestmark = pytest.mark.integration
 
 
 def private_settings(home: Path) -> Settings:
-    kafka_port = free_port()
-    http_port = free_port()
+    kafka_port, controller_port, http_port, tcp_port = free_ports(4)
     # Reuse the broker jars the session's stack fetched, when it did.
     libs = TEST_STACK_HOME / "kafka" / "libs"
     if libs.exists():
@@ -34,9 +33,9 @@ def private_settings(home: Path) -> Settings:
         clickhouse={"url": f"http://127.0.0.1:{http_port}"},
         stack={
             "kafka_port": kafka_port,
-            "kafka_controller_port": free_port(),
+            "kafka_controller_port": controller_port,
             "clickhouse_http_port": http_port,
-            "clickhouse_tcp_port": free_port(),
+            "clickhouse_tcp_port": tcp_port,
             "kafka_heap": "512m",
         },
     )

