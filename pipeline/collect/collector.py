@@ -28,8 +28,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -118,6 +120,9 @@ class Collector:
         self._tasks: list[asyncio.Task[None]] = []
         self._producer: AIOKafkaProducer | None = None
         self._commit_lock = asyncio.Lock()
+        self._filtered: dict[tuple[str, str], Counter[tuple[str, str]]] = {}
+        """Events below min_level since the last counts event, per (tenant, sandbox)."""
+        self._counts_since = time.time()
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -151,6 +156,7 @@ class Collector:
         self._tasks = [
             asyncio.create_task(self._deliver_loop(), name="deliver"),
             asyncio.create_task(self._linger_loop(), name="linger"),
+            asyncio.create_task(self._counts_loop(), name="counts"),
         ]
 
     async def close(self, *, delivery_timeout_s: float | None = 30.0) -> None:
@@ -158,6 +164,7 @@ class Collector:
 
         What is not delivered by then stays in the spool for the next start.
         """
+        await self.publish_filtered_counts()
         await self.commit()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wait_delivered(), delivery_timeout_s)
@@ -177,8 +184,13 @@ class Collector:
         if source is not None:
             self.sources[source] = position
         if LEVELS.index(event["level"]) < self.min_level:
-            self.stats.filtered[(event["category"], event["level"])] += 1
+            key = (event["category"], event["level"])
+            self.stats.filtered[key] += 1
+            self._filtered.setdefault((event["tenant"], event["sandbox_id"]), Counter())[key] += 1
             return
+        await self._accept(event)
+
+    async def _accept(self, event: Event) -> None:
         sandbox = event["sandbox_id"]
         head = self._heads.get(sandbox)
         if head is None:
@@ -256,6 +268,50 @@ class Collector:
                     return self._delivered_group > before
 
                 await self._delivered.wait_for(progressed)
+
+    async def publish_filtered_counts(self) -> None:
+        """One ``lifecycle/filtered_counts`` event per sandbox that had events filtered:
+        what the level filter kept back is counted, never silently dropped."""
+        filtered, self._filtered = self._filtered, {}
+        since, self._counts_since = self._counts_since, time.time()
+        for (tenant, sandbox), counts in filtered.items():
+            attributes = {f"{category}.{level}": str(n) for (category, level), n in counts.items()}
+            attributes.update(
+                min_level=LEVELS[self.min_level],
+                since=f"{since:.3f}",
+                total=str(sum(counts.values())),
+            )
+            await self._accept(
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "ts": time.time_ns() // 1_000_000,
+                    "tenant": tenant,
+                    "sandbox_id": sandbox,
+                    "seq": None,
+                    "category": "lifecycle",
+                    "action": "filtered_counts",
+                    "level": "notice",
+                    "outcome": "success",
+                    "actor": {
+                        "user": "",
+                        "uid": None,
+                        "pid": os.getpid(),
+                        "ppid": None,
+                        "process": "auditpipe-collector",
+                        "cmdline": "",
+                    },
+                    "object": "level-filter",
+                    "bytes": None,
+                    "attributes": attributes,
+                    "prev_hash": None,
+                    "hash": None,
+                }
+            )
+
+    async def _counts_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.collect.counts_interval_s)
+            await self.publish_filtered_counts()
 
     async def _linger_loop(self) -> None:
         linger_s = self.settings.publish.linger_ms / 1000
