@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import yaml
 
 from pipeline.config import ConfigError, Settings, load_settings
+from pipeline.scenarios import SCENARIOS
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
 MAX_LINE_ERRORS_SHOWN = 100
@@ -93,6 +94,14 @@ def _simulation_args(
     )
     p.add_argument("--duration", type=float, default=duration, help="seconds (%(default)s)")
     p.add_argument("--seed", type=int, default=None, help="random seed (reproducible fleet)")
+    p.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        choices=sorted(SCENARIOS),
+        metavar="NAME",
+        help="inject an attack scenario (repeatable): " + ", ".join(sorted(SCENARIOS)),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -156,6 +165,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             rate=args.rate,
             duration_s=args.duration,
             seed=args.seed,
+            scenarios=args.scenario,
         )
     raise AssertionError(command)
 
@@ -232,9 +242,15 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         async with EventPublisher(settings, codec, client_id="simulate") as publisher:
             if args.events:
-                await publisher.add_many(sim.events(args.events))
+                await publisher.add_many(sim.events(args.events, scenarios=args.scenario))
             else:
-                await run_paced(sim, publisher.add, rate=args.rate, duration_s=args.duration)
+                await run_paced(
+                    sim,
+                    publisher.add,
+                    rate=args.rate,
+                    duration_s=args.duration,
+                    scenarios=args.scenario,
+                )
         print(
             f"simulated {args.sandboxes} sandboxes (run {sim.run_id}): published "
             f"{publisher.stats.events} events in {publisher.stats.messages} messages "

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
@@ -65,6 +66,7 @@ def run_main_job(
     rate: float,
     duration_s: float,
     seed: int | None,
+    scenarios: Sequence[str] = (),
 ) -> int:
     print("== 1/5 local stack", flush=True)
     LocalStack(settings).up()
@@ -83,7 +85,9 @@ def run_main_job(
             f"{duration_s:g} s (run {sim.run_id})",
             flush=True,
         )
-        published = asyncio.run(_publish(settings, sim, client, run_filter, rate, duration_s))
+        published = asyncio.run(
+            _publish(settings, sim, client, run_filter, rate, duration_s, scenarios)
+        )
         stored = _wait_stored(settings, client, run_filter, published)
         print("== 5/5 example analyst queries", flush=True)
         _show_queries(client, settings.clickhouse.database, run_filter, sim.sandbox_ids[0])
@@ -142,6 +146,7 @@ async def _publish(
     run_filter: str,
     rate: float,
     duration_s: float,
+    scenarios: Sequence[str],
 ) -> int:
     codec = codec_for(settings)
     table = f"{settings.clickhouse.database}.events"
@@ -161,7 +166,9 @@ async def _publish(
             )
 
     async with EventPublisher(settings, codec, client_id="run") as publisher:
-        sent = await run_paced(sim, publisher.add, rate=rate, duration_s=duration_s, on_tick=show)
+        sent = await run_paced(
+            sim, publisher.add, rate=rate, duration_s=duration_s, on_tick=show, scenarios=scenarios
+        )
     return sent
 
 

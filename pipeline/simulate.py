@@ -20,10 +20,11 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.scenarios import SCENARIOS
 from pipeline.schema.event import Event
 
 TENANTS = ("acme", "globex", "initech", "umbrella", "hooli")
@@ -125,12 +126,26 @@ class FleetSimulator:
         self._weights = [w for w, _ in self._activities]
         self._makers = [m for _, m in self._activities]
 
-    def events(self, count: int, *, start_ms: int | None = None) -> Iterator[Event]:
-        """``count`` events; each sandbox starts with a lifecycle ``start`` event."""
+    def events(
+        self, count: int, *, start_ms: int | None = None, scenarios: Sequence[str] = ()
+    ) -> Iterator[Event]:
+        """``count`` benign events, each sandbox starting with a lifecycle ``start`` event,
+        plus the events of each named attack scenario (see ``pipeline.scenarios``), the
+        i-th scenario in sandbox i, spread over the stream."""
         clock = start_ms if start_ms is not None else time.time_ns() // 1_000_000
         started: set[str] = set()
         choose = self.rng.choices
+        inject_at = {
+            count * (i + 1) // (len(scenarios) + 1): (i, name) for i, name in enumerate(scenarios)
+        }
         for n in range(count):
+            if n in inject_at:
+                index, name = inject_at[n]
+                sandbox = self.fleet[index % len(self.fleet)]
+                if sandbox.sandbox_id in started:
+                    yield from self.scenario_events(
+                        name, sandbox, clock + n // max(1, len(self.fleet))
+                    )
             sandbox = self.fleet[n % len(self.fleet)]
             if sandbox.sandbox_id not in started:
                 started.add(sandbox.sandbox_id)
@@ -139,6 +154,31 @@ class FleetSimulator:
                 event = choose(self._makers, self._weights)[0](sandbox)
             event["ts"] = clock + n // max(1, len(self.fleet))
             yield self._finish(sandbox, event)
+
+    def scenario_events(self, name: str, sb: Sandbox, start_ms: int) -> list[Event]:
+        """The events of one attack scenario in sandbox sb, starting at start_ms."""
+        if name not in SCENARIOS:
+            raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+        out = []
+        for offset, fields in SCENARIOS[name]():
+            spec = dict(fields["actor"])
+            self._pid += 1
+            event = {
+                **fields,
+                "actor": {
+                    "user": spec.get("user", sb.user),
+                    "uid": spec.get("uid"),
+                    "pid": self._pid,
+                    "ppid": 1,
+                    "process": spec["process"],
+                    "cmdline": spec["cmdline"],
+                },
+            }
+            event["attributes"] = {**fields.get("attributes", {}), "sim.scenario": name}
+            finished = self._finish(sb, event)
+            finished["ts"] = start_ms + offset
+            out.append(finished)
+        return out
 
     def _finish(self, sb: Sandbox, event: Event) -> Event:
         seq = self._seq[sb.sandbox_id] + 1
@@ -293,10 +333,11 @@ async def run_paced(
     rate: float,
     duration_s: float,
     on_tick: Callable[[int], None] | None = None,
+    scenarios: Sequence[str] = (),
 ) -> int:
     """Emit ``rate`` events/s for ``duration_s`` seconds (rate 0: as fast as possible)."""
     total = int(rate * duration_s) if rate > 0 else 0
-    stream = sim.events(total if total else 1 << 62)
+    stream = sim.events(total if total else 1 << 62, scenarios=scenarios)
     sent = 0
     started = time.monotonic()
     tick = 0.05

@@ -47,3 +47,25 @@ def test_same_seed_same_fleet() -> None:
     a = [(e["sandbox_id"], e["action"]) for e in FleetSimulator(3, seed=9).events(50)]
     b = [(e["sandbox_id"], e["action"]) for e in FleetSimulator(3, seed=9).events(50)]
     assert a == b
+
+
+def test_scenarios_are_injected_into_the_chain_of_their_sandbox() -> None:
+    from pipeline.scenarios import SCENARIOS
+
+    sim = FleetSimulator(8, seed=4)
+    events = list(sim.events(4000, scenarios=list(SCENARIOS)))
+    injected = [e for e in events if "sim.scenario" in e["attributes"]]
+    assert {e["attributes"]["sim.scenario"] for e in injected} == set(SCENARIOS)
+    for index, name in enumerate(SCENARIOS):
+        sandboxes = {e["sandbox_id"] for e in injected if e["attributes"]["sim.scenario"] == name}
+        assert sandboxes == {sim.sandbox_ids[index % 8]}
+    by_sandbox: dict[str, list[int]] = {}
+    for event in events:
+        by_sandbox.setdefault(event["sandbox_id"], []).append(event["seq"])
+    for seqs in by_sandbox.values():  # still one gapless sequence per sandbox
+        assert seqs == list(range(1, len(seqs) + 1))
+    for event in injected:  # valid schema-v1 events like the rest
+        assert normalize_event(orjson.loads(orjson.dumps(event_to_json(event))), now_ms=0) == event
+    brute = [e for e in injected if e["attributes"]["sim.scenario"] == "brute-force"]
+    assert [e["outcome"] for e in brute].count("failure") == 8
+    assert max(e["ts"] for e in brute) - min(e["ts"] for e in brute) <= 60_000
