@@ -41,40 +41,31 @@ GENESIS = bytes(32)
 CANONICAL_VERSION = 1
 
 
-def _value(out: list[bytes], value: Any) -> None:
+def _value(value: Any) -> str:
     if value is None:
-        out.append(b"~")
-        return
-    data = value.encode() if isinstance(value, str) else str(value).encode()
-    out.append(b"%d:%s" % (len(data), data))
+        return "~"
+    text = value if value.__class__ is str else str(value)
+    # For ASCII text, characters are bytes: skip the encode just to count.
+    return f"{len(text) if text.isascii() else len(text.encode())}:{text}"
 
 
 def canonical(event: Event) -> bytes:
     """The canonical bytes of an event (version 1, see the module docstring)."""
-    out: list[bytes] = []
-    for name in (
-        "event_id",
-        "ts",
-        "tenant",
-        "sandbox_id",
-        "seq",
-        "category",
-        "action",
-        "level",
-        "outcome",
-    ):
-        _value(out, event[name])
     actor = event["actor"]
-    for name in ("user", "uid", "pid", "ppid", "process", "cmdline"):
-        _value(out, actor[name])
-    _value(out, event["object"])
-    _value(out, event["bytes"])
     attributes = event["attributes"]
-    _value(out, len(attributes))
-    for key in sorted(attributes, key=str.encode):
-        _value(out, key)
-        _value(out, attributes[key])
-    return b"".join(out)
+    parts = [
+        _value(event["event_id"]), _value(event["ts"]), _value(event["tenant"]),
+        _value(event["sandbox_id"]), _value(event["seq"]), _value(event["category"]),
+        _value(event["action"]), _value(event["level"]), _value(event["outcome"]),
+        _value(actor["user"]), _value(actor["uid"]), _value(actor["pid"]),
+        _value(actor["ppid"]), _value(actor["process"]), _value(actor["cmdline"]),
+        _value(event["object"]), _value(event["bytes"]), _value(len(attributes)),
+    ]
+    # Code-point order is UTF-8 byte order, so sorting the str keys sorts their bytes.
+    for key in sorted(attributes):
+        parts.append(_value(key))
+        parts.append(_value(attributes[key]))
+    return "".join(parts).encode()
 
 
 def link(prev_hash: bytes, event: Event) -> bytes:
