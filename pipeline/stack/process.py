@@ -51,9 +51,18 @@ class ManagedProcess:
     ports: Sequence[int]
     cmdline_marker: str
     """A string in the process's command line: a pid reused by another program is not ours."""
+    _spawned: subprocess.Popen[bytes] | None = None
 
     def pid(self) -> int | None:
         """The pid of our running process, or None (stale pid files are removed)."""
+        if self._spawned is not None:
+            # Started by this object: ask the child itself. (Its command line is still
+            # Python's until it has exec'd, so the marker check would be wrong here.)
+            if self._spawned.poll() is None:
+                return self._spawned.pid
+            self._spawned = None
+            self.pid_file.unlink(missing_ok=True)
+            return None
         try:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
@@ -91,6 +100,7 @@ class ManagedProcess:
             )
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.write_text(str(proc.pid))
+        self._spawned = proc
         return proc.pid
 
     def wait_ready(self, is_ready: Callable[[], bool], timeout_s: float) -> float:
