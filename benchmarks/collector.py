@@ -44,8 +44,12 @@ def rss_mb() -> float:
 def fresh_topic(base: Settings) -> Settings:
     tag = uuid.uuid4().hex[:8]
     data = base.model_dump()
-    data["kafka"].update(topic_events=f"cb{tag}.events", topic_alerts=f"cb{tag}.alerts",
-                         topic_deadletter=f"cb{tag}.dlq", topic_sandboxes=f"cb{tag}.sb")
+    data["kafka"].update(
+        topic_events=f"cb{tag}.events",
+        topic_alerts=f"cb{tag}.alerts",
+        topic_deadletter=f"cb{tag}.dlq",
+        topic_sandboxes=f"cb{tag}.sb",
+    )
     settings = Settings(**data)
     asyncio.run(create_topics(settings))
     return settings
@@ -61,8 +65,9 @@ async def throughput(settings: Settings, events: int, sandboxes: int, spool: Pat
         return events / (time.perf_counter() - started)
 
 
-async def outage(settings: Settings, broker: KafkaBroker, rate: int, seconds: float,
-                 spool: Path) -> dict[str, float]:
+async def outage(
+    settings: Settings, broker: KafkaBroker, rate: int, seconds: float, spool: Path
+) -> dict[str, float]:
     sim = FleetSimulator(20, seed=2).events(1 << 40)
     async with Collector(settings, spool_dir=spool) as collector:
         for _ in range(rate):  # warm up while the broker is up
@@ -84,9 +89,14 @@ async def outage(settings: Settings, broker: KafkaBroker, rate: int, seconds: fl
         await collector.flush()
         catch_up = time.monotonic() - back
     rss = [r for r, _ in samples]
-    return {"events_during_outage": emitted, "rss_before_mb": rss_before,
-            "rss_max_during_mb": max(rss), "rss_growth_mb": max(rss) - rss_before,
-            "spool_max_mb": max(s for _, s in samples), "catch_up_s": catch_up}
+    return {
+        "events_during_outage": emitted,
+        "rss_before_mb": rss_before,
+        "rss_max_during_mb": max(rss),
+        "rss_growth_mb": max(rss) - rss_before,
+        "spool_max_mb": max(s for _, s in samples),
+        "catch_up_s": catch_up,
+    }
 
 
 def main() -> None:
@@ -99,8 +109,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         port, controller = free_ports(2)
-        base = Settings(home=home, kafka={"bootstrap": f"127.0.0.1:{port}", "partitions": 6},
-                        stack={"kafka_port": port, "kafka_controller_port": controller})
+        base = Settings(
+            home=home,
+            kafka={"bootstrap": f"127.0.0.1:{port}", "partitions": 6},
+            stack={"kafka_port": port, "kafka_controller_port": controller},
+        )
         libs = Path(__file__).resolve().parent.parent / ".auditpipe" / "test-stack" / "kafka"
         if (libs / "libs").exists():
             (home / "kafka").mkdir()
@@ -110,16 +123,37 @@ def main() -> None:
         broker.wait_ready()
         try:
             for sandboxes in (1, 50):
-                rates = [asyncio.run(throughput(fresh_topic(base), args.events, sandboxes,
-                                                home / f"spool-{sandboxes}-{run}"))
-                         for run in range(args.runs)]
-                print(f"emit -> acked, {sandboxes} sandbox(es), {args.events:,} events: "
-                      f"median {statistics.median(rates):,.0f} events/s "
-                      f"(runs {' / '.join(f'{r:,.0f}' for r in rates)})", flush=True)
-            figures = asyncio.run(outage(fresh_topic(base), broker, args.outage_rate,
-                                         args.outage_seconds, home / "spool-outage"))
-            print(f"broker down {args.outage_seconds:g} s at {args.outage_rate:,} events/s: "
-                  + ", ".join(f"{k}={v:,.1f}" for k, v in figures.items()), flush=True)
+                rates = [
+                    asyncio.run(
+                        throughput(
+                            fresh_topic(base),
+                            args.events,
+                            sandboxes,
+                            home / f"spool-{sandboxes}-{run}",
+                        )
+                    )
+                    for run in range(args.runs)
+                ]
+                print(
+                    f"emit -> acked, {sandboxes} sandbox(es), {args.events:,} events: "
+                    f"median {statistics.median(rates):,.0f} events/s "
+                    f"(runs {' / '.join(f'{r:,.0f}' for r in rates)})",
+                    flush=True,
+                )
+            figures = asyncio.run(
+                outage(
+                    fresh_topic(base),
+                    broker,
+                    args.outage_rate,
+                    args.outage_seconds,
+                    home / "spool-outage",
+                )
+            )
+            print(
+                f"broker down {args.outage_seconds:g} s at {args.outage_rate:,} events/s: "
+                + ", ".join(f"{k}={v:,.1f}" for k, v in figures.items()),
+                flush=True,
+            )
         finally:
             broker.process.stop()
 

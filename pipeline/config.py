@@ -130,6 +130,30 @@ class CollectConfig(_Section):
     """How often filtered-event counts are published."""
 
 
+class ValidateConfig(_Section):
+    """What the worker's validate stage dead-letters."""
+
+    max_future_s: float = Field(300.0, ge=0)
+    """An event whose ts is further ahead of the worker's clock is dead-lettered."""
+    max_field_bytes: int = Field(64 * 1024, ge=1)
+    """Longest cmdline, object or attribute value, in bytes."""
+    max_attributes: int = Field(256, ge=0)
+    """Most attributes an event may carry."""
+
+
+class RedactConfig(_Section):
+    """Masking of secrets and personal data (the worker's redact stage)."""
+
+    enabled: bool = True
+    fields: list[str] = ["actor.cmdline", "actor.user", "object", "attributes"]
+    """Where to look: actor.<field>, object, and attributes (every value)."""
+    disable: list[str] = []
+    """Default rules to turn off: private_key, aws_access_key, aws_secret_key,
+    bearer_token, url_password, secret_param, github_token, email."""
+    rules: dict[str, str] = {}
+    """Extra rules, name -> regular expression (a group named keep is kept)."""
+
+
 class WorkerConfig(_Section):
     """The Faust worker."""
 
@@ -183,6 +207,8 @@ class Settings(BaseSettings):
     stack: StackConfig = StackConfig()
     publish: PublishConfig = PublishConfig()
     collect: CollectConfig = CollectConfig()
+    validation: ValidateConfig = ValidateConfig()
+    redact: RedactConfig = RedactConfig()
     worker: WorkerConfig = WorkerConfig()
     sink: SinkConfig = SinkConfig()
 

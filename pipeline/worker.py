@@ -14,10 +14,8 @@ import asyncio
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -25,12 +23,14 @@ import faust
 from pipeline.chclient import connect
 from pipeline.config import Settings
 from pipeline.deadletter import DEADLETTER_COLUMNS, DeadLetters
+from pipeline.metrics import WorkerMetrics
 from pipeline.schema import codec_for
 from pipeline.schema.codec import AvroCodec
 from pipeline.sink.clickhouse import ClickHouseSink, InsertService, SinkStopped
 from pipeline.sink.clickhouse.request_builder import InsertRequest
 from pipeline.stages.base import BatchContext, Stage
 from pipeline.stages.decode import RawMessage, decode_messages
+from pipeline.stages.redact import RedactStage
 from pipeline.stages.validate import ValidateStage
 
 log = logging.getLogger("auditpipe.worker")
@@ -38,31 +38,30 @@ log = logging.getLogger("auditpipe.worker")
 DEADLETTER_SCHEMA = "dead_letter"
 PROGRESS_EVERY_S = 10.0
 DECODE_CHUNK_MESSAGES = 8
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
-@dataclass
-class WorkerCounters:
-    messages_in: int = 0
-    events_in: int = 0
-    events_stored: int = 0
-    deadletter: Counter[str] = field(default_factory=Counter)
-
-
-def default_stages() -> list[Stage]:
-    """The stages between decode and the sink, in order (later issues add theirs here)."""
-    return [ValidateStage()]
+def default_stages(settings: Settings) -> list[Stage]:
+    """The stages between decode and the sink, in order."""
+    return [ValidateStage(settings.validation), RedactStage(settings.redact)]
 
 
 class BatchProcessor:
     """decode -> stages -> sink for one batch of messages. Runs in the worker's thread."""
 
     def __init__(
-        self, settings: Settings, codec: AvroCodec, stages: Sequence[Stage], service: InsertService
+        self,
+        settings: Settings,
+        codec: AvroCodec,
+        stages: Sequence[Stage],
+        service: InsertService,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.codec = codec
         self.stages = list(stages)
         self.service = service
+        self.metrics = metrics or WorkerMetrics()
         database = settings.clickhouse.database
         self.deadletter_table = f"{database}.deadletter"
         self.sink = ClickHouseSink(
@@ -72,28 +71,52 @@ class BatchProcessor:
             max_bytes=settings.sink.max_bytes,
             executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditpipe-insert"),
         )
-        self.counters = WorkerCounters()
+        self.next_offsets: dict[int, int] = {}
+        """Per partition, the offset after the last message processed (for the lag)."""
+        self._retries_seen = 0
 
     def process(self, messages: Sequence[RawMessage]) -> DeadLetters:
         ctx = BatchContext(source_topic=self.settings.kafka.topic_events)
-        stored = 0
+        metrics = self.metrics
+        decoded_events = stored = 0
         # A few messages at a time: decoded events live only until the sink takes them,
         # so memory follows sink.max_rows, not the size of the take.
         for start in range(0, len(messages), DECODE_CHUNK_MESSAGES):
             chunk = messages[start : start + DECODE_CHUNK_MESSAGES]
-            for partition, decoded in decode_messages(self.codec, chunk, ctx).items():
-                events = decoded.events
-                self.counters.events_in += len(events)
+            with metrics.timed("decode"):
+                decoded = decode_messages(self.codec, chunk, ctx)
+            for partition, part in decoded.items():
+                events = part.events
+                decoded_events += len(events)
                 for stage in self.stages:
-                    events = stage.process(events, ctx)
-                self.sink.add(partition, events, size_bytes=decoded.size_bytes)
+                    with metrics.timed(stage.name):
+                        events = stage.process(events, ctx)
+                self.sink.add(partition, events, size_bytes=part.size_bytes)
                 stored += len(events)
-        self.sink.flush()
+        with metrics.timed("sink"):
+            self.sink.flush()
         self._store_dead_letters(ctx.dead, messages)
-        self.counters.messages_in += len(messages)
-        self.counters.events_stored += stored
-        self.counters.deadletter.update(ctx.dead.by_reason)
+        # Counted once stored: "stored" means in ClickHouse.
+        whole_messages = sum(1 for r in ctx.dead.records if r["event_id"] is None)
+        metrics.events_in.inc(decoded_events + whole_messages)
+        metrics.events_stored.inc(stored)
+        metrics.add_counts(ctx.dead.by_reason, metrics.deadletter, "reason")
+        metrics.batch_events.observe(decoded_events)
+        self._count_stage_extras()
+        for message in messages:
+            self.next_offsets[message.partition] = message.offset + 1
         return ctx.dead
+
+    def _count_stage_extras(self) -> None:
+        for stage in self.stages:
+            redactions = getattr(stage, "redactions", None)
+            if redactions:
+                self.metrics.add_counts(redactions, self.metrics.redactions, "rule")
+                redactions.clear()
+        retries = getattr(self.service, "retries_total", 0)
+        if retries > self._retries_seen:
+            self.metrics.sink_insert_retries.inc(retries - self._retries_seen)
+            self._retries_seen = retries
 
     def _store_dead_letters(self, dead: DeadLetters, messages: Sequence[RawMessage]) -> None:
         if not dead:
@@ -138,11 +161,17 @@ def build_app(settings: Settings) -> faust.App:
         retry_max_s=settings.sink.retry_max_s,
         stopping=stopping,
     )
-    processor = BatchProcessor(settings, codec, default_stages(), service)
+    processor = BatchProcessor(settings, codec, default_stages(settings), service)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditpipe-batch")
     events_topic = app.topic(settings.kafka.topic_events, value_type=bytes, key_type=bytes)
     dlq_topic = app.topic(settings.kafka.topic_deadletter, value_type=bytes, key_type=bytes)
-    progress = _Progress(processor.counters)
+    progress = _Progress(processor.metrics)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        body = processor.metrics.exposition(lambda: _lag(app, processor.next_offsets))
+        # aiohttp takes the charset apart from the content type.
+        return web.bytes(body, content_type=PROMETHEUS_CONTENT_TYPE)
 
     @app.agent(events_topic, name="process-events")
     async def process_events(stream: Any) -> None:
@@ -187,26 +216,32 @@ async def _publish_dead_letters(topic: Any, codec: AvroCodec, dead: DeadLetters)
         await asyncio.gather(*futures)
 
 
+def _lag(app: faust.App, next_offsets: dict[int, int]) -> dict[int, int]:
+    """Per assigned partition: the high-water mark minus the next offset to process."""
+    lag = {}
+    for tp in app.consumer.assignment():
+        if tp.partition in next_offsets:
+            highwater = app.consumer.highwater(tp)
+            if highwater is not None:
+                lag[tp.partition] = max(0, highwater - next_offsets[tp.partition])
+    return lag
+
+
 class _Progress:
-    def __init__(self, counters: WorkerCounters) -> None:
-        self.counters = counters
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self.metrics = metrics
         self.last_at = time.monotonic()
-        self.last_stored = 0
+        self.last_stored = 0.0
 
     def maybe_log(self) -> None:
         now = time.monotonic()
         if now - self.last_at < PROGRESS_EVERY_S:
             return
-        c = self.counters
-        rate = (c.events_stored - self.last_stored) / (now - self.last_at)
-        log.info(
-            "events in %d, stored %d (%.0f/s), dead letters %s",
-            c.events_in,
-            c.events_stored,
-            rate,
-            dict(c.deadletter) or 0,
-        )
-        self.last_at, self.last_stored = now, c.events_stored
+        sample = self.metrics.registry.get_sample_value
+        stored = sample("events_stored_total") or 0.0
+        rate = (stored - self.last_stored) / (now - self.last_at)
+        log.info("events in %d, stored %d (%.0f/s)", sample("events_in_total") or 0, stored, rate)
+        self.last_at, self.last_stored = now, stored
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:

@@ -54,12 +54,24 @@ def canonical(event: Event) -> bytes:
     actor = event["actor"]
     attributes = event["attributes"]
     parts = [
-        _value(event["event_id"]), _value(event["ts"]), _value(event["tenant"]),
-        _value(event["sandbox_id"]), _value(event["seq"]), _value(event["category"]),
-        _value(event["action"]), _value(event["level"]), _value(event["outcome"]),
-        _value(actor["user"]), _value(actor["uid"]), _value(actor["pid"]),
-        _value(actor["ppid"]), _value(actor["process"]), _value(actor["cmdline"]),
-        _value(event["object"]), _value(event["bytes"]), _value(len(attributes)),
+        _value(event["event_id"]),
+        _value(event["ts"]),
+        _value(event["tenant"]),
+        _value(event["sandbox_id"]),
+        _value(event["seq"]),
+        _value(event["category"]),
+        _value(event["action"]),
+        _value(event["level"]),
+        _value(event["outcome"]),
+        _value(actor["user"]),
+        _value(actor["uid"]),
+        _value(actor["pid"]),
+        _value(actor["ppid"]),
+        _value(actor["process"]),
+        _value(actor["cmdline"]),
+        _value(event["object"]),
+        _value(event["bytes"]),
+        _value(len(attributes)),
     ]
     # Code-point order is UTF-8 byte order, so sorting the str keys sorts their bytes.
     for key in sorted(attributes):

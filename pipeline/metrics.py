@@ -1,0 +1,83 @@
+"""The worker's Prometheus metrics, served at ``/metrics`` on ``worker.web_port``.
+
+The event counters add up: every event the worker takes in is stored, deduplicated,
+dropped by the level policy or dead-lettered (or still in flight)::
+
+    events_in_total = events_stored_total + events_deduplicated_total
+                      + sum(events_dropped_by_policy_total) + sum(deadletter_total)
+
+A message that cannot be decoded at all counts as one event in and one dead letter.
+A retried insert is counted in ``sink_insert_retries_total``, never as dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from time import perf_counter
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+BATCH_BUCKETS = (1, 10, 100, 1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000)
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events_in = Counter(
+            "events_in", "Events taken in (an undecodable message counts as one)", registry=r
+        )
+        self.events_stored = Counter("events_stored", "Events stored in ClickHouse", registry=r)
+        self.events_deduplicated = Counter(
+            "events_deduplicated", "Events dropped as duplicates inside the window", registry=r
+        )
+        self.events_dropped_by_policy = Counter(
+            "events_dropped_by_policy",
+            "Events below the level policy, counted in the rollup",
+            ["level", "category"],
+            registry=r,
+        )
+        self.deadletter = Counter(
+            "deadletter", "Dead letters sent, by reason", ["reason"], registry=r
+        )
+        self.redactions = Counter(
+            "redactions", "Values masked by the redact stage, by rule", ["rule"], registry=r
+        )
+        self.sink_insert_retries = Counter(
+            "sink_insert_retries", "ClickHouse inserts retried (not dropped)", registry=r
+        )
+        self.batch_events = Histogram(
+            "batch_events", "Events per processed batch", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.stage_seconds = Histogram(
+            "stage_duration_seconds",
+            "Time spent per batch, by stage",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "consumer_lag", "Messages in the partition not yet processed", ["partition"], registry=r
+        )
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        started = perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds.labels(stage).observe(perf_counter() - started)
+
+    def add_counts(self, counts: Mapping[str, int], counter: Counter, label: str) -> None:
+        for value, n in counts.items():
+            if n:
+                counter.labels(**{label: value}).inc(n)
+
+    def exposition(self, refresh_lag: Callable[[], Mapping[int, int]] | None = None) -> bytes:
+        """The text format, after refreshing the lag gauges."""
+        if refresh_lag is not None:
+            for partition, lag in refresh_lag().items():
+                self.consumer_lag.labels(str(partition)).set(lag)
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,140 @@
+"""Redact stage: mask secrets and personal data before anything is stored or alerted on.
+
+Rules are regular expressions; a match is replaced by ``[REDACTED:<rule>]`` (a prefix
+such as ``password=`` is kept, so the analyst still sees what was there). They apply to
+``redact.fields``: by default the command line, the object, the user and every
+attribute value. A redacted event names what was masked in
+``attributes["auditpipe.redacted"]`` (``rule@field``, comma-separated).
+
+Each default rule has trigger substrings, checked first on the lower-cased value: most
+values (paths, ordinary command lines) contain none and cost no regex at all.
+
+>>> stage = RedactStage(RedactConfig())
+>>> event = {"actor": {"user": "ci", "cmdline":
+...     "curl -H 'Authorization: Bearer eyJhbGciOi.J9x' https://bob:hunter2@git.example.com"},
+...     "object": "/home/ci", "attributes": {"note": "mail alice@example.com"}}
+>>> out = stage.process([event], None)[0]
+>>> out["actor"]["cmdline"].split(" ")[4:]
+["[REDACTED:bearer_token]'", 'https://bob:[REDACTED:url_password]@git.example.com']
+>>> out["attributes"]["note"]
+'mail [REDACTED:email]'
+>>> out["attributes"]["auditpipe.redacted"].split(",")
+['bearer_token@actor.cmdline', 'url_password@actor.cmdline', 'email@attributes.note']
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.config import RedactConfig
+from pipeline.schema.event import Event
+
+REDACTED_ATTRIBUTE = "auditpipe.redacted"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    pattern: re.Pattern[str]
+    triggers: tuple[str, ...]
+    """Lower-case substrings one of which a value must hold for the rule to run."""
+
+    def apply(self, value: str, lowered: str) -> tuple[str, int]:
+        if self.triggers and not any(t in lowered for t in self.triggers):
+            return value, 0
+        mask = f"[REDACTED:{self.name}]"
+        return self.pattern.subn(
+            lambda m: (m.group("keep") or "") + mask if "keep" in m.re.groupindex else mask, value
+        )
+
+
+# Order matters: a password in a URL is masked before the e-mail rule could see it.
+DEFAULT_RULES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "private_key": (
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?"
+        r"(?:-----END [A-Z ]*PRIVATE KEY-----|$)",
+        ("private key",),
+    ),
+    "aws_access_key": (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", ("akia", "asia")),
+    "aws_secret_key": (
+        r"(?i)(?P<keep>aws_secret_access_key\s*[=:]\s*['\"]?)"
+        r"[A-Za-z0-9/+=]{40}",
+        ("aws_secret",),
+    ),
+    "bearer_token": (r"(?i)(?P<keep>\bbearer\s+)[A-Za-z0-9\-._~+/]+=*", ("bearer",)),
+    "url_password": (r"(?P<keep>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:)[^@\s/]+(?=@)", ("://",)),
+    "secret_param": (
+        r"(?i)(?P<keep>\b(?:password|passwd|pwd|secret|token|api[_-]?key)"
+        r"\s*[=:]\s*['\"]?)[^\s&'\"]+",
+        ("pass", "pwd", "secret", "token", "api_key", "api-key", "apikey"),
+    ),
+    "github_token": (r"\bgh[pousr]_[A-Za-z0-9]{36,}\b", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    "email": (r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b", ("@",)),
+}
+
+
+def build_rules(config: RedactConfig) -> list[Rule]:
+    """The default rules (minus those the config turns off) and the config's own."""
+    rules = [
+        Rule(name, re.compile(pattern), triggers)
+        for name, (pattern, triggers) in DEFAULT_RULES.items()
+        if name not in config.disable
+    ]
+    rules += [Rule(name, re.compile(pattern), ()) for name, pattern in config.rules.items()]
+    return rules
+
+
+class RedactStage:
+    name = "redact"
+
+    def __init__(self, config: RedactConfig) -> None:
+        self.config = config
+        self.rules = build_rules(config)
+        # One search in C per value decides whether any rule can apply at all.
+        triggers = [t for rule in self.rules for t in rule.triggers]
+        untriggered = any(not rule.triggers for rule in self.rules)
+        # (Lower-casing first and a case-sensitive search: 0.5 us a value, where an
+        # IGNORECASE alternation measured 3.4 us.)
+        self._may_match = (
+            None if untriggered else re.compile("|".join(map(re.escape, triggers))).search
+        )
+        self.redactions: Counter[str] = Counter()
+        """Values masked, by rule."""
+        self._actor_fields = [f.split(".", 1)[1] for f in config.fields if f.startswith("actor.")]
+        self._object = "object" in config.fields
+        self._attributes = "attributes" in config.fields
+
+    def process(self, events: list[Event], ctx: Any) -> list[Event]:
+        if not self.config.enabled:
+            return events
+        for event in events:
+            found: list[str] = []
+            actor = event["actor"]
+            for field in self._actor_fields:
+                if actor.get(field):
+                    actor[field] = self._mask(actor[field], f"actor.{field}", found)
+            if self._object and event["object"]:
+                event["object"] = self._mask(event["object"], "object", found)
+            if self._attributes:
+                attributes = event["attributes"]
+                for key, value in attributes.items():
+                    if value:
+                        attributes[key] = self._mask(value, f"attributes.{key}", found)
+            if found:
+                event["attributes"][REDACTED_ATTRIBUTE] = ",".join(found)
+        return events
+
+    def _mask(self, value: str, where: str, found: list[str]) -> str:
+        lowered = value.lower()
+        if self._may_match is not None and self._may_match(lowered) is None:
+            return value
+        for rule in self.rules:
+            value, count = rule.apply(value, lowered)
+            if count:
+                self.redactions[rule.name] += count
+                found.append(f"{rule.name}@{where}")
+                lowered = value.lower()
+        return value

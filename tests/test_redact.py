@@ -1,0 +1,97 @@
+"""The redact stage: each rule masks what it should and leaves the rest alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pipeline.config import RedactConfig
+from pipeline.stages.redact import REDACTED_ATTRIBUTE, RedactStage
+
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+PRIVATE_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE\n"
+    "-----END OPENSSH PRIVATE KEY-----"
+)
+
+
+def event(cmdline: str = "", obj: str = "", **attributes: str) -> dict[str, Any]:
+    return {
+        "actor": {"user": "ci", "cmdline": cmdline},
+        "object": obj,
+        "attributes": dict(attributes),
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            "export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE",
+            "export AWS_ACCESS_KEY_ID=[REDACTED:aws_access_key]",
+        ),
+        (
+            f"aws_secret_access_key = {AWS_SECRET}",
+            "aws_secret_access_key = [REDACTED:aws_secret_key]",
+        ),
+        (
+            "curl -H 'Authorization: Bearer abc.def-ghi'",
+            "curl -H 'Authorization: Bearer [REDACTED:bearer_token]'",
+        ),
+        (
+            "git clone https://deploy:s3cr3t@git.example.com/repo.git",
+            "git clone https://deploy:[REDACTED:url_password]@git.example.com/repo.git",
+        ),
+        ("mysql --password=hunter2 -h db", "mysql --password=[REDACTED:secret_param] -h db"),
+        ("app --api-key: 12345abc", "app --api-key: [REDACTED:secret_param]"),
+        (
+            "gh auth login --with-token ghp_" + "a" * 36,
+            "gh auth login --with-token [REDACTED:github_token]",
+        ),
+        ("notify bob.smith+ci@example.org", "notify [REDACTED:email]"),
+        (f"echo '{PRIVATE_KEY}' > key", "echo '[REDACTED:private_key]' > key"),
+    ],
+)
+def test_default_rules_mask_secrets(value: str, expected: str) -> None:
+    (out,) = RedactStage(RedactConfig()).process([event(cmdline=value)], None)
+    assert out["actor"]["cmdline"] == expected
+    assert out["attributes"][REDACTED_ATTRIBUTE].endswith("@actor.cmdline")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "make -j2 all",
+        "/usr/lib/python3.11/site-packages/keyring/backend.py",
+        "git clone https://github.com/org/repo.git",
+        "ssh-keygen -t ed25519",
+        "python -m pip install token-bucket==0.3",
+        "echo AKIA-not-a-key",
+    ],
+)
+def test_ordinary_values_are_left_alone(value: str) -> None:
+    (out,) = RedactStage(RedactConfig()).process([event(cmdline=value, obj=value)], None)
+    assert out["actor"]["cmdline"] == value
+    assert out["object"] == value
+    assert REDACTED_ATTRIBUTE not in out["attributes"]
+
+
+def test_fields_rules_and_counts_follow_the_config() -> None:
+    config = RedactConfig(
+        fields=["object"], disable=["email"], rules={"ticket": r"(?P<keep>TICKET-)\d+"}
+    )
+    stage = RedactStage(config)
+    (out,) = stage.process(
+        [event(cmdline="--password=x", obj="a@b.com TICKET-42", note="--password=y")], None
+    )
+    assert out["actor"]["cmdline"] == "--password=x"  # not a configured field
+    assert out["attributes"]["note"] == "--password=y"
+    assert out["object"] == "a@b.com TICKET-[REDACTED:ticket]"
+    assert stage.redactions == {"ticket": 1}
+
+
+def test_disabled_stage_changes_nothing() -> None:
+    original = event(cmdline="--password=x")
+    (out,) = RedactStage(RedactConfig(enabled=False)).process([event(cmdline="--password=x")], None)
+    assert out == original

@@ -1,0 +1,84 @@
+"""The worker's counters add up: in = stored + deduplicated + dropped + dead letters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.schema import codec_for
+from pipeline.simulate import FleetSimulator
+from pipeline.sink.clickhouse.request_builder import InsertRequest
+from pipeline.stages.decode import RawMessage
+from pipeline.worker import BatchProcessor, default_stages
+
+SETTINGS = Settings()
+CODEC = codec_for(SETTINGS)
+
+
+class Recorder:
+    retries_total = 2
+
+    def __init__(self) -> None:
+        self.requests: list[InsertRequest] = []
+
+    def insert(self, request: InsertRequest) -> None:
+        self.requests.append(request)
+
+
+def message(offset: int, events: list[dict[str, Any]]) -> RawMessage:
+    value = CODEC.encode(
+        "audit_event_batch", {"sandbox_id": "sb", "collector": "t", "sent_at": 0, "events": events}
+    )
+    return RawMessage(offset % 3, offset, b"sb", value)
+
+
+def sample(metrics: Any, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels or None) or 0.0
+
+
+def test_counters_add_up_and_metrics_are_exposed() -> None:
+    service = Recorder()
+    processor = BatchProcessor(SETTINGS, CODEC, default_stages(SETTINGS), service)  # type: ignore[arg-type]
+    events = list(FleetSimulator(3, seed=2).events(300))
+    events[10]["tenant"] = ""  # invalid_event
+    events[20]["ts"] += 10**10  # ts_in_future
+    events[30]["actor"]["cmdline"] = "mysql --password=hunter2"  # redacted, still stored
+    messages = [message(n, events[n * 100 : (n + 1) * 100]) for n in range(3)]
+    messages.append(RawMessage(1, 99, None, b"garbage"))  # not_avro, one whole message
+
+    processor.process(messages)
+    m = processor.metrics
+
+    assert sample(m, "events_in_total") == 301
+    assert sample(m, "events_stored_total") == 298
+    assert sample(m, "deadletter_total", reason="invalid_event") == 1
+    assert sample(m, "deadletter_total", reason="ts_in_future") == 1
+    assert sample(m, "deadletter_total", reason="not_avro") == 1
+    assert sample(m, "events_in_total") == (
+        sample(m, "events_stored_total")
+        + sample(m, "events_deduplicated_total")
+        + sum(
+            s.value
+            for s in m.events_dropped_by_policy.collect()[0].samples
+            if s.name.endswith("_total")
+        )
+        + sum(s.value for s in m.deadletter.collect()[0].samples if s.name.endswith("_total"))
+    )
+    assert sample(m, "redactions_total", rule="secret_param") == 1
+    assert sample(m, "sink_insert_retries_total") == 2
+    assert sample(m, "batch_events_count") == 1
+    assert sample(m, "stage_duration_seconds_count", stage="redact") >= 1
+    rows = sum(r.rows for r in service.requests if r.table.endswith(".events"))
+    assert rows == 298
+    text = m.exposition(lambda: {0: 5}).decode()
+    for name in (
+        "events_in_total",
+        "events_stored_total",
+        "events_deduplicated_total",
+        'deadletter_total{reason="not_avro"}',
+        "batch_events_bucket",
+        "stage_duration_seconds_bucket",
+        'consumer_lag{partition="0"} 5.0',
+    ):
+        assert name in text, name
+    assert processor.next_offsets == {0: 1, 1: 100, 2: 3}
