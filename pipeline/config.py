@@ -141,6 +141,18 @@ class ValidateConfig(_Section):
     """Most attributes an event may carry."""
 
 
+class DedupConfig(_Section):
+    """The worker's dedup stage."""
+
+    enabled: bool = True
+    window_s: float = Field(600.0, gt=0)
+    """An event whose key was seen within this many seconds is a duplicate (10 minutes)."""
+    buckets: int = Field(10, ge=2)
+    """Time buckets the window is kept in; the oldest leaves as a whole."""
+    key_fields: list[str] = []
+    """Fields that make the key; empty: event_id."""
+
+
 class RedactConfig(_Section):
     """Masking of secrets and personal data (the worker's redact stage)."""
 
@@ -167,6 +179,12 @@ class WorkerConfig(_Section):
     """Port of the worker's web endpoint (health)."""
     data_dir: Path | None = None
     """Faust's local state directory; default $AUDITPIPE_HOME/worker."""
+    session_timeout_s: float = Field(10.0, ge=6.0)
+    """A worker that stops answering (killed, frozen) loses its partitions after this;
+    the others take them over."""
+    table_store: Literal["memory://", "rocksdb://"] = "rocksdb://"
+    """Where Faust keeps table state (the dedup window) between changelog reads:
+    rocksdb (via rocksdict) holds large windows on disk."""
 
 
 class SinkConfig(_Section):
@@ -208,6 +226,7 @@ class Settings(BaseSettings):
     publish: PublishConfig = PublishConfig()
     collect: CollectConfig = CollectConfig()
     validation: ValidateConfig = ValidateConfig()
+    dedup: DedupConfig = DedupConfig()
     redact: RedactConfig = RedactConfig()
     worker: WorkerConfig = WorkerConfig()
     sink: SinkConfig = SinkConfig()

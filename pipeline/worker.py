@@ -11,14 +11,18 @@ committed only when its events are stored or dead-lettered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
+import numpy as np
+from faust.streams import _current_event  # the table API's partition comes from it
 
 from pipeline.chclient import connect
 from pipeline.config import Settings
@@ -30,6 +34,7 @@ from pipeline.sink.clickhouse import ClickHouseSink, InsertService, SinkStopped
 from pipeline.sink.clickhouse.request_builder import InsertRequest
 from pipeline.stages.base import BatchContext, Stage
 from pipeline.stages.decode import RawMessage, decode_messages
+from pipeline.stages.dedup import DedupStage, DedupWindow
 from pipeline.stages.redact import RedactStage
 from pipeline.stages.validate import ValidateStage
 
@@ -43,7 +48,11 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 def default_stages(settings: Settings) -> list[Stage]:
     """The stages between decode and the sink, in order."""
-    return [ValidateStage(settings.validation), RedactStage(settings.redact)]
+    return [
+        ValidateStage(settings.validation),
+        DedupStage(settings.dedup),
+        RedactStage(settings.redact),
+    ]
 
 
 class BatchProcessor:
@@ -109,6 +118,9 @@ class BatchProcessor:
 
     def _count_stage_extras(self) -> None:
         for stage in self.stages:
+            if isinstance(stage, DedupStage) and stage.dropped:
+                self.metrics.events_deduplicated.inc(stage.dropped)
+                stage.dropped = 0
             redactions = getattr(stage, "redactions", None)
             if redactions:
                 self.metrics.add_counts(redactions, self.metrics.redactions, "rule")
@@ -135,6 +147,7 @@ class BatchProcessor:
 
 def build_app(settings: Settings) -> faust.App:
     """The Faust application with its one agent."""
+    settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.worker.app_id,
         broker=f"kafka://{settings.kafka.bootstrap}",
@@ -152,6 +165,11 @@ def build_app(settings: Settings) -> faust.App:
         consumer_max_fetch_size=4 * 1024 * 1024,
         producer_max_request_size=16 * 1024 * 1024,
         broker_commit_interval=1.0,
+        # App-wide: a table's own store="rocksdb://" is parsed to a falsy URL and ignored.
+        store=settings.worker.table_store,
+        # A worker killed without leaving is replaced after this, not Kafka's 45 s.
+        broker_session_timeout=settings.worker.session_timeout_s,
+        broker_heartbeat_interval=settings.worker.session_timeout_s / 4,
     )
     codec = codec_for(settings)
     stopping = threading.Event()
@@ -164,6 +182,14 @@ def build_app(settings: Settings) -> faust.App:
     processor = BatchProcessor(settings, codec, default_stages(settings), service)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditpipe-batch")
     events_topic = app.topic(settings.kafka.topic_events, value_type=bytes, key_type=bytes)
+    dedup_stage = next(s for s in processor.stages if isinstance(s, DedupStage))
+    dedup_table = app.Table(
+        "dedup-window",
+        partitions=settings.kafka.partitions,
+        key_type=bytes,
+        value_type=bytes,
+    )
+    dedup_state = DedupPersistence(dedup_table, dedup_stage.window)
     dlq_topic = app.topic(settings.kafka.topic_deadletter, value_type=bytes, key_type=bytes)
     progress = _Progress(processor.metrics)
 
@@ -182,7 +208,14 @@ def build_app(settings: Settings) -> faust.App:
                 RawMessage(e.message.partition, e.message.offset, e.key, e.value) for e in batch
             ]
             try:
+                assigned = {
+                    tp.partition
+                    for tp in app.consumer.assignment()
+                    if tp.topic == settings.kafka.topic_events
+                }
+                dedup_state.prepare({m.partition for m in messages}, assigned)
                 dead = await loop.run_in_executor(executor, processor.process, messages)
+                dedup_state.persist({e.message.partition: e for e in batch})
                 await _publish_dead_letters(dlq_topic, codec, dead)
             except BaseException as exc:
                 # take_events acks the batch even when we leave with an error; marking
@@ -214,6 +247,66 @@ async def _publish_dead_letters(topic: Any, codec: AvroCodec, dead: DeadLetters)
     ]
     if futures:
         await asyncio.gather(*futures)
+
+
+class DedupPersistence:
+    """Keeps the dedup window in a Faust table (with its changelog topic).
+
+    Each batch's new keys become one record per partition and time bucket, written to
+    that partition's changelog; a bucket that leaves the window is deleted (a tombstone).
+    When the worker gains a partition (start, rebalance), the partition's window is
+    rebuilt from the table, which Faust has recovered from the changelog by then (into
+    rocksdb or memory, per ``worker.table_store``).
+    """
+
+    def __init__(self, table: Any, window: DedupWindow) -> None:
+        self.table = table
+        self.window = window
+        self.loaded: set[int] = set()
+        self.keys: dict[tuple[int, int], list[bytes]] = {}
+
+    def prepare(self, partitions: set[int], assigned: set[int]) -> None:
+        """Before a batch: drop partitions we lost, load the ones we (re)gained."""
+        for partition in self.loaded - assigned:
+            self.window.forget(partition)
+            self.loaded.discard(partition)
+        missing = partitions - self.loaded
+        if not missing:
+            return
+        now = time.time()
+        for key, value in list(self.table.data.items()):
+            partition, bucket = (int(part) for part in key.split(b":")[:2])
+            if partition in missing:
+                hashes = np.frombuffer(value, dtype=np.uint64).tolist()
+                self.window.load(partition, bucket, hashes, now)
+                self.keys.setdefault((partition, bucket), []).append(key)
+        self.loaded |= missing
+
+    def persist(self, event_of_partition: dict[int, Any]) -> None:
+        """After a batch: write its new keys and delete what left the window.
+
+        Through the table itself, so the local store and the changelog stay in step; a
+        table takes the partition to write to from Faust's current event, so that is set
+        to an event of the batch from the right partition for each write.
+        """
+        for (partition, bucket), hashes in self.window.take_added().items():
+            key = f"{partition}:{bucket}:{time.time_ns()}".encode()
+            with _as_current(event_of_partition[partition]):
+                self.table[key] = np.asarray(hashes, dtype=np.uint64).tobytes()
+            self.keys.setdefault((partition, bucket), []).append(key)
+        for partition, bucket in self.window.take_gone():
+            for key in self.keys.pop((partition, bucket), []):
+                with _as_current(event_of_partition[partition]), contextlib.suppress(KeyError):
+                    del self.table[key]
+
+
+@contextlib.contextmanager
+def _as_current(event: Any) -> Iterator[None]:
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
 
 
 def _lag(app: faust.App, next_offsets: dict[int, int]) -> dict[int, int]:
