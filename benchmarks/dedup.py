@@ -68,12 +68,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     traced, rss = zip(*(memory_per_key(args.keys) for _ in range(args.runs)), strict=True)
-    print(f"window of {args.keys:,} keys: median {statistics.median(traced):.1f} bytes/key "
-          f"traced (runs {' / '.join(f'{v:.1f}' for v in traced)}), RSS growth "
-          f"{statistics.median(rss):.1f} bytes/key (runs {' / '.join(f'{v:.1f}' for v in rss)})")
+    print(
+        f"window of {args.keys:,} keys: median {statistics.median(traced):.1f} bytes/key "
+        f"traced (runs {' / '.join(f'{v:.1f}' for v in traced)}), RSS growth "
+        f"{statistics.median(rss):.1f} bytes/key (runs {' / '.join(f'{v:.1f}' for v in rss)})"
+    )
     rates = [stage_rate(300_000) for _ in range(args.runs)]
-    print(f"DedupStage.process: median {statistics.median(rates):,.0f} events/s "
-          f"(runs {' / '.join(f'{r:,.0f}' for r in rates)})")
+    print(
+        f"DedupStage.process: median {statistics.median(rates):,.0f} events/s "
+        f"(runs {' / '.join(f'{r:,.0f}' for r in rates)})"
+    )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ measures, on the same pre-published events:
 
 * publish: ``auditpipe publish`` of a JSON-lines file (parse, validate, encode, send), and
   the SDK path (``EventPublisher.add`` of ready events), events/s acknowledged by Kafka;
-* worker: a real ``auditpipe worker`` process (decode -> validate -> ClickHouse sink),
-  events/s from ready to the last row stored, and its peak RSS;
+* worker: a real ``auditpipe worker`` process, events/s from ready to the last row
+  stored, twice: with decode, validate and the sink only (dedup and redaction off), and
+  with every stage (validate, dedup, redact); and the latter's peak RSS;
 * baseline: a plain aiokafka consumer that decodes and inserts with clickhouse-connect,
   no Faust and no stages, events/s on the same topic;
 * latency: with a worker running, events paced at ``--latency-rate`` events/s, each
@@ -63,6 +64,19 @@ def isolated(base: Settings, tag: str, home: Path) -> Settings:
     data["clickhouse"]["database"] = f"bench_{tag}"
     data["worker"].update(app_id=f"bench-{tag}", web_port=0)
     return Settings(**data)
+
+
+def variant(settings: Settings, suffix: str, **sections: dict[str, Any]) -> Settings:
+    """The same topic, its own consumer group and database, some settings changed."""
+    data = settings.model_dump()
+    data["worker"]["app_id"] += suffix
+    data["worker"]["web_port"] = free_port()
+    data["clickhouse"]["database"] += suffix
+    for section, values in sections.items():
+        data[section].update(values)
+    changed = Settings(**data)
+    apply_migrations(connect(changed.clickhouse), changed.clickhouse.database, load_migrations())
+    return changed
 
 
 def free_port() -> int:
@@ -223,7 +237,10 @@ def one_run(base: Settings, args: argparse.Namespace, source: Path, run: int) ->
     try:
         print(f"run {run}: publishing {args.events:,} events (auditpipe publish) ...", flush=True)
         publish_cli = measure_publish_cli(settings, source, args.events)
-        print(f"run {run}: worker ...", flush=True)
+        print(f"run {run}: worker, decode + validate + sink ...", flush=True)
+        minimal = variant(settings, "m", dedup={"enabled": False}, redact={"enabled": False})
+        worker_minimal, _ = measure_worker(minimal, client, args.events)
+        print(f"run {run}: worker, all stages (validate, dedup, redact) ...", flush=True)
         worker_rate, rss = measure_worker(settings, client, args.events)
         print(f"run {run}: baseline ...", flush=True)
         baseline_rate = asyncio.run(measure_baseline(settings, args.events))
@@ -246,6 +263,7 @@ def one_run(base: Settings, args: argparse.Namespace, source: Path, run: int) ->
     figures = {
         "publish_cli": publish_cli,
         "publish_sdk": publish_sdk,
+        "worker_decode_sink": worker_minimal,
         "worker": worker_rate,
         "baseline": baseline_rate,
         "worker_over_baseline": worker_rate / baseline_rate,

@@ -178,7 +178,7 @@ class WorkerConfig(_Section):
     web_port: int = 6066
     """Port of the worker's web endpoint (health)."""
     data_dir: Path | None = None
-    """Faust's local state directory; default $AUDITPIPE_HOME/worker."""
+    """Faust's local state directory; default $AUDITPIPE_HOME/worker/<app_id>."""
     session_timeout_s: float = Field(10.0, ge=6.0)
     """A worker that stops answering (killed, frozen) loses its partitions after this;
     the others take them over."""
@@ -248,7 +248,8 @@ class Settings(BaseSettings):
 
     @property
     def worker_data_dir(self) -> Path:
-        return self.worker.data_dir or self.home / "worker"
+        # Per app id: Faust's table files are not named after the app.
+        return self.worker.data_dir or self.home / "worker" / self.worker.app_id
 
 
 def reference_table() -> str:

@@ -84,7 +84,12 @@ class KafkaBroker:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         result = subprocess.run(
             self._java(
-                STORAGE_TOOL, "format", "--standalone", "-t", cluster_id, "-c", str(self.properties)
+                STORAGE_TOOL,
+                "format",
+                "--standalone",
+                f"--cluster-id={cluster_id}",
+                "-c",
+                str(self.properties),
             ),
             capture_output=True,
             text=True,
