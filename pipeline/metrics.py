@@ -42,6 +42,11 @@ class WorkerMetrics:
         self.deadletter = Counter(
             "deadletter", "Dead letters sent, by reason", ["reason"], registry=r
         )
+        self.events_unknown_sandbox = Counter(
+            "events_unknown_sandbox",
+            "Events (stored) from sandboxes the inventory lacks",
+            registry=r,
+        )
         self.redactions = Counter(
             "redactions", "Values masked by the redact stage, by rule", ["rule"], registry=r
         )

@@ -27,6 +27,7 @@ from faust.streams import _current_event  # the table API's partition comes from
 from pipeline.chclient import connect
 from pipeline.config import Settings
 from pipeline.deadletter import DEADLETTER_COLUMNS, DeadLetters
+from pipeline.inventory import InventoryFollower
 from pipeline.metrics import WorkerMetrics
 from pipeline.schema import codec_for
 from pipeline.schema.codec import AvroCodec
@@ -35,6 +36,7 @@ from pipeline.sink.clickhouse.request_builder import InsertRequest
 from pipeline.stages.base import BatchContext, Stage
 from pipeline.stages.decode import RawMessage, decode_messages
 from pipeline.stages.dedup import DedupStage, DedupWindow
+from pipeline.stages.enrich import EnrichStage, Inventory, StaticInventory
 from pipeline.stages.redact import RedactStage
 from pipeline.stages.validate import ValidateStage
 
@@ -43,14 +45,16 @@ log = logging.getLogger("auditpipe.worker")
 DEADLETTER_SCHEMA = "dead_letter"
 PROGRESS_EVERY_S = 10.0
 DECODE_CHUNK_MESSAGES = 8
+INVENTORY_WAIT_S = 30.0
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
-def default_stages(settings: Settings) -> list[Stage]:
+def default_stages(settings: Settings, inventory: Inventory | None = None) -> list[Stage]:
     """The stages between decode and the sink, in order."""
     return [
         ValidateStage(settings.validation),
         DedupStage(settings.dedup),
+        EnrichStage(inventory or StaticInventory({})),
         RedactStage(settings.redact),
     ]
 
@@ -118,6 +122,9 @@ class BatchProcessor:
 
     def _count_stage_extras(self) -> None:
         for stage in self.stages:
+            if isinstance(stage, EnrichStage) and stage.unknown:
+                self.metrics.events_unknown_sandbox.inc(stage.unknown)
+                stage.unknown = 0
             if isinstance(stage, DedupStage) and stage.dropped:
                 self.metrics.events_deduplicated.inc(stage.dropped)
                 stage.dropped = 0
@@ -179,7 +186,12 @@ def build_app(settings: Settings) -> faust.App:
         retry_max_s=settings.sink.retry_max_s,
         stopping=stopping,
     )
-    processor = BatchProcessor(settings, codec, default_stages(settings), service)
+    # The inventory side of the stream-table join: the compacted topic, read in full and
+    # followed. (A Faust GlobalTable over it left faust-streaming 0.15.3's partition
+    # assignor hanging at start.)
+    inventory = InventoryFollower(settings, codec)
+    app.task(inventory.run)
+    processor = BatchProcessor(settings, codec, default_stages(settings, inventory), service)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditpipe-batch")
     events_topic = app.topic(settings.kafka.topic_events, value_type=bytes, key_type=bytes)
     dedup_stage = next(s for s in processor.stages if isinstance(s, DedupStage))
@@ -208,6 +220,8 @@ def build_app(settings: Settings) -> faust.App:
                 RawMessage(e.message.partition, e.message.offset, e.key, e.value) for e in batch
             ]
             try:
+                if not inventory.ready.is_set():
+                    await _wait_for_inventory(inventory)
                 assigned = {
                     tp.partition
                     for tp in app.consumer.assignment()
@@ -307,6 +321,17 @@ def _as_current(event: Any) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+async def _wait_for_inventory(inventory: InventoryFollower) -> None:
+    try:
+        await asyncio.wait_for(inventory.ready.wait(), INVENTORY_WAIT_S)
+    except TimeoutError:
+        log.warning(
+            "the sandbox inventory is not read yet after %.0f s; going on (events "
+            "of sandboxes not read yet count as unknown)",
+            INVENTORY_WAIT_S,
+        )
 
 
 def _lag(app: faust.App, next_offsets: dict[int, int]) -> dict[int, int]:

@@ -39,7 +39,7 @@ def test_init_creates_everything_and_is_idempotent(isolated_settings: Settings) 
     second = run_cli(settings, "init", "--partitions", "4")
 
     assert first.returncode == 0, first.stderr
-    assert "migrations applied: 0001_events, 0002_deadletter" in first.stdout
+    assert "migrations applied: 0001_events, 0002_deadletter, 0003_enrichment" in first.stdout
     assert second.returncode == 0, second.stderr
     assert "topics created: none (all exist)" in second.stdout
     assert "migrations applied: none (up to date)" in second.stdout
@@ -58,4 +58,4 @@ def test_init_creates_everything_and_is_idempotent(isolated_settings: Settings) 
     )
     assert tables["events"] == "toDate(ts) | tenant, sandbox_id, ts, seq"
     assert {"events", "deadletter", "schema_migrations"} <= set(tables)
-    assert client.query(f"SELECT count() FROM {db}.schema_migrations").result_rows == [(2,)]
+    assert client.query(f"SELECT count() FROM {db}.schema_migrations").result_rows == [(3,)]

@@ -33,9 +33,18 @@ EVENT_COLUMNS = (
     "attributes",
     "prev_hash",
     "hash",
+    "owner",
+    "environment",
+    "image",
+    "labels",
+    "sandbox_known",
+    "severity",
     "kafka_partition",
     "kafka_offset",
 )
+
+
+_NO_LABELS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,13 @@ def build_event_columns(events: Sequence[Event]) -> list[list[Any]]:
         [e["attributes"] for e in events],
         [e["prev_hash"] for e in events],
         [e["hash"] for e in events],
+        # Set by the enrich stage; the defaults keep the sink usable without it.
+        [e.get("owner", "") for e in events],
+        [e.get("environment", "") for e in events],
+        [e.get("image", "") for e in events],
+        [e.get("labels", _NO_LABELS) for e in events],
+        [e.get("sandbox_known", False) for e in events],
+        [e.get("severity", "low") for e in events],
         [e["kafka_partition"] for e in events],
         [e["kafka_offset"] for e in events],
     ]
