@@ -153,6 +153,14 @@ class DedupConfig(_Section):
     """Fields that make the key; empty: event_id."""
 
 
+class PolicyConfig(_Section):
+    """The worker's level policy (see pipeline/stages/policy.py for the file's format)."""
+
+    file: Path | None = None
+    """YAML file with the minimum stored level per environment and category; re-read when
+    it changes. None: every level is stored."""
+
+
 class RedactConfig(_Section):
     """Masking of secrets and personal data (the worker's redact stage)."""
 
@@ -227,6 +235,7 @@ class Settings(BaseSettings):
     collect: CollectConfig = CollectConfig()
     validation: ValidateConfig = ValidateConfig()
     dedup: DedupConfig = DedupConfig()
+    policy: PolicyConfig = PolicyConfig()
     redact: RedactConfig = RedactConfig()
     worker: WorkerConfig = WorkerConfig()
     sink: SinkConfig = SinkConfig()

@@ -37,6 +37,7 @@ from pipeline.stages.base import BatchContext, Stage
 from pipeline.stages.decode import RawMessage, decode_messages
 from pipeline.stages.dedup import DedupStage, DedupWindow
 from pipeline.stages.enrich import EnrichStage, Inventory, StaticInventory
+from pipeline.stages.policy import ROLLUP_COLUMNS, PolicyFile, PolicyStage
 from pipeline.stages.redact import RedactStage
 from pipeline.stages.validate import ValidateStage
 
@@ -55,6 +56,7 @@ def default_stages(settings: Settings, inventory: Inventory | None = None) -> li
         ValidateStage(settings.validation),
         DedupStage(settings.dedup),
         EnrichStage(inventory or StaticInventory({})),
+        PolicyStage(PolicyFile(settings.policy.file)),
         RedactStage(settings.redact),
     ]
 
@@ -77,6 +79,7 @@ class BatchProcessor:
         self.metrics = metrics or WorkerMetrics()
         database = settings.clickhouse.database
         self.deadletter_table = f"{database}.deadletter"
+        self.rollup_table = f"{database}.events_policy_rollup"
         self.sink = ClickHouseSink(
             service,
             table=f"{database}.events",
@@ -108,6 +111,7 @@ class BatchProcessor:
                 stored += len(events)
         with metrics.timed("sink"):
             self.sink.flush()
+        self._store_policy_rollup(messages)
         self._store_dead_letters(ctx.dead, messages)
         # Counted once stored: "stored" means in ClickHouse.
         whole_messages = sum(1 for r in ctx.dead.records if r["event_id"] is None)
@@ -120,8 +124,26 @@ class BatchProcessor:
             self.next_offsets[message.partition] = message.offset + 1
         return ctx.dead
 
+    def _store_policy_rollup(self, messages: Sequence[RawMessage]) -> None:
+        for stage in self.stages:
+            if isinstance(stage, PolicyStage) and (columns := stage.take_rollup()):
+                first = messages[0]
+                self.service.insert(
+                    InsertRequest(
+                        table=self.rollup_table,
+                        column_names=ROLLUP_COLUMNS,
+                        columns=columns,
+                        rows=len(columns[0]),
+                        dedup_token=f"rollup:{first.partition}:{first.offset}:{len(messages)}",
+                    )
+                )
+
     def _count_stage_extras(self) -> None:
         for stage in self.stages:
+            if isinstance(stage, PolicyStage) and stage.dropped:
+                for (level, category), n in stage.dropped.items():
+                    self.metrics.events_dropped_by_policy.labels(level, category).inc(n)
+                stage.dropped.clear()
             if isinstance(stage, EnrichStage) and stage.unknown:
                 self.metrics.events_unknown_sandbox.inc(stage.unknown)
                 stage.unknown = 0

@@ -139,9 +139,9 @@ def test_a_column_migration_runs_on_a_table_with_data(isolated_settings: Setting
 
     applied = apply_migrations(client, db, migrations)
 
-    assert applied == ["0003_enrichment"]
+    assert applied == [m.name for m in migrations if m.version >= 3]
     row = client.query(
         f"SELECT event_id, environment, sandbox_known, severity FROM {db}.events"
     ).result_rows
     assert row == [("old-1", "", False, "low")]
-    assert scalar(client, f"SELECT count() FROM {db}.schema_migrations") == 3
+    assert scalar(client, f"SELECT count() FROM {db}.schema_migrations") == len(migrations)
