@@ -66,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     load = inv.add_parser("load", help="add or replace the sandboxes of a JSON-lines file")
     load.add_argument("file", metavar="FILE|-")
 
+    deadletter = sub.add_parser("deadletter", help="list dead letters, or replay them after a fix")
+    dl = deadletter.add_subparsers(dest="deadletter_command", required=True, metavar="ACTION")
+    dl.add_parser("list", help="dead letters by reason")
+    again = dl.add_parser("replay", help="send dead letters through the pipeline again")
+    again.add_argument(
+        "--reason", action="append", default=[], help="only this reason (repeatable)"
+    )
+    again.add_argument("--since", help="only dead letters from then on (epoch ms or RFC 3339)")
+    again.add_argument("--again", action="store_true", help="include ones already replayed")
+    again.add_argument("--dry-run", action="store_true", help="count, send nothing")
+
     worker = sub.add_parser("worker", help="run the Faust worker (Kafka -> stages -> ClickHouse)")
     worker.add_argument("--loglevel", default="info", choices=("debug", "info", "warning", "error"))
 
@@ -161,6 +172,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as exc:
             print(f"auditpipe: {exc}", file=sys.stderr)
             return EXIT_USAGE
+    if command == "deadletter":
+        return _deadletter(args, settings)
     if command == "inventory":
         return _inventory(args, settings)
     if command == "worker":
@@ -244,6 +257,38 @@ def _publish(path: str, settings: Settings) -> int:
         f"({stats.rate():,.0f} events/s); rejected {stats.rejected} bad lines"
     )
     return EXIT_PARTIAL if stats.rejected else EXIT_OK
+
+
+def _deadletter(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import replay
+    from pipeline.chclient import connect
+    from pipeline.schema.event import InvalidEvent, parse_ts
+
+    client = connect(settings.clickhouse)
+    database = settings.clickhouse.database
+    if args.deadletter_command == "list":
+        for reason, count, first, last in replay.summary(client, database):
+            print(f"{reason:<20} {count:>10}  {first} .. {last}")
+        return EXIT_OK
+    try:
+        since = (
+            None
+            if args.since is None
+            else parse_ts(int(args.since) if args.since.isdigit() else args.since)
+        )
+    except InvalidEvent as exc:
+        print(f"auditpipe: --since: {exc.problem}", file=sys.stderr)
+        return EXIT_USAGE
+    rows = replay.select(client, database, reasons=args.reason, since_ms=since, again=args.again)
+    if args.dry_run:
+        print(f"would replay {len(rows)} dead letters")
+        return EXIT_OK
+    report = asyncio.run(replay.replay(settings, client, rows))
+    print(
+        f"replayed {report.events} events and {report.messages} messages; "
+        f"{report.unusable} not usable"
+    )
+    return EXIT_PARTIAL if report.unusable else EXIT_OK
 
 
 def _inventory(args: argparse.Namespace, settings: Settings) -> int:
