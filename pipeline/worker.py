@@ -47,6 +47,8 @@ DEADLETTER_SCHEMA = "dead_letter"
 PROGRESS_EVERY_S = 10.0
 DECODE_CHUNK_MESSAGES = 8
 INVENTORY_WAIT_S = 30.0
+SHUTDOWN_GRACE_S = 30.0
+"""How long a stopping worker waits for the batch in progress to be stored."""
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
@@ -241,6 +243,7 @@ def build_app(settings: Settings) -> faust.App:
             messages = [
                 RawMessage(e.message.partition, e.message.offset, e.key, e.value) for e in batch
             ]
+            completed = False
             try:
                 if not inventory.ready.is_set():
                     await _wait_for_inventory(inventory)
@@ -250,9 +253,27 @@ def build_app(settings: Settings) -> faust.App:
                     if tp.topic == settings.kafka.topic_events
                 }
                 dedup_state.prepare({m.partition for m in messages}, assigned)
-                dead = await loop.run_in_executor(executor, processor.process, messages)
+                work = loop.run_in_executor(executor, processor.process, messages)
+                try:
+                    dead = await asyncio.shield(work)
+                except asyncio.CancelledError:
+                    # Stopping (or losing partitions): finish the batch in progress, whose
+                    # rows may be stored already, so that it is acknowledged and committed
+                    # instead of replayed by the worker that takes the partitions over.
+                    dead = await asyncio.wait_for(work, SHUTDOWN_GRACE_S)
+                    dedup_state.persist({e.message.partition: e for e in batch})
+                    await _publish_dead_letters(dlq_topic, codec, dead)
+                    completed = True
+                    raise
                 dedup_state.persist({e.message.partition: e for e in batch})
                 await _publish_dead_letters(dlq_topic, codec, dead)
+            except asyncio.CancelledError:
+                if completed:
+                    raise  # the batch is stored: let take_events acknowledge it
+                for event in batch:
+                    event.message.acked = True
+                stopping.set()
+                raise
             except BaseException as exc:
                 # take_events acks the batch even when we leave with an error; marking
                 # the messages acked first keeps their offsets out of every commit, so
