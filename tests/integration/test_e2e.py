@@ -71,8 +71,12 @@ def expected_row(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+ENRICHMENT = ("owner", "environment", "image", "labels", "sandbox_known", "severity")
+
+
 def as_comparable(row: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in row.items() if not k.startswith("kafka_")}
+    """The event's own fields (provenance and enrichment columns are checked apart)."""
+    out = {k: v for k, v in row.items() if not k.startswith("kafka_") and k not in ENRICHMENT}
     out["ts"] = int(row["ts"].replace(tzinfo=UTC).timestamp() * 1000 + 0.5)
     for name in ("prev_hash", "hash"):
         value = row[name]
@@ -108,5 +112,9 @@ def test_every_published_event_is_stored_intact(
         if as_comparable(rows[e["event_id"]]) != expected_row(e)
     ]
     assert not mismatches, f"{len(mismatches)} rows differ, first: {mismatches[0]}"
+    # No inventory in this test: every sandbox is unknown, and severity is filled in.
+    assert {r["environment"] for r in rows.values()} == {"unknown"}
+    assert not any(r["sandbox_known"] for r in rows.values())
+    assert {r["severity"] for r in rows.values()} <= {"low", "medium", "high", "critical"}
     offsets = {(r["kafka_partition"], r["kafka_offset"]) for r in rows.values()}
     assert len(offsets) >= EVENTS // settings.publish.batch_events
