@@ -155,12 +155,15 @@ class FleetSimulator:
             event["ts"] = clock + n // max(1, len(self.fleet))
             yield self._finish(sandbox, event)
 
-    def scenario_events(self, name: str, sb: Sandbox, start_ms: int) -> list[Event]:
-        """The events of one attack scenario in sandbox sb, starting at start_ms."""
+    def scenario_events(self, name: str, sb: Sandbox, end_ms: int) -> list[Event]:
+        """The events of one attack scenario in sandbox sb, its last one at end_ms (never
+        in the future of the stream around it)."""
         if name not in SCENARIOS:
             raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+        steps = SCENARIOS[name]()
+        start_ms = end_ms - max(offset for offset, _ in steps)
         out = []
-        for offset, fields in SCENARIOS[name]():
+        for offset, fields in steps:
             spec = dict(fields["actor"])
             self._pid += 1
             event = {

@@ -110,7 +110,10 @@ class RedactStage:
     def process(self, events: list[Event], ctx: Any) -> list[Event]:
         if not self.config.enabled:
             return events
+        may_match = self._may_match
         for event in events:
+            if may_match is not None and may_match(self._joined(event).lower()) is None:
+                continue  # the common case: one search per event, no rule can apply
             found: list[str] = []
             actor = event["actor"]
             for field in self._actor_fields:
@@ -126,6 +129,15 @@ class RedactStage:
             if found:
                 event["attributes"][REDACTED_ATTRIBUTE] = ",".join(found)
         return events
+
+    def _joined(self, event: Event) -> str:
+        actor = event["actor"]
+        parts = [actor.get(field) or "" for field in self._actor_fields]
+        if self._object:
+            parts.append(event["object"])
+        if self._attributes:
+            parts.extend(event["attributes"].values())
+        return "\n".join(parts)
 
     def _mask(self, value: str, where: str, found: list[str]) -> str:
         lowered = value.lower()

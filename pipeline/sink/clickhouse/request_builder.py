@@ -81,16 +81,28 @@ def build_event_columns(events: Sequence[Event]) -> list[list[Any]]:
         [e["attributes"] for e in events],
         [e["prev_hash"] for e in events],
         [e["hash"] for e in events],
-        # Set by the enrich stage; the defaults keep the sink usable without it.
-        [e.get("owner", "") for e in events],
-        [e.get("environment", "") for e in events],
-        [e.get("image", "") for e in events],
-        [e.get("labels", _NO_LABELS) for e in events],
-        [e.get("sandbox_known", False) for e in events],
-        [e.get("severity", "low") for e in events],
+        *_enrichment_columns(events),
         [e["kafka_partition"] for e in events],
         [e["kafka_offset"] for e in events],
     ]
+
+
+ENRICHMENT_DEFAULTS = (
+    ("owner", ""),
+    ("environment", ""),
+    ("image", ""),
+    ("labels", _NO_LABELS),
+    ("sandbox_known", False),
+    ("severity", "low"),
+)
+
+
+def _enrichment_columns(events: Sequence[Event]) -> list[list[Any]]:
+    """Set by the enrich stage; the defaults keep the sink usable without it."""
+    try:
+        return [[e[name] for e in events] for name, _ in ENRICHMENT_DEFAULTS]
+    except KeyError:
+        return [[e.get(name, default) for e in events] for name, default in ENRICHMENT_DEFAULTS]
 
 
 def build_event_request(table: str, events: Sequence[Event]) -> InsertRequest:
