@@ -26,19 +26,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._common import process_memory_mb
 from pipeline.collect.collector import Collector
 from pipeline.config import Settings
 from pipeline.provision import create_topics
 from pipeline.simulate import FleetSimulator
 from pipeline.stack.kafka import KafkaBroker
 from tests.conftest import free_ports
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def fresh_topic(base: Settings) -> Settings:
@@ -73,7 +67,7 @@ async def outage(
         for _ in range(rate):  # warm up while the broker is up
             await collector.emit(next(sim))
         await collector.flush()
-        rss_before = rss_mb()
+        rss_before = process_memory_mb()
         await asyncio.to_thread(broker.process.stop)
         samples = []
         started = time.monotonic()
@@ -82,7 +76,7 @@ async def outage(
             for _ in range(rate // 10):
                 await collector.emit(next(sim))
                 emitted += 1
-            samples.append((rss_mb(), collector.spool.bytes_on_disk / 1e6))
+            samples.append((process_memory_mb(), collector.spool.bytes_on_disk / 1e6))
             await asyncio.sleep(0.1)
         await asyncio.to_thread(lambda: (broker.start(), broker.wait_ready()))
         back = time.monotonic()

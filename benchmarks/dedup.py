@@ -21,23 +21,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._common import process_memory_mb
 from pipeline.config import DedupConfig
 from pipeline.simulate import FleetSimulator
 from pipeline.stages.base import BatchContext
 from pipeline.stages.dedup import DedupStage, DedupWindow
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def memory_per_key(keys: int) -> tuple[float, float]:
     rng = random.Random(1)
     gc.collect()
-    rss_before = rss_mb()
+    rss_before = process_memory_mb()
     tracemalloc.start()
     window = DedupWindow(window_s=600, buckets=10)
     batch = 10_000
@@ -48,7 +42,7 @@ def memory_per_key(keys: int) -> tuple[float, float]:
     traced, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     held = window.keys_held()
-    return traced / held, (rss_mb() - rss_before) * 1024 * 1024 / held
+    return traced / held, (process_memory_mb() - rss_before) * 1024 * 1024 / held
 
 
 def stage_rate(events: int) -> float:

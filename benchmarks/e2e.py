@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._common import process_memory_mb
 from pipeline.chclient import connect
 from pipeline.config import Settings, load_settings
 from pipeline.provision import apply_migrations, create_topics, load_migrations
@@ -49,6 +50,7 @@ from pipeline.simulate import FleetSimulator
 from pipeline.sink.clickhouse.request_builder import build_event_columns
 from pipeline.stages.base import BatchContext
 from pipeline.stages.decode import RawMessage, decode_messages
+from tests.conftest import free_port
 from tests.integration.helpers import WorkerProcess, child_env, scalar
 
 
@@ -77,14 +79,6 @@ def variant(settings: Settings, suffix: str, **sections: dict[str, Any]) -> Sett
     changed = Settings(**data)
     apply_migrations(connect(changed.clickhouse), changed.clickhouse.database, load_migrations())
     return changed
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_jsonl(path: Path, events: int, sandboxes: int) -> None:
@@ -130,16 +124,9 @@ def measure_worker(settings: Settings, client: Any, total: int) -> tuple[float, 
             raise RuntimeError("worker did not store every event within 15 minutes")
         time.sleep(0.05)
     elapsed = time.perf_counter() - started
-    peak_rss_mb = _peak_rss_mb(worker.proc.pid if worker.proc else 0)
+    peak_rss_mb = process_memory_mb(worker.proc.pid if worker.proc else 0, "VmHWM")
     worker.stop()
     return total / elapsed, peak_rss_mb
-
-
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def measure_baseline(settings: Settings, total: int) -> float:

@@ -45,12 +45,20 @@ def main() -> None:
             event.update(kafka_partition=0, kafka_offset=0)
             batch.append(event)
             if len(batch) == 100_000:
-                client.insert(f"{database}.events", build_event_columns(batch),
-                              column_names=list(EVENT_COLUMNS), column_oriented=True)
+                client.insert(
+                    f"{database}.events",
+                    build_event_columns(batch),
+                    column_names=list(EVENT_COLUMNS),
+                    column_oriented=True,
+                )
                 batch = []
         if batch:
-            client.insert(f"{database}.events", build_event_columns(batch),
-                          column_names=list(EVENT_COLUMNS), column_oriented=True)
+            client.insert(
+                f"{database}.events",
+                build_event_columns(batch),
+                column_names=list(EVENT_COLUMNS),
+                column_oriented=True,
+            )
         client.command(f"OPTIMIZE TABLE {database}.events FINAL")
         rates = []
         for _ in range(args.runs):
@@ -58,9 +66,11 @@ def main() -> None:
             report = verify(client, database)
             rates.append(report.chained / (time.perf_counter() - started))
             assert not report.findings, report.findings[:3]
-        print(f"verify over {args.events:,} chained events of {args.sandboxes} sandboxes: "
-              f"median {statistics.median(rates):,.0f} events/s "
-              f"(runs {' / '.join(f'{r:,.0f}' for r in rates)}), 0 findings")
+        print(
+            f"verify over {args.events:,} chained events of {args.sandboxes} sandboxes: "
+            f"median {statistics.median(rates):,.0f} events/s "
+            f"(runs {' / '.join(f'{r:,.0f}' for r in rates)}), 0 findings"
+        )
     finally:
         client.command(f"DROP DATABASE IF EXISTS {database}")
 

@@ -153,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StackError as exc:
         print(f"auditpipe: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except UsageError as exc:
+        print(f"auditpipe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 
@@ -272,20 +275,27 @@ def _publish(path: str, settings: Settings) -> int:
     return EXIT_PARTIAL if stats.rejected else EXIT_OK
 
 
+class UsageError(Exception):
+    """Words on the command line that cannot be used; main prints them and exits 2."""
+
+
+def _since(text: str | None) -> int | None:
+    """--since as epoch ms, None when not given."""
+    from pipeline.schema.event import InvalidEvent, parse_ts
+
+    if text is None:
+        return None
+    try:
+        return parse_ts(int(text) if text.isdigit() else text)
+    except InvalidEvent as exc:
+        raise UsageError(f"--since: {exc.problem}") from None
+
+
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.chclient import connect
-    from pipeline.schema.event import InvalidEvent, parse_ts
     from pipeline.verify import verify
 
-    try:
-        since = (
-            None
-            if args.since is None
-            else parse_ts(int(args.since) if args.since.isdigit() else args.since)
-        )
-    except InvalidEvent as exc:
-        print(f"auditpipe: --since: {exc.problem}", file=sys.stderr)
-        return EXIT_USAGE
+    since = _since(args.since)
     started = time.monotonic()
     report = verify(
         connect(settings.clickhouse),
@@ -309,7 +319,6 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
 def _deadletter(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import replay
     from pipeline.chclient import connect
-    from pipeline.schema.event import InvalidEvent, parse_ts
 
     client = connect(settings.clickhouse)
     database = settings.clickhouse.database
@@ -317,15 +326,7 @@ def _deadletter(args: argparse.Namespace, settings: Settings) -> int:
         for reason, count, first, last in replay.summary(client, database):
             print(f"{reason:<20} {count:>10}  {first} .. {last}")
         return EXIT_OK
-    try:
-        since = (
-            None
-            if args.since is None
-            else parse_ts(int(args.since) if args.since.isdigit() else args.since)
-        )
-    except InvalidEvent as exc:
-        print(f"auditpipe: --since: {exc.problem}", file=sys.stderr)
-        return EXIT_USAGE
+    since = _since(args.since)
     rows = replay.select(client, database, reasons=args.reason, since_ms=since, again=args.again)
     if args.dry_run:
         print(f"would replay {len(rows)} dead letters")
