@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--again", action="store_true", help="include ones already replayed")
     again.add_argument("--dry-run", action="store_true", help="count, send nothing")
 
+    retention = sub.add_parser("retention", help="show or apply how long rows are kept (TTL)")
+    retention.add_argument("action", choices=("show", "apply"))
+
     verify = sub.add_parser(
         "verify",
         help="recompute every sandbox's hash chain over the stored rows",
@@ -186,6 +189,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as exc:
             print(f"auditpipe: {exc}", file=sys.stderr)
             return EXIT_USAGE
+    if command == "retention":
+        return _retention(args.action, settings)
     if command == "verify":
         return _verify(args, settings)
     if command == "deadletter":
@@ -289,6 +294,26 @@ def _since(text: str | None) -> int | None:
         return parse_ts(int(text) if text.isdigit() else text)
     except InvalidEvent as exc:
         raise UsageError(f"--since: {exc.problem}") from None
+
+
+def _retention(action: str, settings: Settings) -> int:
+    from pipeline import retention
+    from pipeline.chclient import connect
+
+    client = connect(settings.clickhouse)
+    database = settings.clickhouse.database
+    config = settings.retention
+    if action == "apply":
+        changed = retention.apply(client, database, config)
+        print(f"retention applied to {', '.join(changed)}")
+    print(
+        f"configured: debug {config.debug_days:g} d, info {config.info_days:g} d, "
+        f"security-relevant {config.security_days:g} d, dead letters "
+        f"{config.deadletter_days:g} d, rollups {config.rollup_days:g} d"
+    )
+    for table, ttl in retention.current(client, database).items():
+        print(f"{database}.{table}: TTL {ttl or '(none)'}")
+    return EXIT_OK
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:

@@ -174,6 +174,20 @@ class RedactConfig(_Section):
     """Extra rules, name -> regular expression (a group named keep is kept)."""
 
 
+class RetentionConfig(_Section):
+    """How long rows are kept (`auditpipe retention apply` sets the tables' TTLs)."""
+
+    debug_days: float = Field(3, gt=0)
+    """Debug events that are not security-relevant."""
+    info_days: float = Field(30, gt=0)
+    """Other events that are not security-relevant."""
+    security_days: float = Field(365, gt=0)
+    """Security-relevant events: severity medium or above, permission, auth, config."""
+    deadletter_days: float = Field(90, gt=0)
+    rollup_days: float = Field(730, gt=0)
+    """The policy rollup (counts of events kept back)."""
+
+
 class WorkerConfig(_Section):
     """The Faust worker."""
 
@@ -237,6 +251,7 @@ class Settings(BaseSettings):
     dedup: DedupConfig = DedupConfig()
     policy: PolicyConfig = PolicyConfig()
     redact: RedactConfig = RedactConfig()
+    retention: RetentionConfig = RetentionConfig()
     worker: WorkerConfig = WorkerConfig()
     sink: SinkConfig = SinkConfig()
 

@@ -1,0 +1,76 @@
+r"""``auditpipe retention show|apply``: how long each class of rows is kept (ClickHouse TTL).
+
+Classes of ``audit.events``:
+
+* **security**: a severity of medium or above, or a permission, auth or config event;
+* **debug**: level debug, and not security;
+* **info**: everything else.
+
+``apply`` sets the tables' TTLs from the ``retention`` section of the configuration;
+ClickHouse deletes expired rows as it merges parts (``OPTIMIZE TABLE ... FINAL`` forces
+it). ``show`` prints the configured periods and the TTL each table has now.
+
+>>> import re
+>>> config = RetentionConfig(debug_days=3, info_days=30, security_days=365)
+>>> re.findall(r"toIntervalSecond\((\d+)\) DELETE", events_ttl(config))
+['259200', '2592000', '31536000']
+"""
+
+from __future__ import annotations
+
+from clickhouse_connect.driver.client import Client
+
+from pipeline.config import RetentionConfig
+
+SECURITY = (
+    "severity IN ('medium', 'high', 'critical') OR category IN ('permission', 'auth', 'config')"
+)
+DAY_S = 86_400
+
+
+def _after(column: str, days: float) -> str:
+    return f"{column} + toIntervalSecond({round(days * DAY_S)})"
+
+
+def events_ttl(config: RetentionConfig) -> str:
+    return ", ".join(
+        [
+            f"{_after('toDateTime(ts)', config.debug_days)} DELETE WHERE (level = 'debug') "
+            f"AND NOT ({SECURITY})",
+            f"{_after('toDateTime(ts)', config.info_days)} DELETE WHERE (level != 'debug') "
+            f"AND NOT ({SECURITY})",
+            f"{_after('toDateTime(ts)', config.security_days)} DELETE",
+        ]
+    )
+
+
+def table_ttls(config: RetentionConfig) -> dict[str, str]:
+    """Table name -> its TTL clause."""
+    return {
+        "events": events_ttl(config),
+        "deadletter": f"{_after('toDateTime(failed_at)', config.deadletter_days)} DELETE",
+        "events_policy_rollup": f"{_after('minute', config.rollup_days)} DELETE",
+    }
+
+
+def apply(client: Client, database: str, config: RetentionConfig) -> list[str]:
+    """Set every table's TTL; returns the tables changed."""
+    changed = []
+    for table, ttl in table_ttls(config).items():
+        client.command(f"ALTER TABLE {database}.{table} MODIFY TTL {ttl}")
+        changed.append(table)
+    return changed
+
+
+def current(client: Client, database: str) -> dict[str, str]:
+    """Table name -> the TTL clause it has now ('' when none)."""
+    rows = client.query(
+        "SELECT name, create_table_query FROM system.tables WHERE database = {db:String}",
+        parameters={"db": database},
+    ).result_rows
+    out = {}
+    for name, create in rows:
+        if name in table_ttls(RetentionConfig()):
+            ttl = create.split(" TTL ", 1)[1].split(" SETTINGS ", 1)[0] if " TTL " in create else ""
+            out[str(name)] = ttl
+    return out
