@@ -99,3 +99,13 @@ def test_jsonl_fills_tenant_and_sandbox_from_config() -> None:
     assert (event["tenant"], event["sandbox_id"]) == ("acme", "sb-7")
     with pytest.raises(ParseError, match="category: 'x' is not one of"):
         parser.feed(b'{"category": "x", "action": "read"}')
+
+
+def test_blank_lines_are_skipped_and_a_json_null_is_an_error() -> None:
+    for parser in (
+        JsonLinesParser(tenant="t", sandbox_id="s"),
+        FalcoParser(tenant="t", sandbox_id=None),
+    ):
+        assert parser.feed(b"   ") == []
+        with pytest.raises(ParseError):
+            parser.feed(b"null")

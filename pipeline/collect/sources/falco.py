@@ -17,9 +17,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import orjson
-
-from pipeline.collect.sources import ParseError
+from pipeline.collect.sources import BLANK, ParseError, load_json_line
 from pipeline.schema.event import Event, InvalidEvent, normalize_event, parse_ts
 
 PRIORITY_LEVEL = {
@@ -86,12 +84,9 @@ class FalcoParser:
     """One line is one event: nothing is ever held back."""
 
     def feed(self, line: bytes) -> list[Event]:
-        if not line.strip():
+        alert = load_json_line(line)
+        if alert is BLANK:
             return []
-        try:
-            alert = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise ParseError(f"invalid JSON: {exc}") from None
         if not isinstance(alert, dict) or "rule" not in alert:
             raise ParseError("not a Falco alert (no 'rule')")
         try:

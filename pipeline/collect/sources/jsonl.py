@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import time
 
-import orjson
-
-from pipeline.collect.sources import ParseError
+from pipeline.collect.sources import BLANK, ParseError, load_json_line
 from pipeline.schema.event import Event, InvalidEvent, normalize_event
 
 
@@ -21,12 +19,9 @@ class JsonLinesParser:
     """One line is one event: nothing is ever held back."""
 
     def feed(self, line: bytes) -> list[Event]:
-        if not line.strip():
+        obj = load_json_line(line)
+        if obj is BLANK:
             return []
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise ParseError(f"invalid JSON: {exc}") from None
         if isinstance(obj, dict):
             obj.setdefault("tenant", self.tenant)
             obj.setdefault("sandbox_id", self.sandbox_id)
