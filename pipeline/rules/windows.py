@@ -1,0 +1,234 @@
+"""Window state of threshold and sequence rules, per key, in event time.
+
+Both keep, per key, the matching events of the last window (plus the allowed lateness)
+sorted by event time, so an event that arrives late but within the lateness still lands
+in the right windows. A window that fires gives up its events: the next alert of the
+same key needs new events. Windows are inclusive: "5 in 60 s" fires for five events
+exactly 60 s apart, not for 60.001 s.
+
+>>> from pipeline.rules.language import Threshold
+>>> windows = ThresholdWindows(Threshold("count", None, "gte", 3, 60_000, ()), lateness_ms=0)
+>>> [windows.add(("sb",), ts, 1.0, f"e{ts}", 0) for ts in (0, 30_000)]
+[None, None]
+>>> windows.add(("sb",), 60_000, 1.0, "e60000", 0)
+Fired(first_ts=0, last_ts=60000, count=3, value=3.0, evidence=['e0', 'e30000', 'e60000'])
+"""
+
+from __future__ import annotations
+
+import bisect
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from pipeline.rules.language import Sequence, Threshold
+
+Key = tuple[str, ...]
+
+
+@dataclass
+class Fired:
+    first_ts: int
+    last_ts: int
+    count: int
+    value: float
+    evidence: list[str]
+
+
+@dataclass
+class _Entries:
+    ts: list[int] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+
+    def insert(self, ts: int, value: Any, event_id: str) -> int:
+        at = bisect.bisect_right(self.ts, ts)
+        self.ts.insert(at, ts)
+        self.values.insert(at, value)
+        self.ids.insert(at, event_id)
+        return at
+
+    def drop(self, start: int, end: int) -> None:
+        del self.ts[start:end], self.values[start:end], self.ids[start:end]
+
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+
+
+class _KeyedState:
+    """Keys, the partition each came from, and which changed since the last snapshot."""
+
+    def __init__(self, lateness_ms: int) -> None:
+        self.lateness_ms = lateness_ms
+        self.dirty: set[Key] = set()
+        self.partitions: dict[Key, int] = {}
+        """The Kafka partition each key's events come from (its state is persisted there)."""
+        self.keys: dict[Key, Any] = {}
+        self.late = 0
+        """Events older than a key's window plus the lateness: counted, not evaluated."""
+
+    def _touch(self, key: Key, partition: int) -> None:
+        self.dirty.add(key)
+        self.partitions[key] = partition
+
+    def take_changes(self) -> list[tuple[int, Key, bytes | None]]:
+        """(partition, key, encoded state or None when gone) of the keys changed."""
+        out = []
+        for key in self.dirty:
+            state = self.encode(key)
+            partition = self.partitions.get(key, 0)
+            if state is None:
+                self.keys.pop(key, None)
+                self.partitions.pop(key, None)
+            out.append((partition, key, state))
+        self.dirty.clear()
+        return out
+
+    def forget_partition(self, partition: int) -> None:
+        """The partition went to another worker, which reloads its state from the table."""
+        for key in [k for k, p in self.partitions.items() if p == partition]:
+            self.keys.pop(key, None)
+            self.partitions.pop(key, None)
+            self.dirty.discard(key)
+
+    def restore(self, partition: int, key: Key, data: bytes) -> None:
+        self.decode(key, data)
+        self.partitions[key] = partition
+
+    def encode(self, key: Key) -> bytes | None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def decode(self, key: Key, data: bytes) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class ThresholdWindows(_KeyedState):
+    def __init__(self, spec: Threshold, lateness_ms: int) -> None:
+        super().__init__(lateness_ms)
+        self.spec = spec
+        self.compare = _OPS[spec.op]
+
+    def add(self, key: Key, ts: int, value: Any, event_id: str, partition: int) -> Fired | None:
+        entries = self.keys.get(key)
+        if entries is None:
+            entries = self.keys[key] = _Entries()
+        window = self.spec.window_ms
+        if entries.ts and ts < entries.ts[-1] - window - self.lateness_ms:
+            self.late += 1
+            return None
+        self._touch(key, partition)
+        at = entries.insert(ts, value, event_id)
+        horizon = bisect.bisect_left(entries.ts, entries.ts[-1] - window - self.lateness_ms)
+        if horizon:
+            entries.drop(0, horizon)
+            at -= horizon
+        return self._evaluate(entries, at)
+
+    def _evaluate(self, entries: _Entries, at: int) -> Fired | None:
+        """The windows [s, s + window] that hold the new event, earliest start first."""
+        ts, window = entries.ts, self.spec.window_ms
+        first_start = bisect.bisect_left(ts, ts[at] - window)
+        for start in range(first_start, at + 1):
+            end = bisect.bisect_right(ts, ts[start] + window)
+            if end <= at:
+                continue
+            value = self._aggregate(entries.values[start:end])
+            if self.compare(value, self.spec.value):
+                fired = Fired(ts[start], ts[end - 1], end - start, value, entries.ids[start:end])
+                entries.drop(start, end)
+                return fired
+        return None
+
+    def _aggregate(self, values: list[Any]) -> float:
+        if self.spec.aggregate == "count":
+            return float(len(values))
+        if self.spec.aggregate == "sum":
+            return float(sum(v for v in values if v == v))  # NaN (not a number) adds nothing
+        return float(len(set(values)))
+
+    def expire(self, watermark: int) -> None:
+        """Forget keys whose newest event left the window (watermark: newest event time)."""
+        horizon = watermark - self.spec.window_ms - self.lateness_ms
+        for key in [k for k, e in self.keys.items() if not e.ts or e.ts[-1] < horizon]:
+            self.keys[key] = _Entries()
+            self.dirty.add(key)
+
+    def encode(self, key: Key) -> bytes | None:
+        entries = self.keys.get(key)
+        if entries is None or not entries.ts:
+            return None
+        return orjson.dumps([entries.ts, entries.values, entries.ids])
+
+    def decode(self, key: Key, data: bytes) -> None:
+        ts, values, ids = orjson.loads(data)
+        self.keys[key] = _Entries(ts, values, ids)
+
+
+class SequenceWindows(_KeyedState):
+    def __init__(self, spec: Sequence, lateness_ms: int) -> None:
+        super().__init__(lateness_ms)
+        self.spec = spec
+        self.steps = len(spec.steps)
+
+    def add(self, step: int, key: Key, ts: int, event_id: str, partition: int) -> Fired | None:
+        per_step = self.keys.get(key)
+        if per_step is None:
+            per_step = self.keys[key] = [_Entries() for _ in range(self.steps)]
+        newest = max((e.ts[-1] for e in per_step if e.ts), default=ts)
+        horizon = max(newest, ts) - self.spec.within_ms - self.lateness_ms
+        if ts < horizon:
+            self.late += 1
+            return None
+        self._touch(key, partition)
+        per_step[step].insert(ts, None, event_id)
+        for entries in per_step:
+            cut = bisect.bisect_left(entries.ts, horizon)
+            if cut:
+                entries.drop(0, cut)
+        return self._chain(per_step)
+
+    def _chain(self, per_step: list[_Entries]) -> Fired | None:
+        """The earliest complete chain (each step at or after the one before) that fits."""
+        first = per_step[0]
+        for start in range(len(first.ts)):
+            picks = [start]
+            previous = first.ts[start]
+            for entries in per_step[1:]:
+                at = bisect.bisect_left(entries.ts, previous)
+                if at == len(entries.ts):
+                    break
+                picks.append(at)
+                previous = entries.ts[at]
+            else:
+                if previous - first.ts[start] <= self.spec.within_ms:
+                    evidence = [per_step[i].ids[p] for i, p in enumerate(picks)]
+                    first_ts = first.ts[start]
+                    for i, p in enumerate(picks):
+                        per_step[i].drop(p, p + 1)
+                    return Fired(first_ts, previous, len(picks), float(len(picks)), evidence)
+        return None
+
+    def expire(self, watermark: int) -> None:
+        horizon = watermark - self.spec.within_ms - self.lateness_ms
+        for key, per_step in list(self.keys.items()):
+            if all(not e.ts or e.ts[-1] < horizon for e in per_step):
+                self.keys[key] = [_Entries() for _ in range(self.steps)]
+                self.dirty.add(key)
+
+    def encode(self, key: Key) -> bytes | None:
+        per_step = self.keys.get(key)
+        if per_step is None or not any(e.ts for e in per_step):
+            return None
+        return orjson.dumps([[e.ts, e.ids] for e in per_step])
+
+    def decode(self, key: Key, data: bytes) -> None:
+        steps = orjson.loads(data)
+        self.keys[key] = [_Entries(ts, [None] * len(ts), ids) for ts, ids in steps]

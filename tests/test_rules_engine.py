@@ -1,0 +1,120 @@
+"""The detection engine: batches in, alerts out, matched ids on events, reloads."""
+
+from __future__ import annotations
+
+from pipeline.rules.engine import DetectionEngine
+from pipeline.rules.examples import example_event
+from pipeline.rules.language import parse_rules_text
+
+RULES = """
+rules:
+  - {id: SHADOW, title: Shadow read, severity: high, tags: [attack.t1003.008],
+     condition: {category: file, object: /etc/shadow}}
+  - id: BRUTE
+    title: Brute force
+    severity: high
+    condition: {category: auth, outcome: failure}
+    threshold: {window: 60s, count: 3}
+  - id: DISABLED
+    title: disabled
+    severity: low
+    enabled: false
+    condition: {category: file}
+"""
+
+
+def _engine(rules: str = RULES, **kwargs: int) -> DetectionEngine:
+    return DetectionEngine(parse_rules_text(rules), **kwargs)
+
+
+def test_alerts_carry_rule_sandbox_times_and_evidence() -> None:
+    engine = _engine()
+    events = [example_event({"category": "file", "object": "/etc/shadow", "ts": 5}, 0)]
+    (alert,) = engine.process(events)
+    assert (alert.rule_id, alert.severity, alert.tags) == ("SHADOW", "high", ("attack.t1003.008",))
+    assert (alert.tenant, alert.sandbox_id) == ("example", "sb-example")
+    assert alert.first_ts == alert.last_ts == events[0]["ts"]
+    assert alert.evidence == ("example-0",) and alert.count == 1
+    assert events[0]["matched_rules"] == ["SHADOW"]
+
+
+def test_threshold_evidence_events_are_all_marked() -> None:
+    engine = _engine()
+    events = [
+        example_event({"category": "auth", "outcome": "failure", "ts": i * 1000}, i)
+        for i in range(3)
+    ]
+    (alert,) = engine.process(events)
+    assert alert.rule_id == "BRUTE" and alert.count == 3
+    assert all(e["matched_rules"] == ["BRUTE"] for e in events)
+
+
+def test_threshold_holds_across_batches() -> None:
+    engine = _engine()
+    events = [
+        example_event({"category": "auth", "outcome": "failure", "ts": i * 1000}, i)
+        for i in range(3)
+    ]
+    assert engine.process(events[:2]) == []
+    assert [a.rule_id for a in engine.process(events[2:])] == ["BRUTE"]
+
+
+def test_alert_ids_are_deterministic() -> None:
+    event = {"category": "file", "object": "/etc/shadow"}
+    first = _engine().process([example_event(event, 0)])
+    again = _engine().process([example_event(event, 0)])
+    assert first[0].alert_id == again[0].alert_id
+
+
+def test_repeats_are_suppressed_into_one_summary() -> None:
+    engine = _engine(suppress_ms=60_000)
+    reads = [
+        example_event({"category": "file", "object": "/etc/shadow", "ts": i * 1000}, i)
+        for i in range(5)
+    ]
+    (first,) = engine.process(reads)
+    assert first.count == 1
+    later = example_event({"category": "file", "object": "/etc/passwd", "ts": 120_000}, 9)
+    (summary,) = engine.process([later])
+    assert summary.rule_id == "SHADOW" and summary.count == 4
+    assert summary.evidence == tuple(f"example-{i}" for i in range(1, 5))
+    assert summary.alert_id != first.alert_id
+
+
+def test_reload_keeps_windows_of_unchanged_rules_only() -> None:
+    old = _engine()
+    failures = [
+        example_event({"category": "auth", "outcome": "failure", "ts": i}, i) for i in range(2)
+    ]
+    old.process(failures)
+    same = _engine()
+    assert same.adopt_state(old) == []
+    third = example_event({"category": "auth", "outcome": "failure", "ts": 3}, 3)
+    assert [a.rule_id for a in same.process([third])] == ["BRUTE"]
+
+    changed = _engine(RULES.replace("count: 3", "count: 2"))
+    old2 = _engine()
+    old2.process(failures[:1])
+    assert changed.adopt_state(old2) == ["BRUTE"]
+
+
+def test_persisted_state_restores_into_a_new_engine() -> None:
+    engine = _engine()
+    failures = [
+        example_event({"category": "auth", "outcome": "failure", "ts": i, "kafka_partition": 4}, i)
+        for i in range(3)
+    ]
+    engine.process(failures[:2])
+    changes = engine.take_state_changes()
+    assert [(p, k.split("\x1f")[0]) for p, k, _ in changes] == [(4, "BRUTE")]
+    restarted = _engine()
+    for partition, key, data in changes:
+        assert data is not None and restarted.restore_state(partition, key, data)
+    assert [a.rule_id for a in restarted.process(failures[2:])] == ["BRUTE"]
+    assert not restarted.restore_state(4, "GONE\x1fexample\x1fsb", b"[]")
+
+
+def test_disabled_rules_do_not_run() -> None:
+    engine = _engine()
+    event = example_event({"category": "file", "object": "/tmp/x"}, 0)
+    assert engine.process([event]) == [] and "matched_rules" not in event
