@@ -110,6 +110,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _simulation_args(run, sandboxes=50, rate=5000, duration=20)
 
+    from pipeline.rules.cli import add_parser as add_rules_parser
+
+    add_rules_parser(sub)
+
+    alerts = sub.add_parser("alerts", help="consume the alerts topic (the SIEM/SOAR example)")
+    alert_actions = alerts.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    tail = alert_actions.add_parser("tail", help="print alerts as they arrive")
+    tail.add_argument(
+        "--severity",
+        default="low",
+        choices=("low", "medium", "high", "critical"),
+        help="only this severity and above (%(default)s)",
+    )
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.add_argument("--group", help="consumer group: commit and resume where it stopped")
+    tail.add_argument("--from-beginning", action="store_true", help="start at the oldest alert")
+    tail.add_argument("--limit", type=int, default=0, help="stop after this many alerts")
+    tail.add_argument(
+        "--idle-timeout", type=float, default=0.0, help="stop after this many quiet seconds"
+    )
+
     config = sub.add_parser("config", help="print the effective configuration as YAML")
     config.add_argument(
         "--reference",
@@ -204,6 +225,22 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     if command == "simulate":
         return _simulate(args, settings)
+    if command == "rules":
+        from pipeline.rules import cli as rules_cli
+
+        return rules_cli.run(args, settings)
+    if command == "alerts":
+        from pipeline.alerts_tail import run_tail
+
+        return run_tail(
+            settings,
+            severity=args.severity,
+            as_json=args.json,
+            group=args.group,
+            from_beginning=args.from_beginning,
+            limit=args.limit,
+            idle_timeout_s=args.idle_timeout,
+        )
     if command == "run":
         from pipeline.run import run_main_job
 

@@ -174,6 +174,30 @@ class RedactConfig(_Section):
     """Extra rules, name -> regular expression (a group named keep is kept)."""
 
 
+class RulesConfig(_Section):
+    """Detection rules and alerts (docs/rules.md)."""
+
+    enabled: bool = True
+    """Run the detection stage."""
+    builtin: bool = True
+    """Load the default rule pack shipped with auditpipe."""
+    paths: list[Path] = []
+    """More rule files or directories of *.yaml; lists and macros are shared by all."""
+    reload_check_s: float = Field(1.0, gt=0)
+    """How often the worker checks the rule files for changes (SIGHUP checks at once)."""
+    lateness_s: float = Field(60.0, ge=0)
+    """How late (in event time, behind the newest event of its key) an event may arrive
+    and still count in threshold and sequence windows."""
+    suppress_s: float = Field(300.0, ge=0)
+    """Repeats of one rule on one sandbox within this become one summary alert with a
+    count (a rule's own suppress wins; 0: no suppression)."""
+    routes: dict[Literal["low", "medium", "high", "critical"], str] = {}
+    """Extra topics per severity, e.g. {critical: audit.alerts.critical}; alerts always go
+    to kafka.topic_alerts too."""
+    alert_format: Literal["avro", "json"] = "avro"
+    """Encoding of alerts on the topics: Avro (self-describing, like events) or JSON."""
+
+
 class RetentionConfig(_Section):
     """How long rows are kept (`auditpipe retention apply` sets the tables' TTLs)."""
 
@@ -183,6 +207,8 @@ class RetentionConfig(_Section):
     """Other events that are not security-relevant."""
     security_days: float = Field(365, gt=0)
     """Security-relevant events: severity medium or above, permission, auth, config."""
+    alerts_days: float = Field(365, gt=0)
+    """Alerts (audit.alerts)."""
     deadletter_days: float = Field(90, gt=0)
     rollup_days: float = Field(730, gt=0)
     """The policy rollup (counts of events kept back)."""
@@ -251,6 +277,7 @@ class Settings(BaseSettings):
     dedup: DedupConfig = DedupConfig()
     policy: PolicyConfig = PolicyConfig()
     redact: RedactConfig = RedactConfig()
+    rules: RulesConfig = RulesConfig()
     retention: RetentionConfig = RetentionConfig()
     worker: WorkerConfig = WorkerConfig()
     sink: SinkConfig = SinkConfig()

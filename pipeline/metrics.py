@@ -53,6 +53,24 @@ class WorkerMetrics:
         self.sink_insert_retries = Counter(
             "sink_insert_retries", "ClickHouse inserts retried (not dropped)", registry=r
         )
+        self.alerts = Counter(
+            "alerts", "Alerts published, by rule and severity", ["rule_id", "severity"], registry=r
+        )
+        self.rule_matches = Counter(
+            "rule_matches", "Events a detection rule matched, by rule", ["rule_id"], registry=r
+        )
+        self.alerts_suppressed = Counter(
+            "alerts_suppressed", "Repeat alerts folded into a summary alert", registry=r
+        )
+        self.rule_late_events = Counter(
+            "rule_late_events",
+            "Events too late for a threshold or sequence window (beyond rules.lateness_s)",
+            registry=r,
+        )
+        self.rules_enabled = Gauge("rules_enabled", "Detection rules in force", registry=r)
+        self.rules_reload_failures = Counter(
+            "rules_reload_failures", "Rule reloads refused (the old rules stayed)", registry=r
+        )
         self.batch_events = Histogram(
             "batch_events", "Events per processed batch", buckets=BATCH_BUCKETS, registry=r
         )

@@ -30,6 +30,7 @@ async def create_topics(settings: Settings) -> list[str]:
         kafka.topic_alerts: {},
         kafka.topic_deadletter: {},
         kafka.topic_sandboxes: compacted,
+        **{topic: {} for topic in settings.rules.routes.values()},
     }
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id="auditpipe-init")
     await admin.start()

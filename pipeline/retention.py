@@ -49,6 +49,7 @@ def table_ttls(config: RetentionConfig) -> dict[str, str]:
     return {
         "events": events_ttl(config),
         "deadletter": f"{_after('toDateTime(failed_at)', config.deadletter_days)} DELETE",
+        "alerts": f"{_after('toDateTime(last_ts)', config.alerts_days)} DELETE",
         "events_policy_rollup": f"{_after('minute', config.rollup_days)} DELETE",
     }
 

@@ -11,39 +11,43 @@ committed only when its events are stored or dead-lettered.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import hashlib
 import logging
+import signal
 import threading
 import time
-import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-import numpy as np
-from faust.streams import _current_event  # the table API's partition comes from it
+import orjson
 
 from pipeline.chclient import connect
 from pipeline.config import Settings
 from pipeline.deadletter import DEADLETTER_COLUMNS, DeadLetters
 from pipeline.inventory import InventoryFollower
 from pipeline.metrics import WorkerMetrics
+from pipeline.rules.alerts import ALERT_COLUMNS, Alert, alert_columns
 from pipeline.schema import codec_for
 from pipeline.schema.codec import AvroCodec
 from pipeline.sink.clickhouse import ClickHouseSink, InsertService, SinkStopped
 from pipeline.sink.clickhouse.request_builder import InsertRequest
 from pipeline.stages.base import BatchContext, Stage
 from pipeline.stages.decode import RawMessage, decode_messages
-from pipeline.stages.dedup import DedupStage, DedupWindow
+from pipeline.stages.dedup import DedupStage
+from pipeline.stages.detect import DetectStage
 from pipeline.stages.enrich import EnrichStage, Inventory, StaticInventory
 from pipeline.stages.policy import ROLLUP_COLUMNS, PolicyFile, PolicyStage
 from pipeline.stages.redact import RedactStage
 from pipeline.stages.validate import ValidateStage
+from pipeline.state import DedupPersistence, RuleStatePersistence
 
 log = logging.getLogger("auditpipe.worker")
 
 DEADLETTER_SCHEMA = "dead_letter"
+ALERT_SCHEMA = "alert"
 PROGRESS_EVERY_S = 10.0
 DECODE_CHUNK_MESSAGES = 8
 INVENTORY_WAIT_S = 30.0
@@ -53,14 +57,27 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
 def default_stages(settings: Settings, inventory: Inventory | None = None) -> list[Stage]:
-    """The stages between decode and the sink, in order."""
+    """The stages between decode and the sink, in order.
+
+    Detection runs before the level policy, which keeps every event a rule matched.
+    """
+    detect: list[Stage] = [DetectStage(settings.rules)] if settings.rules.enabled else []
     return [
         ValidateStage(settings.validation),
         DedupStage(settings.dedup),
         EnrichStage(inventory or StaticInventory({})),
+        *detect,
         PolicyStage(PolicyFile(settings.policy.file)),
         RedactStage(settings.redact),
     ]
+
+
+@dataclass
+class BatchResult:
+    """What a processed batch leaves for the event loop to publish."""
+
+    dead: DeadLetters
+    alerts: list[Alert] = field(default_factory=list)
 
 
 class BatchProcessor:
@@ -82,6 +99,8 @@ class BatchProcessor:
         database = settings.clickhouse.database
         self.deadletter_table = f"{database}.deadletter"
         self.rollup_table = f"{database}.events_policy_rollup"
+        self.alerts_table = f"{database}.alerts"
+        self.detect = next((s for s in self.stages if isinstance(s, DetectStage)), None)
         self.sink = ClickHouseSink(
             service,
             table=f"{database}.events",
@@ -92,8 +111,10 @@ class BatchProcessor:
         self.next_offsets: dict[int, int] = {}
         """Per partition, the offset after the last message processed (for the lag)."""
         self._retries_seen = 0
+        self._late_seen = 0
+        self._reload_failures_seen = 0
 
-    def process(self, messages: Sequence[RawMessage]) -> DeadLetters:
+    def process(self, messages: Sequence[RawMessage]) -> BatchResult:
         ctx = BatchContext(source_topic=self.settings.kafka.topic_events)
         metrics = self.metrics
         decoded_events = stored = 0
@@ -115,6 +136,7 @@ class BatchProcessor:
             self.sink.flush()
         self._store_policy_rollup(messages)
         self._store_dead_letters(ctx.dead, messages)
+        alerts = self._store_alerts()
         # Counted once stored: "stored" means in ClickHouse.
         whole_messages = sum(1 for r in ctx.dead.records if r["event_id"] is None)
         metrics.events_in.inc(decoded_events + whole_messages)
@@ -124,7 +146,39 @@ class BatchProcessor:
         self._count_stage_extras()
         for message in messages:
             self.next_offsets[message.partition] = message.offset + 1
-        return ctx.dead
+        return BatchResult(ctx.dead, alerts)
+
+    def _store_alerts(self) -> list[Alert]:
+        """The batch's alerts, stored once in ClickHouse (a replayed batch gives the same
+        alert ids; those already stored are skipped)."""
+        if self.detect is None:
+            return []
+        self.detect.flush()
+        alerts = self.detect.take_alerts()
+        if not alerts:
+            return alerts
+        ids = [a.alert_id for a in alerts]
+        stored = {
+            str(i)
+            for i in self.service.query_column(
+                f"SELECT alert_id FROM {self.alerts_table} WHERE alert_id IN %(ids)s",
+                {"ids": ids},
+            )
+        }
+        new = [a for a in alerts if a.alert_id not in stored]
+        if new:
+            self.service.insert(
+                InsertRequest(
+                    table=self.alerts_table,
+                    column_names=ALERT_COLUMNS,
+                    columns=alert_columns(new),
+                    rows=len(new),
+                    dedup_token="alerts:" + hashlib.sha256("".join(ids).encode()).hexdigest(),
+                )
+            )
+        for alert in alerts:
+            self.metrics.alerts.labels(alert.rule_id, alert.severity).inc()
+        return alerts
 
     def _store_policy_rollup(self, messages: Sequence[RawMessage]) -> None:
         for stage in self.stages:
@@ -152,6 +206,20 @@ class BatchProcessor:
             if isinstance(stage, DedupStage) and stage.dropped:
                 self.metrics.events_deduplicated.inc(stage.dropped)
                 stage.dropped = 0
+            if isinstance(stage, DetectStage):
+                self.metrics.add_counts(stage.take_matches(), self.metrics.rule_matches, "rule_id")
+                suppressed, stage.engine.suppressor.suppressed = (
+                    stage.engine.suppressor.suppressed,
+                    0,
+                )
+                self.metrics.alerts_suppressed.inc(suppressed)
+                late = stage.engine.late_events
+                self.metrics.rule_late_events.inc(max(0, late - self._late_seen))
+                self._late_seen = late
+                self.metrics.rules_enabled.set(len(stage.engine.rules))
+                failures = stage.source.reload_failures
+                self.metrics.rules_reload_failures.inc(failures - self._reload_failures_seen)
+                self._reload_failures_seen = failures
             redactions = getattr(stage, "redactions", None)
             if redactions:
                 self.metrics.add_counts(redactions, self.metrics.redactions, "rule")
@@ -226,7 +294,9 @@ def build_app(settings: Settings) -> faust.App:
         value_type=bytes,
     )
     dedup_state = DedupPersistence(dedup_table, dedup_stage.window)
+    rule_state = _rule_state(app, settings, processor)
     dlq_topic = app.topic(settings.kafka.topic_deadletter, value_type=bytes, key_type=bytes)
+    publish_alerts = _alert_publisher(app, settings, codec)
     progress = _Progress(processor.metrics)
 
     @app.page("/metrics")
@@ -234,6 +304,13 @@ def build_app(settings: Settings) -> faust.App:
         body = processor.metrics.exposition(lambda: _lag(app, processor.next_offsets))
         # aiohttp takes the charset apart from the content type.
         return web.bytes(body, content_type=PROMETHEUS_CONTENT_TYPE)
+
+    async def _after_batch(result: BatchResult, event_of_partition: dict[int, Any]) -> None:
+        dedup_state.persist(event_of_partition)
+        if rule_state is not None:
+            rule_state.persist(event_of_partition)
+        await publish_alerts(result.alerts)
+        await _publish_dead_letters(dlq_topic, codec, result.dead)
 
     @app.agent(events_topic, name="process-events")
     async def process_events(stream: Any) -> None:
@@ -252,21 +329,22 @@ def build_app(settings: Settings) -> faust.App:
                     for tp in app.consumer.assignment()
                     if tp.topic == settings.kafka.topic_events
                 }
-                dedup_state.prepare({m.partition for m in messages}, assigned)
+                event_of_partition = {e.message.partition: e for e in batch}
+                dedup_state.prepare(set(event_of_partition), assigned)
+                if rule_state is not None:
+                    rule_state.prepare(set(event_of_partition), assigned, event_of_partition)
                 work = loop.run_in_executor(executor, processor.process, messages)
                 try:
-                    dead = await asyncio.shield(work)
+                    result = await asyncio.shield(work)
                 except asyncio.CancelledError:
                     # Stopping (or losing partitions): finish the batch in progress, whose
                     # rows may be stored already, so that it is acknowledged and committed
                     # instead of replayed by the worker that takes the partitions over.
-                    dead = await asyncio.wait_for(work, SHUTDOWN_GRACE_S)
-                    dedup_state.persist({e.message.partition: e for e in batch})
-                    await _publish_dead_letters(dlq_topic, codec, dead)
+                    result = await asyncio.wait_for(work, SHUTDOWN_GRACE_S)
+                    await _after_batch(result, event_of_partition)
                     completed = True
                     raise
-                dedup_state.persist({e.message.partition: e for e in batch})
-                await _publish_dead_letters(dlq_topic, codec, dead)
+                await _after_batch(result, event_of_partition)
             except asyncio.CancelledError:
                 if completed:
                     raise  # the batch is stored: let take_events acknowledge it
@@ -290,11 +368,59 @@ def build_app(settings: Settings) -> faust.App:
                 raise
             progress.maybe_log()
 
+    if processor.detect is not None:
+        detect = processor.detect
+
+        async def _reload_on_sighup() -> None:
+            def request_reload() -> None:
+                log.info("SIGHUP: the rules are checked at the next batch")
+                detect.reload_requested = True
+
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, request_reload)
+
+        app.task(_reload_on_sighup)
+
     @app.on_before_shutdown.connect
     async def _stop_retries(_app: Any, /, *_args: Any, signal: Any, **_kw: Any) -> None:
         stopping.set()
 
     return app
+
+
+def _rule_state(
+    app: faust.App, settings: Settings, processor: BatchProcessor
+) -> RuleStatePersistence | None:
+    detect = processor.detect
+    if detect is None:
+        return None
+    table = app.Table(
+        "rule-windows", partitions=settings.kafka.partitions, key_type=bytes, value_type=bytes
+    )
+    return RuleStatePersistence(table, lambda: detect.engine)
+
+
+def _alert_publisher(app: faust.App, settings: Settings, codec: AvroCodec) -> Any:
+    """A coroutine function that sends alerts to the alerts topic (and severity routes)."""
+    main = app.topic(settings.kafka.topic_alerts, value_type=bytes, key_type=bytes)
+    routes = {
+        severity: app.topic(name, value_type=bytes, key_type=bytes)
+        for severity, name in settings.rules.routes.items()
+    }
+    as_json = settings.rules.alert_format == "json"
+
+    async def publish(alerts: list[Alert]) -> None:
+        futures = []
+        for alert in alerts:
+            record = alert.record()
+            value = orjson.dumps(record) if as_json else codec.encode(ALERT_SCHEMA, record)
+            futures.append(await main.send(key=alert.key, value=value))
+            route = routes.get(alert.severity)  # type: ignore[call-overload]
+            if route is not None:
+                futures.append(await route.send(key=alert.key, value=value))
+        if futures:
+            await asyncio.gather(*futures)
+
+    return publish
 
 
 async def _publish_dead_letters(topic: Any, codec: AvroCodec, dead: DeadLetters) -> None:
@@ -304,66 +430,6 @@ async def _publish_dead_letters(topic: Any, codec: AvroCodec, dead: DeadLetters)
     ]
     if futures:
         await asyncio.gather(*futures)
-
-
-class DedupPersistence:
-    """Keeps the dedup window in a Faust table (with its changelog topic).
-
-    Each batch's new keys become one record per partition and time bucket, written to
-    that partition's changelog; a bucket that leaves the window is deleted (a tombstone).
-    When the worker gains a partition (start, rebalance), the partition's window is
-    rebuilt from the table, which Faust has recovered from the changelog by then (into
-    rocksdb or memory, per ``worker.table_store``).
-    """
-
-    def __init__(self, table: Any, window: DedupWindow) -> None:
-        self.table = table
-        self.window = window
-        self.loaded: set[int] = set()
-        self.keys: dict[tuple[int, int], list[bytes]] = {}
-
-    def prepare(self, partitions: set[int], assigned: set[int]) -> None:
-        """Before a batch: drop partitions we lost, load the ones we (re)gained."""
-        for partition in self.loaded - assigned:
-            self.window.forget(partition)
-            self.loaded.discard(partition)
-        missing = partitions - self.loaded
-        if not missing:
-            return
-        now = time.time()
-        for key, value in list(self.table.data.items()):
-            partition, bucket = (int(part) for part in key.split(b":")[:2])
-            if partition in missing:
-                hashes = np.frombuffer(value, dtype=np.uint64).tolist()
-                self.window.load(partition, bucket, hashes, now)
-                self.keys.setdefault((partition, bucket), []).append(key)
-        self.loaded |= missing
-
-    def persist(self, event_of_partition: dict[int, Any]) -> None:
-        """After a batch: write its new keys and delete what left the window.
-
-        Through the table itself, so the local store and the changelog stay in step; a
-        table takes the partition to write to from Faust's current event, so that is set
-        to an event of the batch from the right partition for each write.
-        """
-        for (partition, bucket), hashes in self.window.take_added().items():
-            key = f"{partition}:{bucket}:{time.time_ns()}".encode()
-            with _as_current(event_of_partition[partition]):
-                self.table[key] = np.asarray(hashes, dtype=np.uint64).tobytes()
-            self.keys.setdefault((partition, bucket), []).append(key)
-        for partition, bucket in self.window.take_gone():
-            for key in self.keys.pop((partition, bucket), []):
-                with _as_current(event_of_partition[partition]), contextlib.suppress(KeyError):
-                    del self.table[key]
-
-
-@contextlib.contextmanager
-def _as_current(event: Any) -> Iterator[None]:
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 async def _wait_for_inventory(inventory: InventoryFollower) -> None:

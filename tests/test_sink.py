@@ -88,7 +88,7 @@ def test_stopping_during_retries_raises_instead_of_dropping() -> None:
     client = FlakyClient(failures=10**9)
     service = InsertService(lambda: client, retry_initial_s=0.01, stopping=stopping)
     threading.Timer(0.1, stopping.set).start()
-    with pytest.raises(SinkStopped, match=r"1 rows for audit\.events not stored"):
+    with pytest.raises(SinkStopped, match=r"insert of 1 rows into audit\.events: not done"):
         service.insert(build_event_request("audit.events", [_ev(0, 1)]))
     assert client.inserted == []
 

@@ -167,6 +167,8 @@ class Sequence:
     steps: tuple[Step, ...]
     within_ms: int
     by: tuple[str, ...]
+    ordered: bool = True
+    """False: every step within the time limit, in any order (Sigma's temporal)."""
 
 
 @dataclass(frozen=True)
@@ -288,6 +290,7 @@ class _Parser:
         self.macro_nodes: dict[str, Any] = {}
         self.macros: dict[str, Condition] = {}
         self.rule_id: str | None = None
+        self.seen_ids: dict[str, str] = {}
         self._expanding: list[str] = []
 
     def error(self, line: int, message: str) -> None:
@@ -449,6 +452,10 @@ class _Parser:
         raw_id = node.get("id")
         self.rule_id = str(raw_id) if raw_id not in (None, "") else None
         before = len(self.issues)
+        if self.rule_id is not None:
+            first = self.seen_ids.setdefault(self.rule_id, f"{self.path}:{line}")
+            if first != f"{self.path}:{line}":
+                self.error(line, f"duplicate rule id (first defined at {first})")
         if raw_id is not None and not isinstance(raw_id, str):
             self.error(line, f"id {raw_id!r} is not text; quote it (YAML reads OFF, 1e3 ...)")
         known = {
@@ -586,9 +593,12 @@ class _Parser:
         if len(joins) > 1:
             self.error(line, "join: every step names its join field, or none does")
         by = self._by(node.get("by"), line)
+        unknown = set(node) - {"within", "by", "steps", "ordered"}
+        if unknown:
+            self.error(line, f"sequence: unknown key {sorted(unknown)[0]!r}")
         if within is None or len(steps) < 2:
             return None
-        return Sequence(tuple(steps), within, by)
+        return Sequence(tuple(steps), within, by, bool(node.get("ordered", True)))
 
     def _examples(self, node: Any, line: int) -> tuple[tuple[Example, ...], tuple[Example, ...]]:
         if node is None:

@@ -196,6 +196,27 @@ class SequenceWindows(_KeyedState):
         return self._chain(per_step)
 
     def _chain(self, per_step: list[_Entries]) -> Fired | None:
+        return self._ordered(per_step) if self.spec.ordered else self._unordered(per_step)
+
+    def _unordered(self, per_step: list[_Entries]) -> Fired | None:
+        """Every step inside one window [t, t + within], in any order."""
+        starts = sorted(ts for entries in per_step for ts in entries.ts)
+        for start in starts:
+            picks = []
+            for entries in per_step:
+                at = bisect.bisect_left(entries.ts, start)
+                if at == len(entries.ts) or entries.ts[at] > start + self.spec.within_ms:
+                    break
+                picks.append(at)
+            else:
+                times = [per_step[i].ts[p] for i, p in enumerate(picks)]
+                evidence = [per_step[i].ids[p] for i, p in enumerate(picks)]
+                for i, p in enumerate(picks):
+                    per_step[i].drop(p, p + 1)
+                return Fired(min(times), max(times), len(picks), float(len(picks)), evidence)
+        return None
+
+    def _ordered(self, per_step: list[_Entries]) -> Fired | None:
         """The earliest complete chain (each step at or after the one before) that fits."""
         first = per_step[0]
         for start in range(len(first.ts)):

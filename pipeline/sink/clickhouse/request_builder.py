@@ -39,12 +39,14 @@ EVENT_COLUMNS = (
     "labels",
     "sandbox_known",
     "severity",
+    "matched_rules",
     "kafka_partition",
     "kafka_offset",
 )
 
 
 _NO_LABELS: dict[str, str] = {}
+_NO_RULES: list[str] = []
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ def build_event_columns(events: Sequence[Event]) -> list[list[Any]]:
         [e["prev_hash"] for e in events],
         [e["hash"] for e in events],
         *_enrichment_columns(events),
+        [e.get("matched_rules") or _NO_RULES for e in events],
         [e["kafka_partition"] for e in events],
         [e["kafka_offset"] for e in events],
     ]

@@ -11,6 +11,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
@@ -46,38 +47,49 @@ class InsertService:
         self.rows_total = 0
 
     def insert(self, request: InsertRequest) -> None:
+        def send(client: Client) -> None:
+            client.insert(
+                request.table,
+                request.columns,
+                column_names=list(request.column_names),
+                column_oriented=True,
+                settings={**INSERT_SETTINGS, "insert_deduplication_token": request.dedup_token},
+            )
+
+        self._retrying(f"insert of {request.rows} rows into {request.table}", send)
+        self.rows_total += request.rows
+
+    def query_column(self, sql: str, parameters: dict[str, Any]) -> list[Any]:
+        """The first column of a query's rows, retried like an insert."""
+        found: list[Any] = []
+
+        def run(client: Client) -> None:
+            found.extend(row[0] for row in client.query(sql, parameters=parameters).result_rows)
+
+        self._retrying("query", run)
+        return found
+
+    def _retrying(self, what: str, call: Callable[[Client], None]) -> None:
         delay = self.retry_initial_s
         attempt = 0
         while True:
             try:
                 client = self._client or self._connect()
                 self._client = client
-                client.insert(
-                    request.table,
-                    request.columns,
-                    column_names=list(request.column_names),
-                    column_oriented=True,
-                    settings={**INSERT_SETTINGS, "insert_deduplication_token": request.dedup_token},
-                )
-                self.rows_total += request.rows
+                call(client)
                 if attempt:
-                    log.warning("insert into %s succeeded after %d retries", request.table, attempt)
+                    log.warning("%s succeeded after %d retries", what, attempt)
                 return
             except Exception as exc:  # network, server and refusal errors alike: retry
                 attempt += 1
                 self.retries_total += 1
                 self._client = None
                 log.warning(
-                    "insert of %d rows into %s failed (attempt %d, next in %.1f s): %s",
-                    request.rows,
-                    request.table,
-                    attempt,
-                    delay,
-                    _short(exc),
+                    "%s failed (attempt %d, next in %.1f s): %s", what, attempt, delay, _short(exc)
                 )
             # Full jitter: workers that failed together do not retry together.
             if self.stopping.wait(random.uniform(delay / 2, delay)):
-                raise SinkStopped(f"{request.rows} rows for {request.table} not stored")
+                raise SinkStopped(f"{what}: not done, the worker is stopping")
             delay = min(delay * 2, self.retry_max_s)
 
 

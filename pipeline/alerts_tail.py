@@ -1,0 +1,122 @@
+"""``auditpipe alerts tail``: an alert consumer, and the example of a SIEM/SOAR integration.
+
+It reads ``audit.alerts`` (Avro or JSON, whichever the worker writes: each Avro message
+names its schema), keeps the alerts at or above ``--severity`` and prints one line per
+alert, or one JSON object per line with ``--json`` (for piping into a forwarder)::
+
+    auditpipe alerts tail --severity high --json | your-siem-forwarder
+
+With ``--group`` it joins a consumer group and commits what it printed, so a restarted
+forwarder goes on where it stopped; without one it starts at the end (or at the
+beginning with ``--from-beginning``) and commits nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from pipeline.config import Settings
+from pipeline.rules.language import SEVERITIES
+from pipeline.schema import codec_for
+from pipeline.schema.codec import AvroCodec, DecodeError
+
+
+def decode_alert(codec: AvroCodec, value: bytes) -> dict[str, Any] | None:
+    """An alert record from a message value (Avro or JSON); None if it is neither."""
+    if value[:1] == b"{":
+        try:
+            record = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+        return record if isinstance(record, dict) else None
+    try:
+        decoded = codec.decode(value)
+    except DecodeError:
+        return None
+    return dict(decoded.record) if decoded.writer.name == "alert" else None
+
+
+def format_alert(alert: dict[str, Any]) -> str:
+    def when(ms: Any) -> str:
+        if isinstance(ms, datetime):
+            return ms.isoformat(timespec="milliseconds")
+        return datetime.fromtimestamp(int(ms) / 1000, UTC).isoformat(timespec="milliseconds")
+
+    count = f" x{alert['count']}" if alert.get("count", 1) != 1 else ""
+    return (
+        f"{when(alert['last_ts'])} {alert['severity'].upper():<8} {alert['rule_id']:<14} "
+        f"{alert['tenant']}/{alert['sandbox_id']}{count}: {alert['title']} "
+        f"[evidence {', '.join(alert.get('evidence', [])[:3])}"
+        f"{' ...' if len(alert.get('evidence', [])) > 3 else ''}]"
+    )
+
+
+def _jsonable(alert: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: int(v.timestamp() * 1000) if isinstance(v, datetime) else v for k, v in alert.items()
+    }
+
+
+async def tail(
+    settings: Settings,
+    *,
+    severity: str = "low",
+    as_json: bool = False,
+    group: str | None = None,
+    from_beginning: bool = False,
+    limit: int = 0,
+    idle_timeout_s: float = 0.0,
+    out: Callable[[str], None] = print,
+) -> int:
+    """Print alerts until interrupted (or ``limit`` alerts, or ``idle_timeout_s`` of quiet)."""
+    codec = codec_for(settings)
+    minimum = SEVERITIES.index(severity)
+    consumer = AIOKafkaConsumer(
+        settings.kafka.topic_alerts,
+        bootstrap_servers=settings.kafka.bootstrap,
+        group_id=group,
+        enable_auto_commit=group is not None,
+        auto_offset_reset="earliest" if from_beginning or group else "latest",
+    )
+    await consumer.start()
+    shown = 0
+    quiet_s = 0.0
+    try:
+        while not limit or shown < limit:
+            batches = await consumer.getmany(timeout_ms=1000)
+            if not batches:
+                quiet_s += 1.0
+                if idle_timeout_s and quiet_s >= idle_timeout_s:
+                    break
+                continue
+            quiet_s = 0.0
+            for records in batches.values():
+                for record in records:
+                    alert = decode_alert(codec, record.value or b"")
+                    if alert is None:
+                        print(
+                            f"skipped an undecodable message at offset {record.offset}",
+                            file=sys.stderr,
+                        )
+                        continue
+                    if SEVERITIES.index(alert["severity"]) < minimum:
+                        continue
+                    out(orjson.dumps(_jsonable(alert)).decode() if as_json else format_alert(alert))
+                    shown += 1
+    finally:
+        await consumer.stop()
+    return shown
+
+
+def run_tail(settings: Settings, **kwargs: Any) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(tail(settings, **kwargs))
+    return 0

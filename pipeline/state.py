@@ -1,0 +1,133 @@
+"""Stage state kept in Faust tables, so it survives a worker restart and a rebalance.
+
+Each table is written through Faust (local store plus changelog topic) into the partition
+of the events it describes; when the worker gains a partition, the partition's state is
+rebuilt from the table, which Faust has recovered from the changelog by then (into
+rocksdb or memory, per ``worker.table_store``). A table takes the partition to write to
+from Faust's current event, so each write sets it to an event of the right partition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from faust.streams import _current_event  # the table API's partition comes from it
+
+from pipeline.rules.engine import DetectionEngine
+from pipeline.stages.dedup import DedupWindow
+
+PARTITION_SEPARATOR = b"\x1e"
+
+
+class DedupPersistence:
+    """Keeps the dedup window in a Faust table.
+
+    Each batch's new keys become one record per partition and time bucket; a bucket that
+    leaves the window is deleted (a tombstone).
+    """
+
+    def __init__(self, table: Any, window: DedupWindow) -> None:
+        self.table = table
+        self.window = window
+        self.loaded: set[int] = set()
+        self.keys: dict[tuple[int, int], list[bytes]] = {}
+
+    def prepare(self, partitions: set[int], assigned: set[int]) -> None:
+        """Before a batch: drop partitions we lost, load the ones we (re)gained."""
+        for partition in self.loaded - assigned:
+            self.window.forget(partition)
+            self.loaded.discard(partition)
+        missing = partitions - self.loaded
+        if not missing:
+            return
+        now = time.time()
+        for key, value in list(self.table.data.items()):
+            partition, bucket = (int(part) for part in key.split(b":")[:2])
+            if partition in missing:
+                hashes = np.frombuffer(value, dtype=np.uint64).tolist()
+                self.window.load(partition, bucket, hashes, now)
+                self.keys.setdefault((partition, bucket), []).append(key)
+        self.loaded |= missing
+
+    def persist(self, event_of_partition: dict[int, Any]) -> None:
+        """After a batch: write its new keys and delete what left the window.
+
+        Through the table itself, so the local store and the changelog stay in step; a
+        table takes the partition to write to from Faust's current event, so that is set
+        to an event of the batch from the right partition for each write.
+        """
+        for (partition, bucket), hashes in self.window.take_added().items():
+            key = f"{partition}:{bucket}:{time.time_ns()}".encode()
+            with _as_current(event_of_partition[partition]):
+                self.table[key] = np.asarray(hashes, dtype=np.uint64).tobytes()
+            self.keys.setdefault((partition, bucket), []).append(key)
+        for partition, bucket in self.window.take_gone():
+            for key in self.keys.pop((partition, bucket), []):
+                with _as_current(event_of_partition[partition]), contextlib.suppress(KeyError):
+                    del self.table[key]
+
+
+@contextlib.contextmanager
+def _as_current(event: Any) -> Iterator[None]:
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class RuleStatePersistence:
+    """Keeps the windows of threshold and sequence rules in a Faust table.
+
+    One record per (partition, rule, key), rewritten when the key's window changes and
+    deleted when it empties. A record of a rule that no longer exists, or whose
+    definition changed, is deleted when its partition is loaded.
+    """
+
+    def __init__(self, table: Any, engine_of: Any) -> None:
+        self.table = table
+        self.engine_of = engine_of
+        """A callable giving the engine in force (a reload replaces it)."""
+        self.loaded: set[int] = set()
+
+    def prepare(
+        self, partitions: set[int], assigned: set[int], event_of_partition: dict[int, Any]
+    ) -> None:
+        engine: DetectionEngine = self.engine_of()
+        for partition in self.loaded - assigned:
+            engine.forget_partition(partition)
+            self.loaded.discard(partition)
+        missing = partitions - self.loaded
+        if not missing:
+            return
+        stale = []
+        for key, value in list(self.table.data.items()):
+            head, _, state_key = key.partition(PARTITION_SEPARATOR)
+            partition = int(head)
+            if partition in missing and not engine.restore_state(
+                partition, state_key.decode(), value
+            ):
+                stale.append((partition, key))
+        for partition, key in stale:
+            with _as_current(event_of_partition[partition]), contextlib.suppress(KeyError):
+                del self.table[key]
+        self.loaded |= missing
+
+    def persist(self, event_of_partition: dict[int, Any]) -> None:
+        engine: DetectionEngine = self.engine_of()
+        for partition, state_key, data in engine.take_state_changes():
+            event = event_of_partition.get(partition)
+            if event is None:  # state of a partition not in this batch: write it next time
+                continue
+            key = str(partition).encode() + PARTITION_SEPARATOR + state_key.encode()
+            with _as_current(event):
+                if data is None:
+                    with contextlib.suppress(KeyError):
+                        del self.table[key]
+                else:
+                    self.table[key] = data
