@@ -74,13 +74,14 @@ async def tail(
     from_beginning: bool = False,
     limit: int = 0,
     idle_timeout_s: float = 0.0,
+    topic: str | None = None,
     out: Callable[[str], None] = print,
 ) -> int:
     """Print alerts until interrupted (or ``limit`` alerts, or ``idle_timeout_s`` of quiet)."""
     codec = codec_for(settings)
     minimum = SEVERITIES.index(severity)
     consumer = AIOKafkaConsumer(
-        settings.kafka.topic_alerts,
+        topic or settings.kafka.topic_alerts,
         bootstrap_servers=settings.kafka.bootstrap,
         group_id=group,
         enable_auto_commit=group is not None,

@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this severity and above (%(default)s)",
     )
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.add_argument("--topic", help="read this topic (a severity route) instead of the main one")
     tail.add_argument("--group", help="consumer group: commit and resume where it stopped")
     tail.add_argument("--from-beginning", action="store_true", help="start at the oldest alert")
     tail.add_argument("--limit", type=int, default=0, help="stop after this many alerts")
@@ -240,6 +241,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             from_beginning=args.from_beginning,
             limit=args.limit,
             idle_timeout_s=args.idle_timeout,
+            topic=args.topic,
         )
     if command == "run":
         from pipeline.run import run_main_job

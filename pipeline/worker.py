@@ -11,12 +11,13 @@ committed only when its events are stored or dead-lettered.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,6 +109,8 @@ class BatchProcessor:
             max_bytes=settings.sink.max_bytes,
             executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditpipe-insert"),
         )
+        self.on_alerts: Callable[[list[Alert]], None] | None = None
+        """Called (in the batch thread) with alerts as soon as a chunk raised them."""
         self.next_offsets: dict[int, int] = {}
         """Per partition, the offset after the last message processed (for the lag)."""
         self._retries_seen = 0
@@ -118,6 +121,7 @@ class BatchProcessor:
         ctx = BatchContext(source_topic=self.settings.kafka.topic_events)
         metrics = self.metrics
         decoded_events = stored = 0
+        alerts: list[Alert] = []
         # A few messages at a time: decoded events live only until the sink takes them,
         # so memory follows sink.max_rows, not the size of the take.
         for start in range(0, len(messages), DECODE_CHUNK_MESSAGES):
@@ -132,11 +136,15 @@ class BatchProcessor:
                         events = stage.process(events, ctx)
                 self.sink.add(partition, events, size_bytes=part.size_bytes)
                 stored += len(events)
+            alerts.extend(self._send_alerts())
         with metrics.timed("sink"):
             self.sink.flush()
         self._store_policy_rollup(messages)
         self._store_dead_letters(ctx.dead, messages)
-        alerts = self._store_alerts()
+        if self.detect is not None:
+            self.detect.flush()
+            alerts.extend(self._send_alerts())
+        self._store_alerts(alerts)
         # Counted once stored: "stored" means in ClickHouse.
         whole_messages = sum(1 for r in ctx.dead.records if r["event_id"] is None)
         metrics.events_in.inc(decoded_events + whole_messages)
@@ -148,15 +156,21 @@ class BatchProcessor:
             self.next_offsets[message.partition] = message.offset + 1
         return BatchResult(ctx.dead, alerts)
 
-    def _store_alerts(self) -> list[Alert]:
+    def _send_alerts(self) -> list[Alert]:
+        """Hand the alerts raised so far to ``on_alerts`` at once: alert latency does not
+        wait for the batch's insert (a replayed batch re-sends the same alert ids)."""
+        if self.detect is None or not self.detect.alerts:
+            return []
+        alerts = self.detect.take_alerts()
+        if self.on_alerts is not None:
+            self.on_alerts(alerts)
+        return alerts
+
+    def _store_alerts(self, alerts: list[Alert]) -> None:
         """The batch's alerts, stored once in ClickHouse (a replayed batch gives the same
         alert ids; those already stored are skipped)."""
-        if self.detect is None:
-            return []
-        self.detect.flush()
-        alerts = self.detect.take_alerts()
         if not alerts:
-            return alerts
+            return
         ids = [a.alert_id for a in alerts]
         stored = {
             str(i)
@@ -178,7 +192,6 @@ class BatchProcessor:
             )
         for alert in alerts:
             self.metrics.alerts.labels(alert.rule_id, alert.severity).inc()
-        return alerts
 
     def _store_policy_rollup(self, messages: Sequence[RawMessage]) -> None:
         for stage in self.stages:
@@ -297,6 +310,7 @@ def build_app(settings: Settings) -> faust.App:
     rule_state = _rule_state(app, settings, processor)
     dlq_topic = app.topic(settings.kafka.topic_deadletter, value_type=bytes, key_type=bytes)
     publish_alerts = _alert_publisher(app, settings, codec)
+    pending_alerts: list[concurrent.futures.Future[None]] = []
     progress = _Progress(processor.metrics)
 
     @app.page("/metrics")
@@ -309,12 +323,21 @@ def build_app(settings: Settings) -> faust.App:
         dedup_state.persist(event_of_partition)
         if rule_state is not None:
             rule_state.persist(event_of_partition)
-        await publish_alerts(result.alerts)
+        # The batch's alerts went out while it was processed; their sends end here,
+        # before its offsets are acknowledged.
+        sends, pending_alerts[:] = list(pending_alerts), []
+        for send in sends:
+            await asyncio.wrap_future(send)
         await _publish_dead_letters(dlq_topic, codec, result.dead)
 
     @app.agent(events_topic, name="process-events")
     async def process_events(stream: Any) -> None:
         loop = asyncio.get_running_loop()
+
+        def on_alerts(alerts: list[Alert]) -> None:  # in the batch thread
+            pending_alerts.append(asyncio.run_coroutine_threadsafe(publish_alerts(alerts), loop))
+
+        processor.on_alerts = on_alerts
         take = stream.take_events(settings.worker.take_messages, settings.worker.take_within_s)
         async for batch in take:
             messages = [
@@ -379,6 +402,12 @@ def build_app(settings: Settings) -> faust.App:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, request_reload)
 
         app.task(_reload_on_sighup)
+
+        async def _check_rules() -> None:
+            # In the batch thread: a reload never races a batch that is using the rules.
+            await asyncio.get_running_loop().run_in_executor(executor, detect.check_reload)
+
+        app.timer(settings.rules.reload_check_s)(_check_rules)
 
     @app.on_before_shutdown.connect
     async def _stop_retries(_app: Any, /, *_args: Any, signal: Any, **_kw: Any) -> None:

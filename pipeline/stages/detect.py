@@ -84,7 +84,7 @@ class DetectStage:
         )
 
     def process(self, events: list[Event], ctx: Any) -> list[Event]:
-        self._maybe_reload()
+        self.check_reload()
         self.alerts.extend(self.engine.process(events))
         now = time.monotonic()
         if now - self._expired_at >= EXPIRE_EVERY_S:
@@ -100,7 +100,8 @@ class DetectStage:
         alerts, self.alerts = self.alerts, []
         return alerts
 
-    def _maybe_reload(self) -> None:
+    def check_reload(self) -> None:
+        """Reload when a file changed or a reload was requested (SIGHUP)."""
         now = time.monotonic()
         if not self.reload_requested and now - self._checked_at < self.config.reload_check_s:
             return

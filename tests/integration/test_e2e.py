@@ -71,7 +71,16 @@ def expected_row(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-ENRICHMENT = ("owner", "environment", "image", "labels", "sandbox_known", "severity")
+ENRICHMENT = (
+    "owner",
+    "environment",
+    "image",
+    "labels",
+    "sandbox_known",
+    "severity",
+    "matched_rules",
+)
+"""Columns the worker derives (enrichment, detection): checked apart."""
 
 
 def as_comparable(row: dict[str, Any]) -> dict[str, Any]:
