@@ -196,6 +196,11 @@ class RulesConfig(_Section):
     to kafka.topic_alerts too."""
     alert_format: Literal["avro", "json"] = "avro"
     """Encoding of alerts on the topics: Avro (self-describing, like events) or JSON."""
+    integrity: bool = True
+    """Check each sandbox's seq and hash chain as events arrive: a gap, a fork or a
+    changed event raises a critical integrity alert (AP-INT-GAP, -FORK, -HASH)."""
+    verify_hashes: bool = True
+    """With integrity on, also recompute each chained event's hash (about 3 us/event)."""
 
 
 class RetentionConfig(_Section):

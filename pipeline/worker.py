@@ -320,15 +320,16 @@ def build_app(settings: Settings) -> faust.App:
         return web.bytes(body, content_type=PROMETHEUS_CONTENT_TYPE)
 
     async def _after_batch(result: BatchResult, event_of_partition: dict[int, Any]) -> None:
-        dedup_state.persist(event_of_partition)
-        if rule_state is not None:
-            rule_state.persist(event_of_partition)
-        # The batch's alerts went out while it was processed; their sends end here,
-        # before its offsets are acknowledged.
+        # The batch's alerts went out while it was processed; their sends end here, before
+        # the state that would make a replay skip them is written, and before the
+        # batch's offsets are acknowledged.
         sends, pending_alerts[:] = list(pending_alerts), []
         for send in sends:
             await asyncio.wrap_future(send)
         await _publish_dead_letters(dlq_topic, codec, result.dead)
+        dedup_state.persist(event_of_partition)
+        if rule_state is not None:
+            rule_state.persist(event_of_partition)
 
     @app.agent(events_topic, name="process-events")
     async def process_events(stream: Any) -> None:
@@ -391,6 +392,15 @@ def build_app(settings: Settings) -> faust.App:
                 raise
             progress.maybe_log()
 
+    async def _dump_tasks_on_sigusr1() -> None:
+        def dump() -> None:
+            for task in asyncio.all_tasks():
+                log.warning("task %s:\n%s", task.get_name(), _await_chain(task.get_coro()))
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+
+    app.task(_dump_tasks_on_sigusr1)
+
     if processor.detect is not None:
         detect = processor.detect
 
@@ -414,6 +424,17 @@ def build_app(settings: Settings) -> faust.App:
         stopping.set()
 
     return app
+
+
+def _await_chain(coro: Any) -> str:
+    """Where a coroutine waits, outermost first (SIGUSR1 logs it for every task)."""
+    lines = []
+    while coro is not None and len(lines) < 40:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return "\n".join(lines)
 
 
 def _rule_state(

@@ -106,12 +106,15 @@ def test_persisted_state_restores_into_a_new_engine() -> None:
     ]
     engine.process(failures[:2])
     changes = engine.take_state_changes()
-    assert [(p, k.split("\x1f")[0]) for p, k, _ in changes] == [(4, "BRUTE")]
+    assert [(p, k.split("\x1d")[0]) for p, k, _ in changes] == [(4, "BRUTE")]
     restarted = _engine()
     for partition, key, data in changes:
         assert data is not None and restarted.restore_state(partition, key, data)
     assert [a.rule_id for a in restarted.process(failures[2:])] == ["BRUTE"]
-    assert not restarted.restore_state(4, "GONE\x1fexample\x1fsb", b"[]")
+    assert not restarted.restore_state(4, "GONE\x1dabc\x1fexample\x1fsb", b"[]")
+    # The same rule with another definition does not take the old state.
+    changed = _engine(RULES.replace("count: 3", "count: 2"))
+    assert not any(changed.restore_state(p, k, d or b"") for p, k, d in changes)
 
 
 def test_disabled_rules_do_not_run() -> None:

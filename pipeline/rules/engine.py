@@ -20,6 +20,7 @@ the suppressor before they leave.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any
 
 from pipeline.rules.alerts import Alert, Suppressor, make_alert
 from pipeline.rules.compiler import _host, _num, _port, _text, compile_predicates
+from pipeline.rules.integrity import INTEGRITY_RULES, ChainMonitor, integrity_findings
 from pipeline.rules.language import Condition, Rule, RuleSet
 from pipeline.rules.windows import Fired, Key, SequenceWindows, ThresholdWindows
 from pipeline.schema.event import Event
@@ -34,6 +36,10 @@ from pipeline.schema.event import Event
 DEFAULT_LATENESS_MS = 60_000
 DEFAULT_SUPPRESS_MS = 300_000
 STATE_SEPARATOR = "\x1f"
+DEFINITION_SEPARATOR = "\x1d"
+CHAIN_STATE = "AP-INT"
+"""State id of the chain monitor (next to the rule ids of the windows)."""
+INTEGRITY_TAGS = ("integrity", "attack.defense_evasion", "attack.t1070")
 
 
 def field_getter(name: str) -> Callable[[Event], Any]:
@@ -70,6 +76,8 @@ class DetectionEngine:
         lateness_ms: int = DEFAULT_LATENESS_MS,
         suppress_ms: int = DEFAULT_SUPPRESS_MS,
         clock: Callable[[], float] = time.time,
+        integrity: bool = False,
+        verify_hashes: bool = True,
     ) -> None:
         self.ruleset = ruleset
         self.lateness_ms = lateness_ms
@@ -83,6 +91,11 @@ class DetectionEngine:
                 self.predicates.append(predicate)
                 conditions.append(condition)
         self.matcher = compile_predicates(conditions)
+        self._definitions = {
+            r.id: hashlib.sha256(r.fingerprint().encode()).hexdigest()[:12] for r in self.rules
+        }
+        self.chain = ChainMonitor(verify_hashes) if integrity else None
+        """The live hash-chain check (integrity alerts), when on."""
         self.watermark = 0
         """The newest event time seen (closes suppression and expires windows)."""
         self.matched: dict[str, int] = {}
@@ -114,7 +127,7 @@ class DetectionEngine:
 
     def process(self, events: list[Event]) -> list[Alert]:
         """Evaluate every rule over the batch; the alerts to publish (after suppression)."""
-        alerts: list[Alert] = []
+        alerts: list[Alert] = self._integrity(events) if self.chain is not None else []
         predicates = self.predicates
         newest = self.watermark
         for event, hits in zip(events, self.matcher.match_batch(events), strict=True):
@@ -137,6 +150,29 @@ class DetectionEngine:
                         alerts.append(kept)
         self.watermark = newest
         alerts.extend(self.suppressor.due(newest))
+        return alerts
+
+    def _integrity(self, events: list[Event]) -> list[Alert]:
+        assert self.chain is not None
+        alerts = []
+        for event, kind, _detail in integrity_findings(self.chain, events):
+            rule_id, title = INTEGRITY_RULES[kind]
+            event.setdefault("matched_rules", []).append(rule_id)
+            ts = event.get("ts") or 0
+            alert = make_alert(
+                rule_id,
+                title,
+                "critical",
+                INTEGRITY_TAGS,
+                event.get("tenant") or "",
+                event.get("sandbox_id") or "",
+                ts,
+                ts,
+                1,
+                [event.get("event_id") or ""],
+            )
+            if (kept := self.suppressor.offer(alert, None)) is not None:
+                alerts.append(kept)
         return alerts
 
     def _feed(self, predicate: _Predicate, event: Event, ts: int) -> Fired | None:
@@ -167,10 +203,21 @@ class DetectionEngine:
             fired.evidence,
         )
 
+    def _stateful(self) -> dict[str, ThresholdWindows | SequenceWindows | ChainMonitor]:
+        """State objects by persisted id: a window's id names its rule and definition, so
+        the state of a rule that changed is not restored into the new definition."""
+        states: dict[str, ThresholdWindows | SequenceWindows | ChainMonitor] = {
+            f"{rule_id}{DEFINITION_SEPARATOR}{self._definitions[rule_id]}": windows
+            for rule_id, windows in self.windows.items()
+        }
+        if self.chain is not None:
+            states[CHAIN_STATE] = self.chain
+        return states
+
     def expire(self) -> None:
         """Drop window state older than every window (call now and then)."""
-        for windows in self.windows.values():
-            windows.expire(self.watermark)
+        for state in self._stateful().values():
+            state.expire(self.watermark)
 
     @property
     def late_events(self) -> int:
@@ -183,6 +230,8 @@ class DetectionEngine:
         one replaces; returns the ids of the rules whose windows started empty."""
         self.suppressor = old.suppressor
         self.watermark = old.watermark
+        if self.chain is not None and old.chain is not None:
+            self.chain = old.chain
         old_rules = {r.id: r for r in old.rules}
         reset = []
         for rule_id in list(self.windows):
@@ -200,15 +249,15 @@ class DetectionEngine:
         """(partition, state key, encoded state or None when gone) of every window key
         changed since the last call: the worker writes them to its Faust table."""
         out = []
-        for rule_id, windows in self.windows.items():
-            for partition, key, state in windows.take_changes():
-                out.append((partition, STATE_SEPARATOR.join((rule_id, *key)), state))
+        for state_id, states in self._stateful().items():
+            for partition, key, state in states.take_changes():
+                out.append((partition, STATE_SEPARATOR.join((state_id, *key)), state))
         return out
 
     def restore_state(self, partition: int, state_key: str, data: bytes) -> bool:
         """Load one persisted key; False for a rule that no longer exists or changed."""
         rule_id, *key = state_key.split(STATE_SEPARATOR)
-        windows = self.windows.get(rule_id)
+        windows = self._stateful().get(rule_id)
         if windows is None:
             return False
         try:
@@ -218,5 +267,5 @@ class DetectionEngine:
         return True
 
     def forget_partition(self, partition: int) -> None:
-        for windows in self.windows.values():
-            windows.forget_partition(partition)
+        for state in self._stateful().values():
+            state.forget_partition(partition)

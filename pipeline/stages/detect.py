@@ -81,6 +81,8 @@ class DetectStage:
             ruleset,
             lateness_ms=round(self.config.lateness_s * 1000),
             suppress_ms=round(self.config.suppress_s * 1000),
+            integrity=self.config.integrity,
+            verify_hashes=self.config.verify_hashes,
         )
 
     def process(self, events: list[Event], ctx: Any) -> list[Event]:

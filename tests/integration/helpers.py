@@ -138,5 +138,8 @@ def wait_for_rows(client: Client, table: str, expected: int, timeout: float = 12
         last[0] = int(scalar(client, f"SELECT count() FROM {table}"))
         return last[0] >= expected
 
-    wait_until(enough, timeout, f"{table} holds {last[0]} of {expected} rows")
+    try:
+        wait_until(enough, timeout, f"{table} does not hold {expected} rows")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: it holds {last[0]}") from None
     return last[0]

@@ -162,3 +162,35 @@ def test_windows_survive_a_restart_and_rules_reload_without_one(
         )
         log = worker.log()
     assert "broken.yaml:2: T-BAD: severity '' is not one of" in log
+
+
+def test_a_publisher_that_skips_a_seq_raises_an_integrity_alert(
+    isolated_settings: Settings,
+) -> None:
+    settings = isolated_settings
+    client = provision(settings)
+    db = settings.clickhouse.database
+    now = time.time_ns() // 1_000_000
+    events = [
+        normalize_event(
+            {
+                "tenant": "acme",
+                "sandbox_id": "sb-gap",
+                "seq": seq,
+                "category": "file",
+                "action": "read",
+                "object": f"/f{seq}",
+                "ts": now + seq,
+            },
+            now_ms=now,
+        )
+        for seq in (1, 2, 3, 5, 6)
+    ]
+    with WorkerProcess(settings):
+        asyncio.run(publish(settings, events))
+        wait_for_rows(client, f"{db}.alerts", 1)
+        on_topic = read_topic(settings)
+    rows = client.query(f"SELECT rule_id, sandbox_id, evidence, tags FROM {db}.alerts").result_rows
+    assert rows == [("AP-INT-GAP", "sb-gap", [events[3]["event_id"]], list(rows[0][3]))]
+    assert "integrity" in rows[0][3]
+    assert [a["rule_id"] for a in on_topic] == ["AP-INT-GAP"]

