@@ -9,9 +9,9 @@ AUDITPIPE_CLICKHOUSE_URL. Each run, with the default rule pack on:
    ``auditpipe worker`` started; events/s from its start to the last row stored;
 2. latency: a fresh worker on a fresh topic, fed benign fleet events paced at half that
    rate, with --attacks-per-s reverse-shell events mixed in, each from its own sandbox (so
-   none is suppressed). A consumer on audit.alerts notes when each attack's alert
-   arrives; latency = arrival - the moment the attack event was handed to the publisher
-   (its linger included). p50, p99 and max over the attacks, and how many alerted.
+   none is suppressed). A consumer process of its own on audit.alerts notes when each
+   attack's alert arrives; latency = arrival - the moment the attack event was handed to
+   the publisher (its linger included). p50, p99 and max over the attacks, and how many alerted.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -71,27 +72,35 @@ def attack(n: int, run_id: str) -> dict[str, Any]:
     }
 
 
-async def collect_alerts(
-    settings: Settings, arrived: dict[str, float], stop: asyncio.Event
-) -> None:
-    codec = codec_for(settings)
-    consumer = AIOKafkaConsumer(
-        settings.kafka.topic_alerts,
-        bootstrap_servers=settings.kafka.bootstrap,
-        auto_offset_reset="earliest",
-    )
+async def consume_alerts(bootstrap: str, topic: str, out_path: str) -> None:
+    """The consumer process: appends "event_id arrival_ms" per evidence id as alerts arrive.
+
+    It runs apart from the publisher, so arrivals are stamped when they arrive, not when
+    a busy publishing loop gets around to it.
+    """
+    codec = codec_for(load_settings())
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=100)
-            now = time.time() * 1000
-            for records in batches.values():
-                for record in records:
-                    alert = decode_alert(codec, record.value or b"")
-                    for event_id in (alert or {}).get("evidence", []):
-                        arrived.setdefault(event_id, now)
+        with open(out_path, "a", buffering=1) as out:  # noqa: ASYNC230 - opened once
+            while True:
+                batches = await consumer.getmany(timeout_ms=100)
+                now = time.time() * 1000
+                for records in batches.values():
+                    for record in records:
+                        alert = decode_alert(codec, record.value or b"")
+                        for event_id in (alert or {}).get("evidence", []):
+                            out.write(f"{event_id} {now:.1f}\n")
     finally:
         await consumer.stop()
+
+
+def read_arrivals(path: Path) -> dict[str, float]:
+    arrived: dict[str, float] = {}
+    for line in path.read_text().splitlines():
+        event_id, _, when = line.partition(" ")
+        arrived.setdefault(event_id, float(when))
+    return arrived
 
 
 async def measure_latency(
@@ -99,10 +108,13 @@ async def measure_latency(
 ) -> tuple[float, float, float, int, int]:
     sim = FleetSimulator(sandboxes, seed=4)
     emitted: dict[str, float] = {}
-    arrived: dict[str, float] = {}
-    stop = asyncio.Event()
-    consumer = asyncio.create_task(collect_alerts(settings, arrived, stop))
-    await asyncio.sleep(2)  # the consumer has joined
+    arrivals = settings.home / "arrivals.txt"
+    arrivals.touch()
+    consumer = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited
+        [sys.executable, __file__, "--consume", settings.kafka.bootstrap,
+         settings.kafka.topic_alerts, str(arrivals)],
+    )  # fmt: skip
+    await asyncio.sleep(3)  # the consumer has joined
     tick = 0.01
     total = int(rate * seconds)
     attacks = int(attacks_per_s * seconds)
@@ -125,11 +137,12 @@ async def measure_latency(
                 attacked += 1
             await asyncio.sleep(tick)
     for _ in range(150):  # up to 30 s for the last alerts
+        arrived = read_arrivals(arrivals)
         if set(emitted) <= set(arrived):
             break
-        await asyncio.sleep(0.2)  # the consumer task fills `arrived`
-    stop.set()
-    await consumer
+        await asyncio.sleep(0.2)  # the consumer process fills the file
+    consumer.terminate()
+    consumer.wait()
     latencies = sorted(arrived[i] - t for i, t in emitted.items() if i in arrived)
     if not latencies:
         raise RuntimeError("no attack raised an alert")
@@ -190,6 +203,9 @@ def one_run(base: Settings, args: argparse.Namespace, run: int) -> dict[str, flo
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--consume"]:
+        asyncio.run(consume_alerts(*sys.argv[2:5]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-events", type=int, default=300_000)
     parser.add_argument("--seconds", type=float, default=30)

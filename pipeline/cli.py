@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
         "live progress, then example analyst queries",
     )
     _simulation_args(run, sandboxes=50, rate=5000, duration=20)
+    run.add_argument(
+        "--benign",
+        action="store_true",
+        help="inject no attack (by default every scenario is injected once, to show alerts)",
+    )
 
     from pipeline.rules.cli import add_parser as add_rules_parser
 
@@ -253,7 +258,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             rate=args.rate,
             duration_s=args.duration,
             seed=args.seed,
-            scenarios=args.scenario,
+            scenarios=args.scenario or ([] if args.benign else sorted(SCENARIOS)),
         )
     raise AssertionError(command)
 

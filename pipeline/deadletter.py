@@ -75,15 +75,19 @@ class DeadLetters:
 
     def columns(self) -> list[list[Any]]:
         """Column lists in DEADLETTER_COLUMNS order, for ClickHouse."""
-        recs = self.records
-        return [
-            [r["failed_at"] for r in recs],
-            [r["reason"] for r in recs],
-            [r["detail"] for r in recs],
-            [r["source_topic"] for r in recs],
-            [r["source_partition"] for r in recs],
-            [r["source_offset"] for r in recs],
-            [r["event_id"] for r in recs],
-            [None if r["key"] is None else r["key"].decode("utf-8", "replace") for r in recs],
-            [r["original"] for r in recs],
-        ]
+        return record_columns(self.records)
+
+
+def record_columns(recs: list[dict[str, Any]]) -> list[list[Any]]:
+    """Dead-letter records as column lists in DEADLETTER_COLUMNS order, for ClickHouse."""
+    return [
+        [r["failed_at"] for r in recs],
+        [r["reason"] for r in recs],
+        [r["detail"] for r in recs],
+        [r["source_topic"] for r in recs],
+        [r["source_partition"] for r in recs],
+        [r["source_offset"] for r in recs],
+        [r["event_id"] for r in recs],
+        [None if r["key"] is None else r["key"].decode("utf-8", "replace") for r in recs],
+        [r["original"] for r in recs],
+    ]

@@ -53,6 +53,11 @@ class WorkerMetrics:
         self.sink_insert_retries = Counter(
             "sink_insert_retries", "ClickHouse inserts retried (not dropped)", registry=r
         )
+        self.messages_already_stored = Counter(
+            "messages_already_stored",
+            "Messages skipped after a restart because their rows were stored before it",
+            registry=r,
+        )
         self.alerts = Counter(
             "alerts", "Alerts published, by rule and severity", ["rule_id", "severity"], registry=r
         )

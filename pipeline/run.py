@@ -51,6 +51,11 @@ EXAMPLE_QUERIES = (
         "FROM {db}.events WHERE {run} AND category = 'data_transfer' GROUP BY tenant",
     ),
     (
+        "Alerts raised in this run (the attack scenarios injected)",
+        "SELECT severity, rule_id, sandbox_id, count AS n, title FROM {db}.alerts "
+        "WHERE {run} ORDER BY severity DESC, first_ts LIMIT 12",
+    ),
+    (
         "One sandbox's timeline (first 5 events)",
         "SELECT ts, seq, category, action, object FROM {db}.events "
         "WHERE {run} AND sandbox_id = '{first_sandbox}' ORDER BY seq LIMIT 5",

@@ -27,13 +27,14 @@ import orjson
 
 from pipeline.chclient import connect
 from pipeline.config import Settings
-from pipeline.deadletter import DEADLETTER_COLUMNS, DeadLetters
+from pipeline.deadletter import DEADLETTER_COLUMNS, DeadLetters, record_columns
 from pipeline.inventory import InventoryFollower
 from pipeline.metrics import WorkerMetrics
 from pipeline.rules.alerts import ALERT_COLUMNS, Alert, alert_columns
 from pipeline.schema import codec_for
 from pipeline.schema.codec import AvroCodec
 from pipeline.sink.clickhouse import ClickHouseSink, InsertService, SinkStopped
+from pipeline.sink.clickhouse.progress import stored_offsets
 from pipeline.sink.clickhouse.request_builder import InsertRequest
 from pipeline.stages.base import BatchContext, Stage
 from pipeline.stages.decode import RawMessage, decode_messages
@@ -52,6 +53,8 @@ ALERT_SCHEMA = "alert"
 PROGRESS_EVERY_S = 10.0
 DECODE_CHUNK_MESSAGES = 8
 INVENTORY_WAIT_S = 30.0
+SEND_TIMEOUT_S = 60.0
+"""Longest wait for Kafka to take a batch's alerts or dead letters (else the batch fails)."""
 SHUTDOWN_GRACE_S = 30.0
 """How long a stopping worker waits for the batch in progress to be stored."""
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"
@@ -109,8 +112,14 @@ class BatchProcessor:
             max_bytes=settings.sink.max_bytes,
             executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditpipe-insert"),
         )
-        self.on_alerts: Callable[[list[Alert]], None] | None = None
-        """Called (in the batch thread) with alerts as soon as a chunk raised them."""
+        self.on_alerts: Callable[[list[Alert]], concurrent.futures.Future[None]] | None = None
+        """Sends alerts (called in the batch thread as soon as a chunk raised them)."""
+        self.on_dead_letters: (
+            Callable[[list[dict[str, Any]]], concurrent.futures.Future[None]] | None
+        ) = None
+        """Publishes dead-letter records on the dead-letter topic."""
+        self.stored_upto: dict[int, int] = {}
+        """Per partition gained: the highest offset already stored (see progress.py)."""
         self.next_offsets: dict[int, int] = {}
         """Per partition, the offset after the last message processed (for the lag)."""
         self._retries_seen = 0
@@ -120,30 +129,36 @@ class BatchProcessor:
     def process(self, messages: Sequence[RawMessage]) -> BatchResult:
         ctx = BatchContext(source_topic=self.settings.kafka.topic_events)
         metrics = self.metrics
-        decoded_events = stored = 0
+        decoded_events = stored = dead_sent = 0
         alerts: list[Alert] = []
+        todo = self._not_stored_yet(messages)
         # A few messages at a time: decoded events live only until the sink takes them,
         # so memory follows sink.max_rows, not the size of the take.
-        for start in range(0, len(messages), DECODE_CHUNK_MESSAGES):
-            chunk = messages[start : start + DECODE_CHUNK_MESSAGES]
+        for start in range(0, len(todo), DECODE_CHUNK_MESSAGES):
+            chunk = todo[start : start + DECODE_CHUNK_MESSAGES]
             with metrics.timed("decode"):
                 decoded = decode_messages(self.codec, chunk, ctx)
+            ready = []
             for partition, part in decoded.items():
                 events = part.events
                 decoded_events += len(events)
                 for stage in self.stages:
                     with metrics.timed(stage.name):
                         events = stage.process(events, ctx)
-                self.sink.add(partition, events, size_bytes=part.size_bytes)
+                ready.append((partition, events, part.size_bytes))
+            # The chunk's alerts and dead letters are out before any of its rows can be
+            # stored: a replay skips messages whose rows are stored (see _not_stored_yet).
+            alerts.extend(self._send_alerts())
+            dead_sent = self._send_dead_letters(ctx.dead, dead_sent)
+            for partition, events, size_bytes in ready:
+                self.sink.add(partition, events, size_bytes=size_bytes)
                 stored += len(events)
+        if self.detect is not None:
+            self.detect.flush()  # summaries of suppression windows that closed
             alerts.extend(self._send_alerts())
         with metrics.timed("sink"):
             self.sink.flush()
         self._store_policy_rollup(messages)
-        self._store_dead_letters(ctx.dead, messages)
-        if self.detect is not None:
-            self.detect.flush()
-            alerts.extend(self._send_alerts())
         self._store_alerts(alerts)
         # Counted once stored: "stored" means in ClickHouse.
         whole_messages = sum(1 for r in ctx.dead.records if r["event_id"] is None)
@@ -156,15 +171,52 @@ class BatchProcessor:
             self.next_offsets[message.partition] = message.offset + 1
         return BatchResult(ctx.dead, alerts)
 
+    def load_stored_offsets(self, partitions: set[int]) -> None:
+        """For partitions just gained: the highest offset whose rows are stored."""
+        found = stored_offsets(self.service, self.settings.clickhouse.database, partitions)
+        for partition in partitions:
+            self.stored_upto[partition] = found.get(partition, -1)
+
+    def _not_stored_yet(self, messages: Sequence[RawMessage]) -> list[RawMessage]:
+        """The messages whose rows are not stored already (a crash between an insert and
+        the commit of its offsets replays them; the sink stores whole messages in order)."""
+        upto = self.stored_upto
+        todo = [m for m in messages if m.offset > upto.get(m.partition, -1)]
+        if len(todo) < len(messages):
+            skipped = len(messages) - len(todo)
+            self.metrics.messages_already_stored.inc(skipped)
+            log.info("skipped %d messages stored before a restart", skipped)
+        return todo
+
     def _send_alerts(self) -> list[Alert]:
-        """Hand the alerts raised so far to ``on_alerts`` at once: alert latency does not
-        wait for the batch's insert (a replayed batch re-sends the same alert ids)."""
+        """Send the alerts raised so far (``on_alerts``) and wait until they are out: alert
+        latency does not wait for the batch's insert."""
         if self.detect is None or not self.detect.alerts:
             return []
         alerts = self.detect.take_alerts()
         if self.on_alerts is not None:
-            self.on_alerts(alerts)
+            self.on_alerts(alerts).result(timeout=SEND_TIMEOUT_S)
         return alerts
+
+    def _send_dead_letters(self, dead: DeadLetters, already: int) -> int:
+        """Store and publish the dead letters after the first ``already``; returns the
+        count sent so far."""
+        records = dead.records[already:]
+        if not records:
+            return already
+        where = ",".join(f"{r['source_partition']}@{r['source_offset']}" for r in records)
+        self.service.insert(
+            InsertRequest(
+                table=self.deadletter_table,
+                column_names=DEADLETTER_COLUMNS,
+                columns=record_columns(records),
+                rows=len(records),
+                dedup_token="dlq:" + hashlib.sha256(where.encode()).hexdigest(),
+            )
+        )
+        if self.on_dead_letters is not None:
+            self.on_dead_letters(records).result(timeout=SEND_TIMEOUT_S)
+        return len(dead.records)
 
     def _store_alerts(self, alerts: list[Alert]) -> None:
         """The batch's alerts, stored once in ClickHouse (a replayed batch gives the same
@@ -242,20 +294,6 @@ class BatchProcessor:
             self.metrics.sink_insert_retries.inc(retries - self._retries_seen)
             self._retries_seen = retries
 
-    def _store_dead_letters(self, dead: DeadLetters, messages: Sequence[RawMessage]) -> None:
-        if not dead:
-            return
-        first = messages[0]
-        self.service.insert(
-            InsertRequest(
-                table=self.deadletter_table,
-                column_names=DEADLETTER_COLUMNS,
-                columns=dead.columns(),
-                rows=len(dead),
-                dedup_token=f"dlq:{first.partition}:{first.offset}:{len(messages)}:{len(dead)}",
-            )
-        )
-
 
 def build_app(settings: Settings) -> faust.App:
     """The Faust application with its one agent."""
@@ -310,7 +348,6 @@ def build_app(settings: Settings) -> faust.App:
     rule_state = _rule_state(app, settings, processor)
     dlq_topic = app.topic(settings.kafka.topic_deadletter, value_type=bytes, key_type=bytes)
     publish_alerts = _alert_publisher(app, settings, codec)
-    pending_alerts: list[concurrent.futures.Future[None]] = []
     progress = _Progress(processor.metrics)
 
     @app.page("/metrics")
@@ -319,14 +356,9 @@ def build_app(settings: Settings) -> faust.App:
         # aiohttp takes the charset apart from the content type.
         return web.bytes(body, content_type=PROMETHEUS_CONTENT_TYPE)
 
-    async def _after_batch(result: BatchResult, event_of_partition: dict[int, Any]) -> None:
-        # The batch's alerts went out while it was processed; their sends end here, before
-        # the state that would make a replay skip them is written, and before the
-        # batch's offsets are acknowledged.
-        sends, pending_alerts[:] = list(pending_alerts), []
-        for send in sends:
-            await asyncio.wrap_future(send)
-        await _publish_dead_letters(dlq_topic, codec, result.dead)
+    async def _after_batch(event_of_partition: dict[int, Any]) -> None:
+        # The batch's alerts and dead letters went out while it was processed (before its
+        # rows were stored); now the state that would make a replay skip it is written.
         dedup_state.persist(event_of_partition)
         if rule_state is not None:
             rule_state.persist(event_of_partition)
@@ -335,10 +367,18 @@ def build_app(settings: Settings) -> faust.App:
     async def process_events(stream: Any) -> None:
         loop = asyncio.get_running_loop()
 
-        def on_alerts(alerts: list[Alert]) -> None:  # in the batch thread
-            pending_alerts.append(asyncio.run_coroutine_threadsafe(publish_alerts(alerts), loop))
+        def on_alerts(alerts: list[Alert]) -> concurrent.futures.Future[None]:
+            return asyncio.run_coroutine_threadsafe(publish_alerts(alerts), loop)
 
+        def on_dead_letters(records: list[dict[str, Any]]) -> concurrent.futures.Future[None]:
+            return asyncio.run_coroutine_threadsafe(
+                _publish_dead_letters(dlq_topic, codec, records), loop
+            )
+
+        # Called in the batch thread, which waits for the send.
         processor.on_alerts = on_alerts
+        processor.on_dead_letters = on_dead_letters
+        known_partitions: set[int] = set()
         take = stream.take_events(settings.worker.take_messages, settings.worker.take_within_s)
         async for batch in take:
             messages = [
@@ -354,21 +394,26 @@ def build_app(settings: Settings) -> faust.App:
                     if tp.topic == settings.kafka.topic_events
                 }
                 event_of_partition = {e.message.partition: e for e in batch}
+                known_partitions &= assigned
+                gained = set(event_of_partition) - known_partitions
+                if gained:
+                    await loop.run_in_executor(executor, processor.load_stored_offsets, gained)
+                    known_partitions |= gained
                 dedup_state.prepare(set(event_of_partition), assigned)
                 if rule_state is not None:
                     rule_state.prepare(set(event_of_partition), assigned, event_of_partition)
                 work = loop.run_in_executor(executor, processor.process, messages)
                 try:
-                    result = await asyncio.shield(work)
+                    await asyncio.shield(work)
                 except asyncio.CancelledError:
                     # Stopping (or losing partitions): finish the batch in progress, whose
                     # rows may be stored already, so that it is acknowledged and committed
                     # instead of replayed by the worker that takes the partitions over.
-                    result = await asyncio.wait_for(work, SHUTDOWN_GRACE_S)
-                    await _after_batch(result, event_of_partition)
+                    await asyncio.wait_for(work, SHUTDOWN_GRACE_S)
+                    await _after_batch(event_of_partition)
                     completed = True
                     raise
-                await _after_batch(result, event_of_partition)
+                await _after_batch(event_of_partition)
             except asyncio.CancelledError:
                 if completed:
                     raise  # the batch is stored: let take_events acknowledge it
@@ -428,7 +473,7 @@ def build_app(settings: Settings) -> faust.App:
 
 def _await_chain(coro: Any) -> str:
     """Where a coroutine waits, outermost first (SIGUSR1 logs it for every task)."""
-    lines = []
+    lines: list[str] = []
     while coro is not None and len(lines) < 40:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
         if frame is not None:
@@ -473,10 +518,12 @@ def _alert_publisher(app: faust.App, settings: Settings, codec: AvroCodec) -> An
     return publish
 
 
-async def _publish_dead_letters(topic: Any, codec: AvroCodec, dead: DeadLetters) -> None:
+async def _publish_dead_letters(
+    topic: Any, codec: AvroCodec, records: list[dict[str, Any]]
+) -> None:
     futures = [
         await topic.send(key=record["key"], value=codec.encode(DEADLETTER_SCHEMA, record))
-        for record in dead.records
+        for record in records
     ]
     if futures:
         await asyncio.gather(*futures)

@@ -42,6 +42,16 @@ def test_row_bound_inserts_at_once_in_chunks() -> None:
     ]
 
 
+def test_a_message_is_never_split_between_blocks() -> None:
+    service = RecordingService()
+    sink = ClickHouseSink(service, table="audit.events", max_rows=2, max_bytes=1 << 30)
+    one_message = [_ev(0, 7) | {"event_id": f"m{i}"} for i in range(3)]
+    sink.add(0, [_ev(0, 6), *one_message, _ev(0, 8)], size_bytes=10)
+    # The cut after two rows would fall inside message 7: the block takes all of it.
+    assert [r.rows for r in service.requests] == [4, 1]
+    assert [r.dedup_token for r in service.requests] == ["events:0@6-7:4", "events:0@8-8:1"]
+
+
 def test_byte_bound_inserts_at_once() -> None:
     service = RecordingService()
     sink = ClickHouseSink(service, table="audit.events", max_rows=1000, max_bytes=100)

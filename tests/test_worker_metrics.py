@@ -24,6 +24,12 @@ class Recorder:
     def insert(self, request: InsertRequest) -> None:
         self.requests.append(request)
 
+    def query_rows(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return []
+
+    def query_column(self, sql: str, parameters: dict[str, Any]) -> list[Any]:
+        return []
+
 
 def message(offset: int, events: list[dict[str, Any]]) -> RawMessage:
     value = CODEC.encode(
@@ -82,3 +88,18 @@ def test_counters_add_up_and_metrics_are_exposed() -> None:
     ):
         assert name in text, name
     assert processor.next_offsets == {0: 1, 1: 100, 2: 3}
+
+
+def test_messages_stored_before_a_restart_are_skipped() -> None:
+    service = Recorder()
+    processor = BatchProcessor(SETTINGS, CODEC, default_stages(SETTINGS), service)  # type: ignore[arg-type]
+    events = list(FleetSimulator(3, seed=4).events(200))
+    messages = [message(n, events[n * 50 : (n + 1) * 50]) for n in range(4)]  # partitions 0,1,2,0
+    processor.stored_upto = {0: 0, 1: -1}  # offset 0 of partition 0 was stored already
+
+    processor.process(messages)
+
+    assert sample(processor.metrics, "messages_already_stored_total") == 1
+    stored = [r for r in service.requests if r.table.endswith(".events")]
+    assert sum(r.rows for r in stored) == 150
+    assert processor.next_offsets == {0: 4, 1: 2, 2: 3}  # skipped messages count as done

@@ -59,15 +59,19 @@ class InsertService:
         self._retrying(f"insert of {request.rows} rows into {request.table}", send)
         self.rows_total += request.rows
 
-    def query_column(self, sql: str, parameters: dict[str, Any]) -> list[Any]:
-        """The first column of a query's rows, retried like an insert."""
-        found: list[Any] = []
+    def query_rows(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """A query's rows, retried like an insert."""
+        found: list[tuple[Any, ...]] = []
 
         def run(client: Client) -> None:
-            found.extend(row[0] for row in client.query(sql, parameters=parameters).result_rows)
+            found.extend(tuple(row) for row in client.query(sql, parameters=parameters).result_rows)
 
         self._retrying("query", run)
         return found
+
+    def query_column(self, sql: str, parameters: dict[str, Any]) -> list[Any]:
+        """The first column of a query's rows, retried like an insert."""
+        return [row[0] for row in self.query_rows(sql, parameters)]
 
     def _retrying(self, what: str, call: Callable[[Client], None]) -> None:
         delay = self.retry_initial_s

@@ -1,14 +1,16 @@
 """The ClickHouse sink: rows buffered per checkpoint, inserted in as few blocks as possible.
 
 ``add`` collects the events of each Kafka partition; ``flush`` inserts all of them as one
-block (split only at ``max_rows``), since ClickHouse wants few large inserts: a small
-insert per partition would cost a part each. The block's dedup token names the offset
-range of every partition in it, so the same messages re-sent give the same token. A batch
-that reaches ``max_rows`` or ``max_bytes`` is inserted at once; given an ``executor``,
-that insert runs in the background while the caller decodes the next rows (one insert in
-flight at a time: memory stays bounded and blocks are stored in order). ``flush`` waits
-until every insert is done. The worker calls ``flush`` before it acknowledges the Kafka
-messages the events came from, so an offset is committed only for rows that are stored.
+block (split only at ``max_rows``, and then between Kafka messages), since ClickHouse
+wants few large inserts: a small insert per partition would cost a part each. The
+block's dedup token names the offset range of every partition in it, so the same
+messages re-sent give the same token. A batch that reaches ``max_rows`` or ``max_bytes``
+is inserted at once; given an ``executor``, that insert runs in the background while the
+caller decodes the next rows (one insert in flight at a time: memory stays bounded and
+blocks are stored in order). ``flush`` waits until every insert is done. The worker
+calls ``flush`` before it acknowledges the Kafka messages the events came from, so an
+offset is committed only for rows that are stored. What is stored of a partition is
+therefore always its messages up to some offset (``progress.py``).
 
 >>> sink = ClickHouseSink(RecordingService(), table="audit.events", max_rows=3,
 ...                       max_bytes=1 << 20)
@@ -79,8 +81,11 @@ class ClickHouseSink:
         batches, self._batches = self._batches, {}
         rows, self._rows, self._bytes = self._rows, 0, 0
         events = [e for p in sorted(batches) for e in batches[p]]
-        for start in range(0, rows, self.max_rows):
-            request = build_event_request(self.table, events[start : start + self.max_rows])
+        start = 0
+        while start < rows:
+            end = _message_end(events, min(rows, start + self.max_rows))
+            request = build_event_request(self.table, events[start:end])
+            start = end
             self._wait_in_flight()
             if self.executor is None:
                 self.service.insert(request)
@@ -92,6 +97,18 @@ class ClickHouseSink:
         in_flight, self._in_flight = self._in_flight, None
         if in_flight is not None:
             in_flight.result()
+
+
+def _message_end(events: Sequence[Event], end: int) -> int:
+    """``end`` moved forward past the rest of the Kafka message it cuts: a message's events
+    are stored in one block, so what is stored of a partition is always whole messages."""
+    last = events[end - 1]
+    where = (last["kafka_partition"], last["kafka_offset"])
+    while (
+        end < len(events) and (events[end]["kafka_partition"], events[end]["kafka_offset"]) == where
+    ):
+        end += 1
+    return end
 
 
 class RecordingService:
