@@ -51,6 +51,8 @@ def table_ttls(config: RetentionConfig) -> dict[str, str]:
         "deadletter": f"{_after('toDateTime(failed_at)', config.deadletter_days)} DELETE",
         "alerts": f"{_after('toDateTime(last_ts)', config.alerts_days)} DELETE",
         "events_policy_rollup": f"{_after('minute', config.rollup_days)} DELETE",
+        "events_per_minute": f"{_after('minute', config.rollup_days)} DELETE",
+        "resource_per_minute": f"{_after('minute', config.rollup_days)} DELETE",
     }
 
 

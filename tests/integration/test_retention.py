@@ -56,7 +56,10 @@ def test_short_ttls_remove_expired_rows_by_class(isolated_settings: Settings) ->
 
     applied = run_cli(settings, "retention", "apply")
     assert applied.returncode == 0, applied.stderr
-    assert "retention applied to events, deadletter, alerts, events_policy_rollup" in applied.stdout
+    assert (
+        "retention applied to events, deadletter, alerts, events_policy_rollup, "
+        "events_per_minute, resource_per_minute"
+    ) in applied.stdout
     # (ClickHouse shows DELETE, the default action, as nothing.)
     assert "toIntervalSecond(30) WHERE (level = 'debug')" in applied.stdout
     client.command(f"OPTIMIZE TABLE {db}.events FINAL")
