@@ -11,6 +11,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import yaml
 
@@ -373,16 +374,48 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         sandbox=args.sandbox,
         since_ms=since,
     )
+    checked, checkpoint_findings = _verify_checkpoints(args, settings)
     elapsed = time.monotonic() - started
     for f in report.findings:
         print(f"{f.kind:<9} {f.tenant}/{f.sandbox_id} seq {f.seq}: {f.detail}")
+    for c in checkpoint_findings:
+        print(f"checkpoint {c.tenant}/{c.sandbox_id} seq {c.seq}: {c.detail}")
     print(
         f"verified {report.chained:,} chained events of {report.sandboxes:,} sandboxes in "
         f"{elapsed:.2f} s ({report.chained / max(elapsed, 1e-9):,.0f} events/s); "
         f"{report.unchained:,} without a chain, {report.redacted:,} redacted (links "
-        f"checked only); {len(report.findings)} findings"
+        f"checked only); {checked:,} signed checkpoints checked; "
+        f"{len(report.findings) + len(checkpoint_findings)} findings"
     )
-    return EXIT_PARTIAL if report.findings else EXIT_OK
+    return EXIT_PARTIAL if report.findings or checkpoint_findings else EXIT_OK
+
+
+def _verify_checkpoints(args: argparse.Namespace, settings: Settings) -> tuple[int, list[Any]]:
+    from pipeline.chclient import connect
+    from pipeline.checkpoints import (
+        NoKey,
+        database_has_checkpoints,
+        load_key,
+        verify_checkpoints,
+    )
+
+    client = connect(settings.clickhouse)
+    database = settings.clickhouse.database
+    if not database_has_checkpoints(client, database):
+        return 0, []
+    try:
+        key = load_key(settings, create=False)
+    except NoKey as exc:
+        print(f"warning: checkpoint signatures not checked: {exc}", file=sys.stderr)
+        return 0, []
+    return verify_checkpoints(
+        client,
+        database,
+        key,
+        settings.checkpoints.key_id,
+        tenant=args.tenant,
+        sandbox=args.sandbox,
+    )
 
 
 def _deadletter(args: argparse.Namespace, settings: Settings) -> int:

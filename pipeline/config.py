@@ -203,6 +203,22 @@ class RulesConfig(_Section):
     """With integrity on, also recompute each chained event's hash (about 3 us/event)."""
 
 
+class CheckpointsConfig(_Section):
+    """Signed checkpoints of each sandbox's chain head (audit.chain_checkpoints)."""
+
+    enabled: bool = True
+    """Write them (needs rules.integrity, which follows the chain heads)."""
+    interval_s: float = Field(60.0, gt=0)
+    """How often the worker signs the heads that advanced."""
+    key: str | None = None
+    """HMAC-SHA256 key (a secret: give it as AUDITPIPE_CHECKPOINTS_KEY). None: key_file."""
+    key_file: Path | None = None
+    """File holding the key; default $AUDITPIPE_HOME/checkpoint.key, created with a
+    random key on first use. `auditpipe verify` needs the same key."""
+    key_id: str = "local"
+    """Name of the key, stored with each checkpoint (to rotate keys)."""
+
+
 class RetentionConfig(_Section):
     """How long rows are kept (`auditpipe retention apply` sets the tables' TTLs)."""
 
@@ -283,6 +299,7 @@ class Settings(BaseSettings):
     policy: PolicyConfig = PolicyConfig()
     redact: RedactConfig = RedactConfig()
     rules: RulesConfig = RulesConfig()
+    checkpoints: CheckpointsConfig = CheckpointsConfig()
     retention: RetentionConfig = RetentionConfig()
     worker: WorkerConfig = WorkerConfig()
     sink: SinkConfig = SinkConfig()

@@ -58,6 +58,9 @@ class WorkerMetrics:
             "Messages skipped after a restart because their rows were stored before it",
             registry=r,
         )
+        self.checkpoints = Counter(
+            "checkpoints", "Signed chain-head checkpoints written", registry=r
+        )
         self.alerts = Counter(
             "alerts", "Alerts published, by rule and severity", ["rule_id", "severity"], registry=r
         )

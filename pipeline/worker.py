@@ -26,6 +26,7 @@ import faust
 import orjson
 
 from pipeline.chclient import connect
+from pipeline.checkpoints import CHECKPOINT_COLUMNS, checkpoint_columns, load_key
 from pipeline.config import Settings
 from pipeline.deadletter import DEADLETTER_COLUMNS, DeadLetters, record_columns
 from pipeline.inventory import InventoryFollower
@@ -118,6 +119,8 @@ class BatchProcessor:
             Callable[[list[dict[str, Any]]], concurrent.futures.Future[None]] | None
         ) = None
         """Publishes dead-letter records on the dead-letter topic."""
+        self._checkpoint_at = time.monotonic()
+        self._checkpoint_key: bytes | None = None
         self.stored_upto: dict[int, int] = {}
         """Per partition gained: the highest offset already stored (see progress.py)."""
         self.next_offsets: dict[int, int] = {}
@@ -160,6 +163,7 @@ class BatchProcessor:
             self.sink.flush()
         self._store_policy_rollup(messages)
         self._store_alerts(alerts)
+        self._maybe_checkpoint()
         # Counted once stored: "stored" means in ClickHouse.
         whole_messages = sum(1 for r in ctx.dead.records if r["event_id"] is None)
         metrics.events_in.inc(decoded_events + whole_messages)
@@ -170,6 +174,34 @@ class BatchProcessor:
         for message in messages:
             self.next_offsets[message.partition] = message.offset + 1
         return BatchResult(ctx.dead, alerts)
+
+    def _maybe_checkpoint(self) -> None:
+        """Every checkpoints.interval_s: sign the chain heads that advanced (their rows
+        are stored: this runs after the batch's flush)."""
+        chain = self.detect.engine.chain if self.detect is not None else None
+        config = self.settings.checkpoints
+        now = time.monotonic()
+        if chain is None or not config.enabled or now - self._checkpoint_at < config.interval_s:
+            return
+        self._checkpoint_at = now
+        heads = chain.take_checkpoints()
+        if not heads:
+            return
+        if self._checkpoint_key is None:
+            self._checkpoint_key = load_key(self.settings)
+        columns = checkpoint_columns(
+            heads, self._checkpoint_key, config.key_id, time.time_ns() // 1_000_000
+        )
+        self.service.insert(
+            InsertRequest(
+                table=f"{self.settings.clickhouse.database}.chain_checkpoints",
+                column_names=CHECKPOINT_COLUMNS,
+                columns=columns,
+                rows=len(heads),
+                dedup_token="checkpoints:" + hashlib.sha256(repr(heads).encode()).hexdigest(),
+            )
+        )
+        self.metrics.checkpoints.inc(len(heads))
 
     def load_stored_offsets(self, partitions: set[int]) -> None:
         """For partitions just gained: the highest offset whose rows are stored."""

@@ -41,12 +41,14 @@ INTEGRITY_RULES = {
 
 
 class _Head:
-    __slots__ = ("recent", "seq", "ts")
+    __slots__ = ("checkpointed", "recent", "seq", "ts")
 
     def __init__(self, seq: int, ts: int, recent: dict[int, str]) -> None:
         self.seq = seq
         self.ts = ts
         self.recent = recent
+        self.checkpointed = 0
+        """The seq of the last signed checkpoint written for this head."""
 
 
 class ChainMonitor(_KeyedState):
@@ -102,6 +104,17 @@ class ChainMonitor(_KeyedState):
         if seq == head.seq + 1 and prev is not None and last is not None and prev.hex() != last:
             findings.append(("fork", f"seq {seq}: prev_hash does not link to seq {head.seq}"))
         return findings
+
+    def take_checkpoints(self) -> list[tuple[str, str, int, str]]:
+        """(tenant, sandbox_id, seq, hash hex) of each chained head that advanced since
+        the last call."""
+        heads = []
+        for (tenant, sandbox_id), head in self.keys.items():
+            digest = head.recent.get(head.seq)
+            if digest is not None and head.seq > head.checkpointed:
+                heads.append((tenant, sandbox_id, head.seq, digest))
+                head.checkpointed = head.seq
+        return heads
 
     def expire(self, watermark: int) -> None:
         for key in [k for k, h in self.keys.items() if h.ts < watermark - IDLE_MS]:

@@ -4,14 +4,17 @@ clean chain passes, and each tamper trial is caught with the right finding."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pipeline.collect.chain import ChainHead
 from pipeline.collect.collector import Collector
 from pipeline.config import Settings
 from pipeline.simulate import FleetSimulator
+from pipeline.sink.clickhouse.request_builder import EVENT_COLUMNS, build_event_columns
 from pipeline.verify import verify
 from tests.integration.helpers import WorkerProcess, provision, run_cli, wait_for_rows
 
@@ -95,3 +98,65 @@ def test_clean_chain_passes_and_every_tamper_trial_is_caught(
     assert result.returncode == 1
     assert f"/{second} seq 201: seq 200..200 missing" in result.stdout
     assert result.stdout.startswith("deleted ")
+
+
+def test_a_rewritten_history_is_caught_by_the_signed_checkpoints(
+    isolated_settings: Settings, tmp_path: Path
+) -> None:
+    settings = isolated_settings
+    settings.checkpoints.interval_s = 0.2
+    client = store_chain(settings, tmp_path / "spool")
+    db = settings.clickhouse.database
+    table = f"{db}.events"
+    checkpoints = client.query(
+        f"SELECT sandbox_id, max(seq) FROM {db}.chain_checkpoints GROUP BY sandbox_id ORDER BY 1"
+    ).result_rows
+    last = dict(client.query(f"SELECT sandbox_id, max(seq) FROM {table} GROUP BY 1").result_rows)
+    assert len(checkpoints) == 3 and all(seq == last[s] for s, seq in checkpoints)
+    clean = run_cli(settings, "verify")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "3 signed checkpoints checked; 0 findings" in clean.stdout
+
+    # Rewrite one sandbox's history from seq 10 on, every hash recomputed: the chain
+    # itself verifies again, the signed head does not.
+    sandbox = checkpoints[0][0]
+    result = client.query(
+        f"SELECT * FROM {table} WHERE sandbox_id = '{sandbox}' AND seq >= 10 ORDER BY seq"
+    )
+    rows = [dict(zip(result.column_names, r, strict=True)) for r in result.result_rows]
+    previous = client.query(
+        f"SELECT hash FROM {table} WHERE sandbox_id = '{sandbox}' AND seq = 9"
+    ).result_rows[0][0]
+    head = ChainHead(9, bytes(previous))
+    forged = []
+    for row in rows:
+        event = {
+            **row,
+            "ts": int(row["ts"].replace(tzinfo=UTC).timestamp() * 1000 + 0.5),
+            "object": "/workspace/innocent" if row["seq"] == 10 else row["object"],
+            "actor": {
+                k: row[f"actor_{k}"] for k in ("user", "uid", "pid", "ppid", "process", "cmdline")
+            },
+        }
+        forged.append(head.seal(event))
+    client.command(
+        f"ALTER TABLE {table} DELETE WHERE sandbox_id = '{sandbox}' AND seq >= 10",
+        settings={"mutations_sync": 2},
+    )
+    client.insert(
+        table, build_event_columns(forged), column_names=list(EVENT_COLUMNS), column_oriented=True
+    )
+    assert verify(client, db, sandbox=sandbox).findings == []  # the chain alone is fooled
+    caught = run_cli(settings, "verify", "--sandbox", sandbox)
+    assert caught.returncode == 1
+    assert "is not the signed" in caught.stdout and "history rewritten" in caught.stdout
+
+    # A checkpoint re-signed by someone without the key is caught too.
+    client.command(
+        f"ALTER TABLE {db}.chain_checkpoints UPDATE hash = unhex(repeat('ab', 32)) "
+        f"WHERE sandbox_id = '{checkpoints[1][0]}'",
+        settings={"mutations_sync": 2},
+    )
+    forged_sig = run_cli(settings, "verify", "--sandbox", checkpoints[1][0])
+    assert forged_sig.returncode == 1
+    assert "signature does not match: forged or altered checkpoint" in forged_sig.stdout

@@ -1,0 +1,119 @@
+"""The ClickHouse sink alone: rows/s into the local ClickHouse, against plain inserts.
+
+    python benchmarks/sink.py [--rows 1000000] [--runs 3]
+
+Needs the local stack (`auditpipe stack up`) or AUDITPIPE_CLICKHOUSE_URL. Events come
+from the fleet simulator, already decoded and enriched (as the sink receives them), in
+messages of 1,000 events over 6 partitions. Measured, each run into a fresh table:
+
+* sink: ``ClickHouseSink.add`` per message, a flush every 25 messages (a worker's
+  checkpoint), with the worker's settings (lz4, one insert in flight in the background,
+  max_rows 25,000): the request builder, the retry service and the inserts;
+* plain: ``clickhouse-connect`` ``insert`` of the same rows, columns prepared beforehand
+  (no sink code at all), 25,000 rows per insert.
+
+Printed: rows/s per run, the medians, and the ratio sink / plain in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.chclient import connect
+from pipeline.config import load_settings
+from pipeline.provision import apply_migrations, load_migrations
+from pipeline.simulate import FleetSimulator
+from pipeline.sink.clickhouse import ClickHouseSink, InsertService
+from pipeline.sink.clickhouse.request_builder import EVENT_COLUMNS, build_event_columns
+
+MESSAGE_EVENTS = 1_000
+PARTITIONS = 6
+FLUSH_EVERY = 25
+
+
+def messages(rows: int) -> list[tuple[int, int, list[dict[str, Any]]]]:
+    events = list(FleetSimulator(200, seed=9).events(rows))
+    for e in events:
+        e.update(owner="ana", environment="dev", image="python:3.11", labels={}, severity="low")
+    out = []
+    for n, start in enumerate(range(0, rows, MESSAGE_EVENTS)):
+        partition, offset = n % PARTITIONS, n // PARTITIONS
+        batch = events[start : start + MESSAGE_EVENTS]
+        for e in batch:
+            e["kafka_partition"], e["kafka_offset"] = partition, offset
+        out.append((partition, offset, batch))
+    return out
+
+
+def run_sink(client_factory: Any, table: str, batches: list[Any]) -> float:
+    service = InsertService(client_factory)
+    sink = ClickHouseSink(
+        service,
+        table=table,
+        max_rows=25_000,
+        max_bytes=64 << 20,
+        executor=ThreadPoolExecutor(max_workers=1),
+    )
+    started = time.perf_counter()
+    for n, (partition, _offset, events) in enumerate(batches, 1):
+        sink.add(partition, events, size_bytes=150 * len(events))
+        if n % FLUSH_EVERY == 0:
+            sink.flush()
+    sink.flush()
+    return sum(len(b[2]) for b in batches) / (time.perf_counter() - started)
+
+
+def run_plain(client: Any, table: str, batches: list[Any]) -> float:
+    events = [e for _, _, batch in batches for e in batch]
+    blocks = [build_event_columns(events[i : i + 25_000]) for i in range(0, len(events), 25_000)]
+    started = time.perf_counter()
+    for columns in blocks:
+        client.insert(table, columns, column_names=list(EVENT_COLUMNS), column_oriented=True)
+    return len(events) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    settings = load_settings()
+    client = connect(settings.clickhouse)
+    batches = messages(args.rows)
+    sink_rates, plain_rates = [], []
+    for run in range(1, args.runs + 1):
+        database = f"bench_sink_{uuid.uuid4().hex[:8]}"
+        apply_migrations(client, database, load_migrations())
+        try:
+            sink_rate = run_sink(
+                lambda: connect(settings.clickhouse), f"{database}.events", batches
+            )
+            client.command(f"TRUNCATE TABLE {database}.events")
+            plain_rate = run_plain(client, f"{database}.events", batches)
+        finally:
+            client.command(f"DROP DATABASE IF EXISTS {database}")
+        sink_rates.append(sink_rate)
+        plain_rates.append(plain_rate)
+        print(
+            f"run {run}: sink {sink_rate:,.0f} rows/s; plain clickhouse-connect "
+            f"{plain_rate:,.0f} rows/s; ratio {sink_rate / plain_rate:.2f}",
+            flush=True,
+        )
+    ratios = [s / p for s, p in zip(sink_rates, plain_rates, strict=True)]
+    print(
+        f"median of {args.runs}: sink {statistics.median(sink_rates):,.0f} rows/s; plain "
+        f"{statistics.median(plain_rates):,.0f} rows/s; ratio {statistics.median(ratios):.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
