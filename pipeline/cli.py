@@ -354,7 +354,8 @@ def _retention(action: str, settings: Settings) -> int:
     print(
         f"configured: debug {config.debug_days:g} d, info {config.info_days:g} d, "
         f"security-relevant {config.security_days:g} d, dead letters "
-        f"{config.deadletter_days:g} d, rollups {config.rollup_days:g} d"
+        f"{config.deadletter_days:g} d, alerts {config.alerts_days:g} d, rollups "
+        f"{config.rollup_days:g} d"
     )
     for table, ttl in retention.current(client, database).items():
         print(f"{database}.{table}: TTL {ttl or '(none)'}")

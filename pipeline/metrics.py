@@ -58,6 +58,14 @@ class WorkerMetrics:
             "Messages skipped after a restart because their rows were stored before it",
             registry=r,
         )
+        self.inventory_unreadable = Counter(
+            "inventory_unreadable_records",
+            "Inventory records that could not be decoded (their sandboxes count as unknown)",
+            registry=r,
+        )
+        self.inventory_sandboxes = Gauge(
+            "inventory_sandboxes", "Sandboxes the worker's inventory holds", registry=r
+        )
         self.checkpoints = Counter(
             "checkpoints", "Signed chain-head checkpoints written", registry=r
         )

@@ -382,9 +382,16 @@ def build_app(settings: Settings) -> faust.App:
     publish_alerts = _alert_publisher(app, settings, codec)
     progress = _Progress(processor.metrics)
 
+    unreadable_seen = 0
+
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        body = processor.metrics.exposition(lambda: _lag(app, processor.next_offsets))
+        nonlocal unreadable_seen
+        metrics = processor.metrics
+        metrics.inventory_unreadable.inc(inventory.unreadable - unreadable_seen)
+        unreadable_seen = inventory.unreadable
+        metrics.inventory_sandboxes.set(len(inventory.sandboxes))
+        body = metrics.exposition(lambda: _lag(app, processor.next_offsets))
         # aiohttp takes the charset apart from the content type.
         return web.bytes(body, content_type=PROMETHEUS_CONTENT_TYPE)
 
