@@ -251,6 +251,11 @@ class WorkerConfig(_Section):
     session_timeout_s: float = Field(10.0, ge=6.0)
     """A worker that stops answering (killed, frozen) loses its partitions after this;
     the others take them over."""
+    stall_timeout_s: float = Field(60.0, ge=0)
+    """A worker whose consumer stops delivering messages while some wait (a known
+    faust-streaming failure, seen here after restarts under load) exits with status 75
+    after this long, so that its supervisor restarts it; it resumes where the stored rows
+    end. 0: never."""
     table_store: Literal["memory://", "rocksdb://"] = "rocksdb://"
     """Where Faust keeps table state (the dedup window) between changelog reads:
     rocksdb (via rocksdict) holds large windows on disk."""

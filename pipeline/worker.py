@@ -14,10 +14,11 @@ import asyncio
 import concurrent.futures
 import hashlib
 import logging
+import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,11 +35,12 @@ from pipeline.metrics import WorkerMetrics
 from pipeline.rules.alerts import ALERT_COLUMNS, Alert, alert_columns
 from pipeline.schema import codec_for
 from pipeline.schema.codec import AvroCodec
+from pipeline.schema.event import Event
 from pipeline.sink.clickhouse import ClickHouseSink, InsertService, SinkStopped
 from pipeline.sink.clickhouse.progress import stored_offsets
 from pipeline.sink.clickhouse.request_builder import InsertRequest
 from pipeline.stages.base import BatchContext, Stage
-from pipeline.stages.decode import RawMessage, decode_messages
+from pipeline.stages.decode import DecodedPartition, RawMessage, decode_messages
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.detect import DetectStage
 from pipeline.stages.enrich import EnrichStage, Inventory, StaticInventory
@@ -52,8 +54,11 @@ log = logging.getLogger("auditpipe.worker")
 DEADLETTER_SCHEMA = "dead_letter"
 ALERT_SCHEMA = "alert"
 PROGRESS_EVERY_S = 10.0
-DECODE_CHUNK_MESSAGES = 8
+DECODE_CHUNK_MESSAGES = 64
+DECODE_CHUNK_BYTES = 1 << 20
 INVENTORY_WAIT_S = 30.0
+STALL_EXIT_STATUS = 75
+"""EX_TEMPFAIL: the worker stalled and should be restarted."""
 SEND_TIMEOUT_S = 60.0
 """Longest wait for Kafka to take a batch's alerts or dead letters (else the batch fails)."""
 SHUTDOWN_GRACE_S = 30.0
@@ -137,18 +142,16 @@ class BatchProcessor:
         todo = self._not_stored_yet(messages)
         # A few messages at a time: decoded events live only until the sink takes them,
         # so memory follows sink.max_rows, not the size of the take.
-        for start in range(0, len(todo), DECODE_CHUNK_MESSAGES):
-            chunk = todo[start : start + DECODE_CHUNK_MESSAGES]
+        for chunk in _chunks(todo):
             with metrics.timed("decode"):
                 decoded = decode_messages(self.codec, chunk, ctx)
-            ready = []
-            for partition, part in decoded.items():
-                events = part.events
-                decoded_events += len(events)
-                for stage in self.stages:
-                    with metrics.timed(stage.name):
-                        events = stage.process(events, ctx)
-                ready.append((partition, events, part.size_bytes))
+            # The stages run once per chunk, over the events of all its partitions.
+            events = [e for part in decoded.values() for e in part.events]
+            decoded_events += len(events)
+            for stage in self.stages:
+                with metrics.timed(stage.name):
+                    events = stage.process(events, ctx)
+            ready = _by_partition(events, decoded)
             # The chunk's alerts and dead letters are out before any of its rows can be
             # stored: a replay skips messages whose rows are stored (see _not_stored_yet).
             alerts.extend(self._send_alerts())
@@ -327,6 +330,29 @@ class BatchProcessor:
             self._retries_seen = retries
 
 
+def _chunks(messages: Sequence[RawMessage]) -> Iterator[Sequence[RawMessage]]:
+    """Messages a few at a time, so decoded events live only until the sink takes them:
+    up to DECODE_CHUNK_MESSAGES, or fewer once DECODE_CHUNK_BYTES of them are taken."""
+    start = size = 0
+    for n, message in enumerate(messages):
+        size += len(message.value or b"")
+        if n + 1 - start >= DECODE_CHUNK_MESSAGES or size >= DECODE_CHUNK_BYTES:
+            yield messages[start : n + 1]
+            start, size = n + 1, 0
+    if start < len(messages):
+        yield messages[start:]
+
+
+def _by_partition(
+    events: list[Event], decoded: dict[int, DecodedPartition]
+) -> list[tuple[int, list[Event], int]]:
+    """(partition, events, message bytes) for the sink, in partition order."""
+    grouped: dict[int, list[Event]] = {p: [] for p in decoded}
+    for event in events:
+        grouped[event["kafka_partition"]].append(event)
+    return [(p, grouped[p], decoded[p].size_bytes) for p in decoded]
+
+
 def build_app(settings: Settings) -> faust.App:
     """The Faust application with its one agent."""
     settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
@@ -474,14 +500,48 @@ def build_app(settings: Settings) -> faust.App:
                     )
                     await app.crash(exc)
                 raise
+            progress.batch_done()
             progress.maybe_log()
 
-    async def _dump_tasks_on_sigusr1() -> None:
-        def dump() -> None:
-            for task in asyncio.all_tasks():
-                log.warning("task %s:\n%s", task.get_name(), _await_chain(task.get_coro()))
+    async def _watchdog() -> None:
+        """A consumer that stopped delivering while messages wait: first resume its
+        partitions, then, if that does not help, exit with status 75 for a restart."""
+        stall_s = settings.worker.stall_timeout_s
+        if not stall_s or app.rebalancing or not app.flow_control.is_active():
+            progress.excuse()  # a rebalance or a recovery is not a stall
+            return
+        waiting = _waiting(app, settings.kafka.topic_events, processor.next_offsets)
+        if waiting == 0:
+            progress.excuse()  # nothing to consume
+            return
+        quiet_s = time.monotonic() - progress.last_batch_at
+        shown = "unknown" if waiting is None else str(waiting)
+        if quiet_s >= stall_s / 2 and not progress.kicked:
+            progress.kicked = True
+            log.warning(
+                "no batch for %.0f s while messages wait (%s); consumer: %s; resuming its "
+                "partitions",
+                quiet_s,
+                shown,
+                _consumer_state(app),
+            )
+            _resume_fetching(app, settings.kafka.topic_events)
+        if quiet_s < stall_s:
+            return
+        log.error(
+            "no batch for %.0f s while messages wait (%s): the consumer stalled; exiting "
+            "(status 75) so that the worker is restarted, where the stored rows end",
+            quiet_s,
+            shown,
+        )
+        _dump_tasks()
+        logging.shutdown()
+        os._exit(STALL_EXIT_STATUS)
 
-        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+    app.timer(5.0)(_watchdog)
+
+    async def _dump_tasks_on_sigusr1() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
 
     app.task(_dump_tasks_on_sigusr1)
 
@@ -519,6 +579,71 @@ def _await_chain(coro: Any) -> str:
             lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
         coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
     return "\n".join(lines)
+
+
+def _waiting(app: faust.App, topic: str, next_offsets: dict[int, int]) -> int | None:
+    """Messages of the events topic in Kafka and not processed yet; None when the
+    consumer does not know a partition's end (no fetch answered since it was assigned)."""
+    consumer: Any = app.consumer
+    waiting = 0
+    for tp in consumer.assignment():
+        if tp.topic != topic:
+            continue
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            return None
+        position = next_offsets.get(tp.partition, consumer._committed_offset.get(tp))
+        if position is not None:
+            waiting += max(0, highwater - position)
+    return waiting
+
+
+def _consumer_state(app: faust.App) -> str:
+    consumer: Any = app.consumer
+    return (
+        f"assigned {sorted(str(tp) for tp in consumer.assignment())}, "
+        f"active {sorted(str(tp) for tp in consumer._active_partitions or ())}, "
+        f"paused {sorted(str(tp) for tp in consumer._paused_partitions)}, "
+        f"buffer-full {sorted(str(tp) for tp in consumer._buffered_partitions)}"
+    )
+
+
+def _resume_fetching(app: faust.App, topic: str) -> None:
+    consumer: Any = app.consumer
+    mine = [tp for tp in consumer.assignment() if tp.topic == topic]
+    for tp in list(consumer._buffered_partitions):
+        consumer.on_buffer_drop(tp)
+    consumer.resume_partitions(mine)
+
+
+def _dump_tasks() -> None:
+    """Log where every task and async generator waits (SIGUSR1, and before a stall exit)."""
+    for task in asyncio.all_tasks():
+        log.warning("task %s:\n%s", task.get_name(), _await_chain(task.get_coro()))
+    for agen in _async_generators():
+        log.warning("async generator %s", agen)
+
+
+def _async_generators() -> list[str]:
+    """Suspended async generators (Faust's stream iterators hide behind them): where
+    each waits, and the small locals that say why."""
+    import gc
+    import types
+
+    out = []
+    for obj in gc.get_objects():
+        if isinstance(obj, types.AsyncGeneratorType) and obj.ag_frame is not None:
+            frame = obj.ag_frame
+            local_state = {
+                k: (len(v) if isinstance(v, list) else v.is_set() if hasattr(v, "is_set") else v)
+                for k, v in frame.f_locals.items()
+                if k in ("buffer", "events", "buffer_full", "buffer_consumed", "buffer_consuming")
+            }
+            out.append(
+                f"{frame.f_code.co_name} at {frame.f_code.co_filename}:{frame.f_lineno} "
+                f"{local_state}\n{_await_chain(obj.ag_await)}"
+            )
+    return out
 
 
 def _rule_state(
@@ -595,6 +720,18 @@ class _Progress:
         self.metrics = metrics
         self.last_at = time.monotonic()
         self.last_stored = 0.0
+        self.last_batch_at = time.monotonic()
+        """The last batch, or the last time the watchdog excused a pause (a rebalance,
+        a recovery, nothing to consume)."""
+        self.kicked = False
+
+    def batch_done(self) -> None:
+        self.last_batch_at = time.monotonic()
+        self.kicked = False
+
+    def excuse(self) -> None:
+        self.last_batch_at = time.monotonic()
+        self.kicked = False
 
     def maybe_log(self) -> None:
         now = time.monotonic()

@@ -85,3 +85,13 @@ def test_disabled_stage_keeps_everything() -> None:
     events = tagged(5)
     stage = DedupStage(DedupConfig(enabled=False))
     assert stage.process(events + events, BatchContext("t")) == events + events
+
+
+def test_a_chunk_of_several_partitions_uses_each_partitions_window() -> None:
+    stage = DedupStage(DedupConfig(), clock=lambda: 0.0)
+    on_0, on_1 = tagged(4, partition=0, seed=1), tagged(4, partition=1, seed=2)
+    assert stage.process([*on_0, *on_1], BatchContext("t")) == [*on_0, *on_1]
+    # A replay of partition 1's events next to new ones of partition 0: only the replay goes.
+    fresh = tagged(3, partition=0, seed=3)
+    assert stage.process([*fresh, *(dict(e) for e in on_1)], BatchContext("t")) == fresh
+    assert stage.window.partitions.keys() == {0, 1}

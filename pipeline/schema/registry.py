@@ -57,8 +57,8 @@ def make_version(name: str, version: int, raw: dict[str, Any]) -> SchemaVersion:
         version=version,
         raw=raw,
         fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
-        parsed=parse_schema(copy.deepcopy(raw), _write_hint=False),
-        plain=parse_schema(_without_logical_types(copy.deepcopy(raw)), _write_hint=False),
+        parsed=parse_schema(copy.deepcopy(raw)),
+        plain=parse_schema(_without_logical_types(copy.deepcopy(raw))),
     )
 
 

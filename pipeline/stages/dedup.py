@@ -153,8 +153,21 @@ class DedupStage:
         if not self.config.enabled or not events:
             return events
         fields = self.config.key_fields
-        partition = events[0]["kafka_partition"]  # the worker hands one partition at a time
-        seen = self.window.check(partition, [key_hash(e, fields) for e in events], self.clock())
+        now = self.clock()
+        first = events[0]["kafka_partition"]
+        if all(e["kafka_partition"] == first for e in events):
+            seen = self.window.check(first, [key_hash(e, fields) for e in events], now)
+        else:  # a chunk of several partitions: each has its own window
+            seen = [False] * len(events)
+            by_partition: dict[int, list[int]] = {}
+            for i, e in enumerate(events):
+                by_partition.setdefault(e["kafka_partition"], []).append(i)
+            for partition, indexes in by_partition.items():
+                hashes = [key_hash(events[i], fields) for i in indexes]
+                for i, duplicate in zip(
+                    indexes, self.window.check(partition, hashes, now), strict=True
+                ):
+                    seen[i] = duplicate
         kept = [event for event, duplicate in zip(events, seen, strict=True) if not duplicate]
         self.dropped += len(events) - len(kept)
         return kept

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from clickhouse_connect.driver.client import Client
 from pipeline.chclient import connect
 from pipeline.config import Settings
 from pipeline.provision import apply_migrations, create_topics, load_migrations
+from pipeline.worker import STALL_EXIT_STATUS
 
 
 def config_file(settings: Settings) -> Path:
@@ -63,8 +65,17 @@ class WorkerProcess:
         self.settings = settings
         self.log_path = settings.home / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        """Restarts after a stall exit (status 75), as a supervisor would do them."""
+        self._supervising = threading.Event()
 
     def start(self, ready_timeout: float = 90) -> WorkerProcess:
+        self._spawn(ready_timeout)
+        self._supervising.set()
+        threading.Thread(target=self._supervise, daemon=True).start()
+        return self
+
+    def _spawn(self, ready_timeout: float) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
@@ -81,7 +92,16 @@ class WorkerProcess:
             f"worker not ready; log:\n{self.log(offset)[-3000:]}",
             alive=self.proc,
         )
-        return self
+
+    def _supervise(self) -> None:
+        """Restart the worker when it exits with STALL_EXIT_STATUS, like systemd's
+        Restart=on-failure or a Kubernetes pod would; other exits are left alone."""
+        while self._supervising.is_set():
+            proc = self.proc
+            if proc is not None and proc.poll() == STALL_EXIT_STATUS and self._supervising.is_set():
+                self.restarts += 1
+                self._spawn(90)
+            time.sleep(0.5)
 
     def log(self, offset: int = 0) -> str:
         with self.log_path.open("rb") as handle:
@@ -89,6 +109,7 @@ class WorkerProcess:
             return handle.read().decode(errors="replace")
 
     def stop(self) -> int | None:
+        self._supervising.clear()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -99,6 +120,7 @@ class WorkerProcess:
         return self.proc.returncode if self.proc else None
 
     def kill(self) -> None:
+        self._supervising.clear()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
