@@ -58,6 +58,8 @@ DECODE_CHUNK_MESSAGES = 64
 DECODE_CHUNK_BYTES = 1 << 20
 INVENTORY_WAIT_S = 30.0
 STALL_EXIT_STATUS = 75
+PAUSED_STALL_FACTOR = 4
+"""A rebalance or recovery lasting this many stall timeouts counts as a stall too."""
 """EX_TEMPFAIL: the worker stalled and should be restarted."""
 SEND_TIMEOUT_S = 60.0
 """Longest wait for Kafka to take a batch's alerts or dead letters (else the batch fails)."""
@@ -507,9 +509,20 @@ def build_app(settings: Settings) -> faust.App:
         """A consumer that stopped delivering while messages wait: first resume its
         partitions, then, if that does not help, exit with status 75 for a restart."""
         stall_s = settings.worker.stall_timeout_s
-        if not stall_s or app.rebalancing or not app.flow_control.is_active():
-            progress.excuse()  # a rebalance or a recovery is not a stall
+        if not stall_s:
             return
+        now = time.monotonic()
+        if app.rebalancing or not app.flow_control.is_active():
+            # A rebalance or a recovery is not a stall, unless it never ends.
+            if progress.paused_since is None:
+                progress.paused_since = now
+            paused_s = now - progress.paused_since
+            if paused_s >= PAUSED_STALL_FACTOR * stall_s:
+                _exit_stalled(f"paused (rebalancing {app.rebalancing}) for {paused_s:.0f} s")
+            return
+        if progress.paused_since is not None:
+            progress.paused_since = None
+            progress.excuse()  # the clock starts again when the pause ends
         waiting = _waiting(app, settings.kafka.topic_events, processor.next_offsets)
         if waiting == 0:
             progress.excuse()  # nothing to consume
@@ -526,17 +539,8 @@ def build_app(settings: Settings) -> faust.App:
                 _consumer_state(app),
             )
             _resume_fetching(app, settings.kafka.topic_events)
-        if quiet_s < stall_s:
-            return
-        log.error(
-            "no batch for %.0f s while messages wait (%s): the consumer stalled; exiting "
-            "(status 75) so that the worker is restarted, where the stored rows end",
-            quiet_s,
-            shown,
-        )
-        _dump_tasks()
-        logging.shutdown()
-        os._exit(STALL_EXIT_STATUS)
+        if quiet_s >= stall_s:
+            _exit_stalled(f"no batch for {quiet_s:.0f} s while messages wait ({shown})")
 
     app.timer(5.0)(_watchdog)
 
@@ -579,6 +583,17 @@ def _await_chain(coro: Any) -> str:
             lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
         coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
     return "\n".join(lines)
+
+
+def _exit_stalled(why: str) -> None:
+    log.error(
+        "%s: the consumer stalled; exiting (status 75) so that the worker is restarted, "
+        "where the stored rows end",
+        why,
+    )
+    _dump_tasks()
+    logging.shutdown()
+    os._exit(STALL_EXIT_STATUS)
 
 
 def _waiting(app: faust.App, topic: str, next_offsets: dict[int, int]) -> int | None:
@@ -724,6 +739,7 @@ class _Progress:
         """The last batch, or the last time the watchdog excused a pause (a rebalance,
         a recovery, nothing to consume)."""
         self.kicked = False
+        self.paused_since: float | None = None
 
     def batch_done(self) -> None:
         self.last_batch_at = time.monotonic()

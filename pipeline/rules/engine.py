@@ -37,8 +37,6 @@ DEFAULT_LATENESS_MS = 60_000
 DEFAULT_SUPPRESS_MS = 300_000
 STATE_SEPARATOR = "\x1f"
 DEFINITION_SEPARATOR = "\x1d"
-CHAIN_STATE = "AP-INT"
-"""State id of the chain monitor (next to the rule ids of the windows)."""
 INTEGRITY_TAGS = ("integrity", "attack.defense_evasion", "attack.t1070")
 
 
@@ -203,21 +201,22 @@ class DetectionEngine:
             fired.evidence,
         )
 
-    def _stateful(self) -> dict[str, ThresholdWindows | SequenceWindows | ChainMonitor]:
+    def _stateful(self) -> dict[str, ThresholdWindows | SequenceWindows]:
         """State objects by persisted id: a window's id names its rule and definition, so
         the state of a rule that changed is not restored into the new definition."""
-        states: dict[str, ThresholdWindows | SequenceWindows | ChainMonitor] = {
+        states: dict[str, ThresholdWindows | SequenceWindows] = {
             f"{rule_id}{DEFINITION_SEPARATOR}{self._definitions[rule_id]}": windows
             for rule_id, windows in self.windows.items()
         }
-        if self.chain is not None:
-            states[CHAIN_STATE] = self.chain
         return states
 
     def expire(self) -> None:
         """Drop window state older than every window (call now and then)."""
         for state in self._stateful().values():
             state.expire(self.watermark)
+        if self.chain is not None:
+            self.chain.expire(self.watermark)
+            self.chain.dirty.clear()  # kept in memory only (see pipeline/rules/integrity.py)
 
     @property
     def late_events(self) -> int:
@@ -269,3 +268,5 @@ class DetectionEngine:
     def forget_partition(self, partition: int) -> None:
         for state in self._stateful().values():
             state.forget_partition(partition)
+        if self.chain is not None:
+            self.chain.forget_partition(partition)

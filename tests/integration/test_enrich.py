@@ -16,7 +16,14 @@ from pipeline.provision import apply_migrations, load_migrations
 from pipeline.publish import EventPublisher
 from pipeline.schema import codec_for
 from pipeline.schema.event import normalize_event
-from tests.integration.helpers import WorkerProcess, provision, run_cli, scalar, wait_for_rows
+from tests.integration.helpers import (
+    WorkerProcess,
+    provision,
+    run_cli,
+    scalar,
+    wait_for_rows,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -87,8 +94,15 @@ def test_events_gain_their_sandbox_and_unknown_ones_are_counted(
     with WorkerProcess(settings):
         wait_for_rows(client, f"{db}.events", len(events))
         url = f"http://127.0.0.1:{settings.worker.web_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            metrics = reply.read().decode()
+        page = [""]
+
+        def counted() -> bool:  # the batch's counters follow its insert by a moment
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                page[0] = reply.read().decode()
+            return "events_unknown_sandbox_total 2.0" in page[0]
+
+        wait_until(counted, 30, "the unknown sandboxes were not counted")
+        metrics = page[0]
 
     rows = client.query(
         f"SELECT sandbox_id, seq, owner, environment, image, labels, "

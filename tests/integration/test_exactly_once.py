@@ -26,7 +26,7 @@ async def publish(settings: Settings, events: list[dict[str, object]]) -> None:
 def test_three_kill_9_store_every_event_exactly_once(isolated_settings: Settings) -> None:
     settings = isolated_settings
     settings.worker.take_messages = 32  # many small batches: the kills land mid-stream
-    settings.worker.stall_timeout_s = 30
+    settings.worker.stall_timeout_s = 15
     client = provision(settings)
     table = f"{settings.clickhouse.database}.events"
     events = list(FleetSimulator(60, seed=21).events(EVENTS))

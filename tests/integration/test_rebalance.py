@@ -34,7 +34,7 @@ def second_worker(settings: Settings) -> Settings:
 def test_a_worker_stopped_mid_stream_loses_and_repeats_nothing(isolated_settings: Settings) -> None:
     settings = isolated_settings
     settings.worker.take_messages = 4  # small batches: the stop lands mid-stream
-    settings.worker.stall_timeout_s = 30
+    settings.worker.stall_timeout_s = 15
     client = provision(settings)
     table = f"{settings.clickhouse.database}.events"
     events = list(FleetSimulator(60, seed=12).events(EVENTS))
