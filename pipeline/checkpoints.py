@@ -35,6 +35,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from pipeline.config import Settings
+from pipeline.verify import sandbox_filters
 
 ALGORITHM = "hmac-sha256"
 CHECKPOINT_COLUMNS = (
@@ -114,14 +115,7 @@ def verify_checkpoints(
 ) -> tuple[int, list[CheckpointFinding]]:
     """(checkpoints checked, findings): bad signatures, and stored rows that no longer
     match a signed head."""
-    clauses, params = [], {}
-    if tenant:
-        clauses.append("c.tenant = {tenant:String}")
-        params["tenant"] = tenant
-    if sandbox:
-        clauses.append("c.sandbox_id = {sandbox:String}")
-        params["sandbox"] = sandbox
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    where, params = sandbox_filters(tenant, sandbox, alias="c.")
     rows = client.query(
         f"""
         SELECT c.tenant, c.sandbox_id, c.seq, hex(c.hash), toUnixTimestamp64Milli(c.signed_at),

@@ -95,7 +95,7 @@ def verify(
     since_ms: int | None = None,
     limit: int = 10_000,
 ) -> VerifyReport:
-    where, params = _filters(tenant, sandbox)
+    where, params = sandbox_filters(tenant, sandbox)
     report = VerifyReport()
     totals = client.query(
         f"SELECT count(), countIf(hash IS NOT NULL), countIf(hash IS NULL), "
@@ -147,12 +147,15 @@ def verify(
     return report
 
 
-def _filters(tenant: str | None, sandbox: str | None) -> tuple[str, dict[str, Any]]:
+def sandbox_filters(
+    tenant: str | None, sandbox: str | None, alias: str = ""
+) -> tuple[str, dict[str, Any]]:
+    """A WHERE clause (or "") for --tenant/--sandbox, and its query parameters."""
     clauses, params = [], {}
     if tenant:
-        clauses.append("tenant = {tenant:String}")
+        clauses.append(f"{alias}tenant = {{tenant:String}}")
         params["tenant"] = tenant
     if sandbox:
-        clauses.append("sandbox_id = {sandbox:String}")
+        clauses.append(f"{alias}sandbox_id = {{sandbox:String}}")
         params["sandbox"] = sandbox
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params

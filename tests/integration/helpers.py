@@ -50,6 +50,18 @@ def run_cli(
     )
 
 
+def publish_events(settings: Settings, events: list[dict[str, Any]]) -> None:
+    """Publish events through the SDK publisher (one message per sandbox batch)."""
+    from pipeline.publish import EventPublisher
+    from pipeline.schema import codec_for
+
+    async def go() -> None:
+        async with EventPublisher(settings, codec_for(settings)) as publisher:
+            await publisher.add_many(events)
+
+    asyncio.run(go())
+
+
 def provision(settings: Settings) -> Client:
     """`auditpipe init` for the test's topics and database; returns a ClickHouse client."""
     asyncio.run(create_topics(settings))

@@ -12,20 +12,20 @@ import pytest
 
 from pipeline.alerts_tail import tail
 from pipeline.config import Settings
-from pipeline.publish import EventPublisher
 from pipeline.scenarios import SCENARIOS
-from pipeline.schema import codec_for
 from pipeline.schema.event import normalize_event
 from pipeline.simulate import FleetSimulator
-from tests.integration.helpers import WorkerProcess, provision, scalar, wait_for_rows, wait_until
+from tests.integration.helpers import (
+    WorkerProcess,
+    provision,
+    publish_events,
+    scalar,
+    wait_for_rows,
+    wait_until,
+)
 from tests.test_rules_pack import EXPECTED
 
 pytestmark = pytest.mark.integration
-
-
-async def publish(settings: Settings, events: list[dict[str, object]]) -> None:
-    async with EventPublisher(settings, codec_for(settings)) as publisher:
-        await publisher.add_many(events)
 
 
 def read_topic(settings: Settings, topic: str | None = None) -> list[dict[str, object]]:
@@ -56,7 +56,7 @@ def test_attack_scenarios_raise_alerts_on_the_topics_and_in_clickhouse(
     wanted = set().union(*EXPECTED.values())
 
     with WorkerProcess(settings):
-        asyncio.run(publish(settings, events))
+        publish_events(settings, events)
         wait_for_rows(client, f"{db}.events", len(events))
 
         def all_rules_alerted() -> bool:
@@ -128,13 +128,13 @@ def test_windows_survive_a_restart_and_rules_reload_without_one(
     db = settings.clickhouse.database
 
     with WorkerProcess(settings):
-        asyncio.run(publish(settings, failures("sb-r", 2, 1)))
+        publish_events(settings, failures("sb-r", 2, 1))
         wait_for_rows(client, f"{db}.events", 2)
     assert scalar(client, f"SELECT count() FROM {db}.alerts") == 0
 
     with WorkerProcess(settings, name="worker2") as worker:
         # Two more after the restart: four in the window only if the first two survived.
-        asyncio.run(publish(settings, failures("sb-r", 2, 3)))
+        publish_events(settings, failures("sb-r", 2, 3))
         wait_for_rows(client, f"{db}.alerts", 1)
         assert scalar(client, f"SELECT rule_id FROM {db}.alerts") == "T-BRUTE"
 
@@ -144,7 +144,7 @@ def test_windows_survive_a_restart_and_rules_reload_without_one(
         )
         time.sleep(1.0)
         marker = failures("sb-m", 1, 1)[0] | {"category": "file", "object": "/reload-marker"}
-        asyncio.run(publish(settings, [marker]))
+        publish_events(settings, [marker])
         wait_for_rows(client, f"{db}.alerts", 2)
 
         (rules_dir / "broken.yaml").write_text("rules:\n  - {id: T-BAD, title: x}\n")
@@ -152,7 +152,7 @@ def test_windows_survive_a_restart_and_rules_reload_without_one(
         wait_until(lambda: "rules not reloaded" in worker.log(), 30, "no reload error logged")
         # Another sandbox (no suppression): the rules in force still alert.
         other = failures("sb-m2", 1, 1)[0] | {"category": "file", "object": "/reload-marker"}
-        asyncio.run(publish(settings, [other]))
+        publish_events(settings, [other])
         wait_until(
             lambda: (
                 scalar(client, f"SELECT count() FROM {db}.alerts WHERE rule_id = 'T-MARK'") == 2
@@ -187,7 +187,7 @@ def test_a_publisher_that_skips_a_seq_raises_an_integrity_alert(
         for seq in (1, 2, 3, 5, 6)
     ]
     with WorkerProcess(settings):
-        asyncio.run(publish(settings, events))
+        publish_events(settings, events)
         wait_for_rows(client, f"{db}.alerts", 1)
         on_topic = read_topic(settings)
     rows = client.query(f"SELECT rule_id, sandbox_id, evidence, tags FROM {db}.alerts").result_rows

@@ -3,24 +3,22 @@ event once (no FINAL, no duplicate rows)."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from pipeline.config import Settings
-from pipeline.publish import EventPublisher
-from pipeline.schema import codec_for
 from pipeline.simulate import FleetSimulator
-from tests.integration.helpers import WorkerProcess, provision, scalar, wait_for_rows, wait_until
+from tests.integration.helpers import (
+    WorkerProcess,
+    provision,
+    publish_events,
+    scalar,
+    wait_for_rows,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
 EVENTS = 200_000
-
-
-async def publish(settings: Settings, events: list[dict[str, object]]) -> None:
-    async with EventPublisher(settings, codec_for(settings)) as publisher:
-        await publisher.add_many(events)
 
 
 def test_three_kill_9_store_every_event_exactly_once(isolated_settings: Settings) -> None:
@@ -30,7 +28,7 @@ def test_three_kill_9_store_every_event_exactly_once(isolated_settings: Settings
     client = provision(settings)
     table = f"{settings.clickhouse.database}.events"
     events = list(FleetSimulator(60, seed=21).events(EVENTS))
-    asyncio.run(publish(settings, events))
+    publish_events(settings, events)
 
     stored_at_kill = []
     for n, threshold in enumerate((EVENTS // 6, EVENTS // 2, 5 * EVENTS // 6)):

@@ -3,28 +3,27 @@ every event arrives once the server is back (a private server, stopped and resta
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
 import pytest
 
 from pipeline.config import Settings
-from pipeline.publish import EventPublisher
-from pipeline.schema import codec_for
 from pipeline.simulate import FleetSimulator
 from pipeline.stack.clickhouse import ClickHouseServer
 from tests.conftest import free_ports
-from tests.integration.helpers import WorkerProcess, provision, scalar, wait_for_rows, wait_until
+from tests.integration.helpers import (
+    WorkerProcess,
+    provision,
+    publish_events,
+    scalar,
+    wait_for_rows,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
 EVENTS = 60_000
-
-
-async def publish(settings: Settings, events: list[dict[str, object]]) -> None:
-    async with EventPublisher(settings, codec_for(settings)) as publisher:
-        await publisher.add_many(events)
 
 
 def test_clickhouse_down_for_30_s_loses_nothing(
@@ -46,10 +45,10 @@ def test_clickhouse_down_for_30_s_loses_nothing(
         table = f"{settings.clickhouse.database}.events"
         events = list(FleetSimulator(30, seed=8).events(EVENTS))
         with WorkerProcess(settings) as worker:
-            asyncio.run(publish(settings, events[: EVENTS // 2]))
+            publish_events(settings, events[: EVENTS // 2])
             wait_for_rows(client, table, EVENTS // 2)
             assert server.process.stop()
-            asyncio.run(publish(settings, events[EVENTS // 2 :]))  # published while down
+            publish_events(settings, events[EVENTS // 2 :])  # published while down
             time.sleep(30)
             assert worker.proc is not None and worker.proc.poll() is None, "the worker died"
             wait_until(lambda: "failed (attempt" in worker.log(), 5, "no insert was retried")
