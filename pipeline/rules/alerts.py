@@ -24,6 +24,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -146,6 +147,9 @@ class Suppressor:
         self.suppressed = 0
         """Alerts folded into a summary (for the metrics; the worker reads and resets)."""
         self._pending: list[Alert] = []
+        self._next_close_ts = math.inf
+        self._next_close_wall = math.inf
+        """When the earliest held window closes (event time, wall time)."""
         """Summaries of windows that a new alert closed, released by the next ``due``."""
 
     def offer(self, alert: Alert, window_ms: int | None) -> Alert | None:
@@ -157,7 +161,9 @@ class Suppressor:
         held = self.held.get(key)
         if held is None or alert.first_ts > held.opened_ts + held.window_ms:
             summary = self._release(key) if held is not None else None
-            self.held[key] = _Held(alert.first_ts, self.clock(), window, alert)
+            self.held[key] = opened = _Held(alert.first_ts, self.clock(), window, alert)
+            self._next_close_ts = min(self._next_close_ts, opened.opened_ts + window)
+            self._next_close_wall = min(self._next_close_wall, opened.opened_wall + window / 1000)
             if summary is not None:  # the old window's repeats, then the new alert
                 self._pending.append(summary)
             return alert
@@ -173,6 +179,10 @@ class Suppressor:
         """Summaries of the windows that closed: in event time (watermark) or wall time."""
         out, self._pending = self._pending, []
         now = self.clock()
+        # Called for every chunk: scan the held windows only once one of them can close.
+        if watermark <= self._next_close_ts and now <= self._next_close_wall:
+            return out
+        self._next_close_ts = self._next_close_wall = math.inf
         for key, held in list(self.held.items()):
             closed = (
                 watermark > held.opened_ts + held.window_ms
@@ -182,6 +192,11 @@ class Suppressor:
                 summary = self._release(key)
                 if summary is not None:
                     out.append(summary)
+            else:
+                self._next_close_ts = min(self._next_close_ts, held.opened_ts + held.window_ms)
+                self._next_close_wall = min(
+                    self._next_close_wall, held.opened_wall + held.window_ms / 1000
+                )
         return out
 
     def _release(self, key: tuple[str, str, str]) -> Alert | None:
