@@ -21,6 +21,9 @@ from pipeline.config import Settings
 from pipeline.provision import apply_migrations, create_topics, load_migrations
 from pipeline.worker import STALL_EXIT_STATUS
 
+STARTED_WORKERS: list[WorkerProcess] = []
+"""Every worker the running test started, for the failure report (see conftest.py)."""
+
 
 def config_file(settings: Settings) -> Path:
     """The settings as a YAML file (what a user would write), for child processes."""
@@ -82,6 +85,7 @@ class WorkerProcess:
         self._supervising = threading.Event()
 
     def start(self, ready_timeout: float = 90) -> WorkerProcess:
+        STARTED_WORKERS.append(self)
         self._spawn(ready_timeout)
         self._supervising.set()
         threading.Thread(target=self._supervise, daemon=True).start()
@@ -116,6 +120,8 @@ class WorkerProcess:
             time.sleep(0.5)
 
     def log(self, offset: int = 0) -> str:
+        if not self.log_path.exists():
+            return ""
         with self.log_path.open("rb") as handle:
             handle.seek(offset)
             return handle.read().decode(errors="replace")
