@@ -14,7 +14,6 @@ import asyncio
 import concurrent.futures
 import hashlib
 import logging
-import os
 import signal
 import threading
 import time
@@ -48,6 +47,7 @@ from pipeline.stages.policy import ROLLUP_COLUMNS, PolicyFile, PolicyStage
 from pipeline.stages.redact import RedactStage
 from pipeline.stages.validate import ValidateStage
 from pipeline.state import DedupPersistence, RuleStatePersistence
+from pipeline.watchdog import StallWatchdog, consumer_lag, dump_tasks
 
 log = logging.getLogger("auditpipe.worker")
 
@@ -57,10 +57,6 @@ PROGRESS_EVERY_S = 10.0
 DECODE_CHUNK_MESSAGES = 64
 DECODE_CHUNK_BYTES = 1 << 20
 INVENTORY_WAIT_S = 30.0
-STALL_EXIT_STATUS = 75
-PAUSED_STALL_FACTOR = 4
-"""A rebalance or recovery lasting this many stall timeouts counts as a stall too."""
-"""EX_TEMPFAIL: the worker stalled and should be restarted."""
 SEND_TIMEOUT_S = 60.0
 """Longest wait for Kafka to take a batch's alerts or dead letters (else the batch fails)."""
 SHUTDOWN_GRACE_S = 30.0
@@ -409,6 +405,9 @@ def build_app(settings: Settings) -> faust.App:
     dlq_topic = app.topic(settings.kafka.topic_deadletter, value_type=bytes, key_type=bytes)
     publish_alerts = _alert_publisher(app, settings, codec)
     progress = _Progress(processor.metrics)
+    watchdog = StallWatchdog(app, settings.kafka.topic_events, settings.worker.stall_timeout_s)
+    known_partitions: set[int] = set()
+    """Partitions of the events topic whose stored offsets were loaded since gained."""
 
     unreadable_seen = 0
 
@@ -419,7 +418,9 @@ def build_app(settings: Settings) -> faust.App:
         metrics.inventory_unreadable.inc(inventory.unreadable - unreadable_seen)
         unreadable_seen = inventory.unreadable
         metrics.inventory_sandboxes.set(len(inventory.sandboxes))
-        body = metrics.exposition(lambda: _lag(app, processor.next_offsets))
+        body = metrics.exposition(
+            lambda: consumer_lag(app, settings.kafka.topic_events, processor.next_offsets)
+        )
         # aiohttp takes the charset apart from the content type.
         return web.bytes(body, content_type=PROMETHEUS_CONTENT_TYPE)
 
@@ -445,7 +446,6 @@ def build_app(settings: Settings) -> faust.App:
         # Called in the batch thread, which waits for the send.
         processor.on_alerts = on_alerts
         processor.on_dead_letters = on_dead_letters
-        known_partitions: set[int] = set()
         take = stream.take_events(settings.worker.take_messages, settings.worker.take_within_s)
         async for batch in take:
             messages = [
@@ -461,11 +461,15 @@ def build_app(settings: Settings) -> faust.App:
                     if tp.topic == settings.kafka.topic_events
                 }
                 event_of_partition = {e.message.partition: e for e in batch}
-                known_partitions &= assigned
+                known_partitions.intersection_update(assigned)
                 gained = set(event_of_partition) - known_partitions
                 if gained:
+                    for partition in gained:
+                        # Set by a batch of an earlier assignment that was still running
+                        # when the partition was revoked.
+                        processor.next_offsets.pop(partition, None)
                     await loop.run_in_executor(executor, processor.load_stored_offsets, gained)
-                    known_partitions |= gained
+                    known_partitions.update(gained)
                 dedup_state.prepare(set(event_of_partition), assigned)
                 if rule_state is not None:
                     rule_state.prepare(set(event_of_partition), assigned, event_of_partition)
@@ -502,50 +506,27 @@ def build_app(settings: Settings) -> faust.App:
                     )
                     await app.crash(exc)
                 raise
-            progress.batch_done()
+            watchdog.batch_done()
             progress.maybe_log()
 
     async def _watchdog() -> None:
-        """A consumer that stopped delivering while messages wait: first resume its
-        partitions, then, if that does not help, exit with status 75 for a restart."""
-        stall_s = settings.worker.stall_timeout_s
-        if not stall_s:
-            return
-        now = time.monotonic()
-        if app.rebalancing or not app.flow_control.is_active():
-            # A rebalance or a recovery is not a stall, unless it never ends.
-            if progress.paused_since is None:
-                progress.paused_since = now
-            paused_s = now - progress.paused_since
-            if paused_s >= PAUSED_STALL_FACTOR * stall_s:
-                _exit_stalled(f"paused (rebalancing {app.rebalancing}) for {paused_s:.0f} s")
-            return
-        if progress.paused_since is not None:
-            progress.paused_since = None
-            progress.excuse()  # the clock starts again when the pause ends
-        waiting = _waiting(app, settings.kafka.topic_events, processor.next_offsets)
-        if waiting == 0:
-            progress.excuse()  # nothing to consume
-            return
-        quiet_s = time.monotonic() - progress.last_batch_at
-        shown = "unknown" if waiting is None else str(waiting)
-        if quiet_s >= stall_s / 2 and not progress.kicked:
-            progress.kicked = True
-            log.warning(
-                "no batch for %.0f s while messages wait (%s); consumer: %s; resuming its "
-                "partitions",
-                quiet_s,
-                shown,
-                _consumer_state(app),
-            )
-            _resume_fetching(app, settings.kafka.topic_events)
-        if quiet_s >= stall_s:
-            _exit_stalled(f"no batch for {quiet_s:.0f} s while messages wait ({shown})")
+        await watchdog.check(processor.next_offsets)
+
+    @app.on_partitions_revoked.connect
+    async def _forget_revoked(_app: Any, /, *args: Any, signal: Any, **_kw: Any) -> None:
+        # What this worker processed of a partition says nothing once another worker has
+        # it: regained later, its stored offsets are loaded again and its position is
+        # the committed offset until a batch of it is processed.
+        revoked: set[Any] = args[0]
+        for tp in revoked:
+            if tp.topic == settings.kafka.topic_events:
+                known_partitions.discard(tp.partition)
+                processor.next_offsets.pop(tp.partition, None)
 
     app.timer(5.0)(_watchdog)
 
     async def _dump_tasks_on_sigusr1() -> None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
 
     app.task(_dump_tasks_on_sigusr1)
 
@@ -572,93 +553,6 @@ def build_app(settings: Settings) -> faust.App:
         stopping.set()
 
     return app
-
-
-def _await_chain(coro: Any) -> str:
-    """Where a coroutine waits, outermost first (SIGUSR1 logs it for every task)."""
-    lines: list[str] = []
-    while coro is not None and len(lines) < 40:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
-        if frame is not None:
-            lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
-    return "\n".join(lines)
-
-
-def _exit_stalled(why: str) -> None:
-    log.error(
-        "%s: the consumer stalled; exiting (status 75) so that the worker is restarted, "
-        "where the stored rows end",
-        why,
-    )
-    _dump_tasks()
-    logging.shutdown()
-    os._exit(STALL_EXIT_STATUS)
-
-
-def _waiting(app: faust.App, topic: str, next_offsets: dict[int, int]) -> int | None:
-    """Messages of the events topic in Kafka and not processed yet; None when the
-    consumer does not know a partition's end (no fetch answered since it was assigned)."""
-    consumer: Any = app.consumer
-    waiting = 0
-    for tp in consumer.assignment():
-        if tp.topic != topic:
-            continue
-        highwater = consumer.highwater(tp)
-        if highwater is None:
-            return None
-        position = next_offsets.get(tp.partition, consumer._committed_offset.get(tp))
-        if position is not None:
-            waiting += max(0, highwater - position)
-    return waiting
-
-
-def _consumer_state(app: faust.App) -> str:
-    consumer: Any = app.consumer
-    return (
-        f"assigned {sorted(str(tp) for tp in consumer.assignment())}, "
-        f"active {sorted(str(tp) for tp in consumer._active_partitions or ())}, "
-        f"paused {sorted(str(tp) for tp in consumer._paused_partitions)}, "
-        f"buffer-full {sorted(str(tp) for tp in consumer._buffered_partitions)}"
-    )
-
-
-def _resume_fetching(app: faust.App, topic: str) -> None:
-    consumer: Any = app.consumer
-    mine = [tp for tp in consumer.assignment() if tp.topic == topic]
-    for tp in list(consumer._buffered_partitions):
-        consumer.on_buffer_drop(tp)
-    consumer.resume_partitions(mine)
-
-
-def _dump_tasks() -> None:
-    """Log where every task and async generator waits (SIGUSR1, and before a stall exit)."""
-    for task in asyncio.all_tasks():
-        log.warning("task %s:\n%s", task.get_name(), _await_chain(task.get_coro()))
-    for agen in _async_generators():
-        log.warning("async generator %s", agen)
-
-
-def _async_generators() -> list[str]:
-    """Suspended async generators (Faust's stream iterators hide behind them): where
-    each waits, and the small locals that say why."""
-    import gc
-    import types
-
-    out = []
-    for obj in gc.get_objects():
-        if isinstance(obj, types.AsyncGeneratorType) and obj.ag_frame is not None:
-            frame = obj.ag_frame
-            local_state = {
-                k: (len(v) if isinstance(v, list) else v.is_set() if hasattr(v, "is_set") else v)
-                for k, v in frame.f_locals.items()
-                if k in ("buffer", "events", "buffer_full", "buffer_consumed", "buffer_consuming")
-            }
-            out.append(
-                f"{frame.f_code.co_name} at {frame.f_code.co_filename}:{frame.f_lineno} "
-                f"{local_state}\n{_await_chain(obj.ag_await)}"
-            )
-    return out
 
 
 def _rule_state(
@@ -719,35 +613,13 @@ async def _wait_for_inventory(inventory: InventoryFollower) -> None:
         )
 
 
-def _lag(app: faust.App, next_offsets: dict[int, int]) -> dict[int, int]:
-    """Per assigned partition: the high-water mark minus the next offset to process."""
-    lag = {}
-    for tp in app.consumer.assignment():
-        if tp.partition in next_offsets:
-            highwater = app.consumer.highwater(tp)
-            if highwater is not None:
-                lag[tp.partition] = max(0, highwater - next_offsets[tp.partition])
-    return lag
-
-
 class _Progress:
+    """Logs the stored count and rate every PROGRESS_EVERY_S."""
+
     def __init__(self, metrics: WorkerMetrics) -> None:
         self.metrics = metrics
         self.last_at = time.monotonic()
         self.last_stored = 0.0
-        self.last_batch_at = time.monotonic()
-        """The last batch, or the last time the watchdog excused a pause (a rebalance,
-        a recovery, nothing to consume)."""
-        self.kicked = False
-        self.paused_since: float | None = None
-
-    def batch_done(self) -> None:
-        self.last_batch_at = time.monotonic()
-        self.kicked = False
-
-    def excuse(self) -> None:
-        self.last_batch_at = time.monotonic()
-        self.kicked = False
 
     def maybe_log(self) -> None:
         now = time.monotonic()

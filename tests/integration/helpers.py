@@ -19,7 +19,7 @@ from clickhouse_connect.driver.client import Client
 from pipeline.chclient import connect
 from pipeline.config import Settings
 from pipeline.provision import apply_migrations, create_topics, load_migrations
-from pipeline.worker import STALL_EXIT_STATUS
+from pipeline.watchdog import STALL_EXIT_STATUS
 
 STARTED_WORKERS: list[WorkerProcess] = []
 """Every worker the running test started, for the failure report (see conftest.py)."""

@@ -1,0 +1,133 @@
+"""The stall watchdog's decisions, against a stand-in for Faust's consumer (the real one
+stalls only in rare races; tests/integration/test_rebalance.py runs the real thing)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import pytest
+
+from pipeline import watchdog as watchdog_module
+from pipeline.watchdog import StallWatchdog, consumer_lag
+
+TOPIC = "audit.events"
+
+
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+@dataclass
+class StandInConsumer:
+    highwaters: dict[TP, int | None]
+    _committed_offset: dict[TP, int | None]
+    _read_offset: dict[TP, int | None] = field(default_factory=dict)
+    _active_partitions: set[TP] = field(default_factory=set)
+    _paused_partitions: set[TP] = field(default_factory=set)
+    _buffered_partitions: set[TP] = field(default_factory=set)
+    seeks: list[dict[TP, int]] = field(default_factory=list)
+
+    def assignment(self) -> set[TP]:
+        return set(self.highwaters)
+
+    def highwater(self, tp: TP) -> int | None:
+        return self.highwaters[tp]
+
+    def resume_partitions(self, tps: list[TP]) -> None:
+        self._paused_partitions.difference_update(tps)
+        self._active_partitions.update(tps)
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        self._buffered_partitions.discard(tp)
+
+    async def seek_wait(self, seeks: dict[TP, int]) -> None:
+        self.seeks.append(seeks)
+
+
+@dataclass
+class FlowControl:
+    active: bool = True
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+@dataclass
+class StandInApp:
+    consumer: StandInConsumer
+    rebalancing: bool = False
+    flow_control: FlowControl = field(default_factory=FlowControl)
+
+
+def app_with(highwaters: dict[int, int | None], committed: dict[int, int | None]) -> Any:
+    changelog = TP("app-dedup-window-changelog", 0)
+    consumer = StandInConsumer(
+        {TP(TOPIC, p): h for p, h in highwaters.items()} | {changelog: 999},
+        {TP(TOPIC, p): c for p, c in committed.items()} | {changelog: 0},
+    )
+    return StandInApp(consumer)
+
+
+def quiet_for(dog: StallWatchdog, seconds: float) -> None:
+    dog.last_batch_at = time.monotonic() - seconds
+
+
+@pytest.fixture
+def exits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    monkeypatch.setattr(watchdog_module, "exit_stalled", calls.append)
+    return calls
+
+
+def test_quiet_half_the_timeout_with_messages_waiting_rewinds_to_the_first_unprocessed(
+    exits: list[str],
+) -> None:
+    app = app_with({0: 50, 1: 30, 2: 12}, {0: 10, 1: 30, 2: 12})
+    dog = StallWatchdog(app, TOPIC, stall_s=20)
+    quiet_for(dog, 11)
+    # Partition 0 was processed up to offset 40 (not committed yet); 1 and 2 are done.
+    asyncio.run(dog.check({0: 40}))
+    assert app.consumer.seeks == [{TP(TOPIC, 0): 40}]
+    assert exits == []
+    asyncio.run(dog.check({0: 40}))
+    assert len(app.consumer.seeks) == 1  # once per quiet spell
+
+
+def test_still_quiet_after_the_full_timeout_exits_for_a_restart(exits: list[str]) -> None:
+    app = app_with({0: 50}, {0: 10})
+    dog = StallWatchdog(app, TOPIC, stall_s=20)
+    quiet_for(dog, 21)
+    asyncio.run(dog.check({}))
+    assert app.consumer.seeks == [{TP(TOPIC, 0): 10}]  # the committed offset
+    assert len(exits) == 1 and "messages wait" in exits[0]
+
+
+def test_nothing_waiting_is_not_a_stall(exits: list[str]) -> None:
+    app = app_with({0: 50, 1: 7}, {0: 10, 1: 7})
+    dog = StallWatchdog(app, TOPIC, stall_s=20)
+    quiet_for(dog, 100)
+    asyncio.run(dog.check({0: 50}))
+    assert app.consumer.seeks == [] and exits == []
+    assert time.monotonic() - dog.last_batch_at < 1  # the idle time is excused
+
+
+def test_a_rebalance_is_a_stall_only_when_it_lasts_four_timeouts(exits: list[str]) -> None:
+    app = app_with({0: 50}, {0: 10})
+    app.rebalancing = True
+    dog = StallWatchdog(app, TOPIC, stall_s=20)
+    quiet_for(dog, 100)
+    asyncio.run(dog.check({}))
+    assert exits == [] and app.consumer.seeks == []
+    assert dog.paused_since is not None
+    dog.paused_since -= 81
+    asyncio.run(dog.check({}))
+    assert len(exits) == 1 and "paused" in exits[0]
+
+
+def test_lag_counts_the_events_topic_only_and_skips_unknown_ends() -> None:
+    app = app_with({0: 50, 1: None, 2: 9}, {0: 10, 1: 3, 2: None})
+    assert consumer_lag(app, TOPIC, {0: 45}) == {0: 5}
