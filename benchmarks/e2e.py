@@ -9,8 +9,11 @@ measures, on the same pre-published events:
 * publish: ``auditpipe publish`` of a JSON-lines file (parse, validate, encode, send), and
   the SDK path (``EventPublisher.add`` of ready events), events/s acknowledged by Kafka;
 * worker: a real ``auditpipe worker`` process, events/s from ready to the last row
-  stored, twice: with decode, validate and the sink only (dedup and redaction off), and
-  with every stage (validate, dedup, redact); and the latter's peak RSS;
+  stored, three times: decode, validate and the sink (dedup, redaction and detection
+  off; enrichment and the level policy always run); the stream stages of issue 4
+  (validate, dedup, enrich, policy, redact; detection off); and the default
+  configuration, which adds detection with the 30 rules of the default pack; and the
+  peak RSS of the last;
 * baseline: a plain aiokafka consumer that decodes and inserts with clickhouse-connect,
   no Faust and no stages, events/s on the same topic;
 * latency: with a worker running, events paced at ``--latency-rate`` events/s, each
@@ -130,7 +133,7 @@ def measure_worker(settings: Settings, client: Any, total: int) -> tuple[float, 
 
 
 async def measure_baseline(settings: Settings, total: int) -> float:
-    """aiokafka + fastavro + clickhouse-connect, nothing else."""
+    """aiokafka + our Avro codec + clickhouse-connect, nothing else."""
     client = connect(settings.clickhouse)
     table = f"{settings.clickhouse.database}.baseline"
     client.command(f"CREATE TABLE {table} AS {settings.clickhouse.database}.events")
@@ -225,9 +228,18 @@ def one_run(base: Settings, args: argparse.Namespace, source: Path, run: int) ->
         print(f"run {run}: publishing {args.events:,} events (auditpipe publish) ...", flush=True)
         publish_cli = measure_publish_cli(settings, source, args.events)
         print(f"run {run}: worker, decode + validate + sink ...", flush=True)
-        minimal = variant(settings, "m", dedup={"enabled": False}, redact={"enabled": False})
+        minimal = variant(
+            settings,
+            "m",
+            dedup={"enabled": False},
+            redact={"enabled": False},
+            rules={"enabled": False},
+        )
         worker_minimal, _ = measure_worker(minimal, client, args.events)
-        print(f"run {run}: worker, all stages (validate, dedup, redact) ...", flush=True)
+        print(f"run {run}: worker, stream stages (dedup, enrich, policy, redact) ...", flush=True)
+        stages = variant(settings, "s", rules={"enabled": False})
+        worker_stages, _ = measure_worker(stages, client, args.events)
+        print(f"run {run}: worker, default configuration (+ detection) ...", flush=True)
         worker_rate, rss = measure_worker(settings, client, args.events)
         print(f"run {run}: baseline ...", flush=True)
         baseline_rate = asyncio.run(measure_baseline(settings, args.events))
@@ -251,9 +263,10 @@ def one_run(base: Settings, args: argparse.Namespace, source: Path, run: int) ->
         "publish_cli": publish_cli,
         "publish_sdk": publish_sdk,
         "worker_decode_sink": worker_minimal,
-        "worker": worker_rate,
+        "worker_stages": worker_stages,
+        "worker_default": worker_rate,
         "baseline": baseline_rate,
-        "worker_over_baseline": worker_rate / baseline_rate,
+        "decode_sink_over_baseline": worker_minimal / baseline_rate,
         "p50_ms": p50,
         "p99_ms": p99,
         "worker_peak_rss_mb": rss,

@@ -103,7 +103,31 @@ def test_undecodable_messages_name_their_reason(data: bytes, reason: str) -> Non
 def test_truncated_and_padded_bodies_are_corrupt() -> None:
     codec = AvroCodec(REGISTRY)
     data = codec.encode("audit_event_batch", batch())
-    for bad in (data[:-5], data + b"\x00\x00"):
+    dead_letter = codec.encode(
+        "dead_letter",
+        {
+            "reason": "r",
+            "detail": "",
+            "source_topic": "t",
+            "source_partition": 0,
+            "source_offset": 1,
+            "original": b"x",
+            "key": None,
+            "failed_at": 0,
+            "event_id": None,
+        },
+    )
+    tails = (b"\x00", b"\x00\x00", b"\x01\x02\x03", b"\xff" * 40)
+    for bad in (data[:-5], *(data + tail for tail in tails), dead_letter + b"\x00"):
         with pytest.raises(DecodeError) as info:
             codec.decode(bad)
         assert info.value.reason == "corrupt_body"
+
+
+def test_a_value_the_schema_cannot_hold_is_a_value_error_naming_it() -> None:
+    codec = AvroCodec(REGISTRY)
+    record = batch(1)
+    for change, words in (({"category": "kernel"}, "'kernel'"), ({"seq": "x"}, "events.0.seq")):
+        record["events"] = [{**record["events"][0], **change}]
+        with pytest.raises(ValueError, match=words):
+            codec.encode("audit_event_batch", record)
