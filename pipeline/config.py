@@ -188,6 +188,11 @@ class RulesConfig(_Section):
     lateness_s: float = Field(60.0, ge=0)
     """How late (in event time, behind the newest event of its key) an event may arrive
     and still count in threshold and sequence windows."""
+    state_interval_s: float = Field(1.0, gt=0)
+    """Under load (every take full), how often the windows that changed are written to
+    the rule-windows table: each key once per interval, however many batches changed it.
+    A worker that has caught up writes them after every batch. A crash, or a rebalance,
+    under load loses at most this much of the moved windows' history."""
     suppress_s: float = Field(300.0, ge=0)
     """Repeats of one rule on one sandbox within this become one summary alert with a
     count (a rule's own suppress wins; 0: no suppression)."""
@@ -240,7 +245,7 @@ class WorkerConfig(_Section):
 
     app_id: str = "auditpipe"
     """Faust application id: also the Kafka consumer group."""
-    take_messages: int = Field(256, ge=1)
+    take_messages: int = Field(1024, ge=1)
     """Kafka messages (each a batch of events) processed together."""
     take_within_s: float = Field(0.2, gt=0)
     """Longest wait for a batch of messages to fill."""

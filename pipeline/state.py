@@ -84,16 +84,24 @@ def _as_current(event: Any) -> Iterator[None]:
 class RuleStatePersistence:
     """Keeps the windows of threshold and sequence rules in a Faust table.
 
-    One record per (partition, rule, key), rewritten when the key's window changes and
-    deleted when it empties. A record of a rule that no longer exists, or whose
+    One record per (partition, rule, key), rewritten when the key's window changed and
+    deleted when it emptied: after a batch that caught up with the partitions, and under
+    load once per ``rules.state_interval_s``, so a key that changes in every batch is
+    written once per interval. A record of a rule that no longer exists, or whose
     definition changed, is deleted when its partition is loaded.
     """
 
-    def __init__(self, table: Any, engine_of: Any) -> None:
+    def __init__(self, table: Any, engine_of: Any, interval_s: float) -> None:
         self.table = table
+        self.interval_s = interval_s
+        self.written_at = time.monotonic()
         self.engine_of = engine_of
         """A callable giving the engine in force (a reload replaces it)."""
         self.loaded: set[int] = set()
+        self.last_event: dict[int, Any] = {}
+        """Per partition held: an event of it, which a write into the partition needs."""
+        self.written: set[bytes] = set()
+        """Keys in the table (a delete of any other would still send a tombstone)."""
 
     def prepare(
         self, partitions: set[int], assigned: set[int], event_of_partition: dict[int, Any]
@@ -102,6 +110,10 @@ class RuleStatePersistence:
         for partition in self.loaded - assigned:
             engine.forget_partition(partition)
             self.loaded.discard(partition)
+            prefix = str(partition).encode() + PARTITION_SEPARATOR
+            self.written = {key for key in self.written if not key.startswith(prefix)}
+        for partition in set(self.last_event) - assigned:
+            del self.last_event[partition]
         missing = partitions - self.loaded
         if not missing:
             return
@@ -109,25 +121,37 @@ class RuleStatePersistence:
         for key, value in list(self.table.data.items()):
             head, _, state_key = key.partition(PARTITION_SEPARATOR)
             partition = int(head)
-            if partition in missing and not engine.restore_state(
-                partition, state_key.decode(), value
-            ):
+            if partition not in missing:
+                continue
+            if engine.restore_state(partition, state_key.decode(), value):
+                self.written.add(key)
+            else:
                 stale.append((partition, key))
         for partition, key in stale:
             with _as_current(event_of_partition[partition]), contextlib.suppress(KeyError):
                 del self.table[key]
         self.loaded |= missing
 
-    def persist(self, event_of_partition: dict[int, Any]) -> None:
+    def persist(self, event_of_partition: dict[int, Any], now: bool) -> None:
+        """After a batch: write the windows changed since the last write, if ``now`` or
+        if the interval has passed."""
+        self.last_event.update(event_of_partition)  # a write into a partition needs one
+        if not now and time.monotonic() - self.written_at < self.interval_s:
+            return
+        self.written_at = time.monotonic()
         engine: DetectionEngine = self.engine_of()
         for partition, state_key, data in engine.take_state_changes():
-            event = event_of_partition.get(partition)
-            if event is None:  # state of a partition not in this batch: write it next time
+            event = self.last_event.get(partition)
+            if event is None:  # the partition went to another worker
                 continue
             key = str(partition).encode() + PARTITION_SEPARATOR + state_key.encode()
+            if data is None and key not in self.written:
+                continue
             with _as_current(event):
                 if data is None:
+                    self.written.discard(key)
                     with contextlib.suppress(KeyError):
                         del self.table[key]
                 else:
                     self.table[key] = data
+                    self.written.add(key)

@@ -424,12 +424,15 @@ def build_app(settings: Settings) -> faust.App:
         # aiohttp takes the charset apart from the content type.
         return web.bytes(body, content_type=PROMETHEUS_CONTENT_TYPE)
 
-    async def _after_batch(event_of_partition: dict[int, Any]) -> None:
+    async def _after_batch(event_of_partition: dict[int, Any], caught_up: bool) -> None:
         # The batch's alerts and dead letters went out while it was processed (before its
         # rows were stored); now the state that would make a replay skip it is written.
         dedup_state.persist(event_of_partition)
         if rule_state is not None:
-            rule_state.persist(event_of_partition)
+            # Under load, rule windows are written once per interval; a worker that has
+            # caught up (or is stopping) writes them at once, so an idle worker holds
+            # nothing unwritten.
+            rule_state.persist(event_of_partition, now=caught_up)
 
     @app.agent(events_topic, name="process-events")
     async def process_events(stream: Any) -> None:
@@ -481,10 +484,11 @@ def build_app(settings: Settings) -> faust.App:
                     # rows may be stored already, so that it is acknowledged and committed
                     # instead of replayed by the worker that takes the partitions over.
                     await asyncio.wait_for(work, SHUTDOWN_GRACE_S)
-                    await _after_batch(event_of_partition)
+                    await _after_batch(event_of_partition, caught_up=True)
                     completed = True
                     raise
-                await _after_batch(event_of_partition)
+                caught_up = len(batch) < settings.worker.take_messages
+                await _after_batch(event_of_partition, caught_up)
             except asyncio.CancelledError:
                 if completed:
                     raise  # the batch is stored: let take_events acknowledge it
@@ -564,7 +568,7 @@ def _rule_state(
     table = app.Table(
         "rule-windows", partitions=settings.kafka.partitions, key_type=bytes, value_type=bytes
     )
-    return RuleStatePersistence(table, lambda: detect.engine)
+    return RuleStatePersistence(table, lambda: detect.engine, settings.rules.state_interval_s)
 
 
 def _alert_publisher(app: faust.App, settings: Settings, codec: AvroCodec) -> Any:

@@ -124,3 +124,18 @@ def test_expired_keys_become_tombstones_and_lost_partitions_are_forgotten() -> N
     windows.add(KEY, 20_000, None, "b", 2)
     windows.forget_partition(2)
     assert not windows.keys and not windows.dirty
+
+
+def test_a_later_step_alone_is_held_but_not_persisted() -> None:
+    windows = _sequence(5_000, lateness_ms=10_000)
+    assert windows.add(1, KEY, 3_000, "b", 0) is None
+    assert windows.take_changes() == [(0, KEY, None)]  # nothing written to the table
+    fired = windows.add(0, KEY, 1_000, "a", 0)  # still completes the chain in memory
+    assert fired is not None and fired.evidence == ["a", "b"]
+
+
+def test_a_started_chain_is_persisted() -> None:
+    windows = _sequence(5_000)
+    windows.add(0, KEY, 1_000, "a", 0)
+    ((partition, key, state),) = windows.take_changes()
+    assert (partition, key) == (0, KEY) and state is not None

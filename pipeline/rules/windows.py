@@ -85,7 +85,7 @@ class _KeyedState:
         for key in self.dirty:
             state = self.encode(key)
             partition = self.partitions.get(key, 0)
-            if state is None:
+            if self.is_empty(key):
                 self.keys.pop(key, None)
                 self.partitions.pop(key, None)
             out.append((partition, key, state))
@@ -104,6 +104,11 @@ class _KeyedState:
         self.partitions[key] = partition
 
     def encode(self, key: Key) -> bytes | None:  # pragma: no cover - overridden
+        """The key's state to persist, or None when there is nothing worth keeping."""
+        raise NotImplementedError
+
+    def is_empty(self, key: Key) -> bool:  # pragma: no cover - overridden
+        """Nothing held for the key (it can be dropped from memory)."""
         raise NotImplementedError
 
     def decode(self, key: Key, data: bytes) -> None:  # pragma: no cover - overridden
@@ -166,6 +171,10 @@ class ThresholdWindows(_KeyedState):
         if entries is None or not entries.ts:
             return None
         return orjson.dumps([entries.ts, entries.values, entries.ids])
+
+    def is_empty(self, key: Key) -> bool:
+        entries = self.keys.get(key)
+        return entries is None or not entries.ts
 
     def decode(self, key: Key, data: bytes) -> None:
         ts, values, ids = orjson.loads(data)
@@ -248,7 +257,16 @@ class SequenceWindows(_KeyedState):
         per_step = self.keys.get(key)
         if per_step is None or not any(e.ts for e in per_step):
             return None
+        if self.spec.ordered and not per_step[0].ts:
+            # Later steps with no first step are kept in memory (a first step may still
+            # arrive late) but not persisted: every exec of every path would otherwise
+            # be written to the state table. A restart forgets them.
+            return None
         return orjson.dumps([[e.ts, e.ids] for e in per_step])
+
+    def is_empty(self, key: Key) -> bool:
+        per_step = self.keys.get(key)
+        return per_step is None or not any(e.ts for e in per_step)
 
     def decode(self, key: Key, data: bytes) -> None:
         steps = orjson.loads(data)
