@@ -153,6 +153,32 @@ class DedupConfig(_Section):
     """Fields that make the key; empty: event_id."""
 
 
+Category = Literal[
+    "process",
+    "file",
+    "network",
+    "permission",
+    "data_transfer",
+    "config",
+    "api",
+    "auth",
+    "resource",
+    "lifecycle",
+]
+
+
+class CollapseConfig(_Section):
+    """Noise reduction: identical repeats stored once with a repeat_count (the worker's
+    collapse stage, docs in pipeline/stages/collapse.py)."""
+
+    windows: dict[Category, float] = {"api": 10.0}
+    """Per category, the seconds within which repeats (same sandbox, category, action,
+    object, outcome and actor) become one stored event; a category not listed is never
+    collapsed. Only api calls by default: the security-relevant categories (process,
+    file, network, permission, data_transfer, config, auth) are collapsed only where
+    listed here, and resource samples carry the values of the resource rollup."""
+
+
 class PolicyConfig(_Section):
     """The worker's level policy (see pipeline/stages/policy.py for the file's format)."""
 
@@ -307,6 +333,7 @@ class Settings(BaseSettings):
     validation: ValidateConfig = ValidateConfig()
     dedup: DedupConfig = DedupConfig()
     policy: PolicyConfig = PolicyConfig()
+    collapse: CollapseConfig = CollapseConfig()
     redact: RedactConfig = RedactConfig()
     rules: RulesConfig = RulesConfig()
     checkpoints: CheckpointsConfig = CheckpointsConfig()

@@ -1,10 +1,12 @@
 """The worker's Prometheus metrics, served at ``/metrics`` on ``worker.web_port``.
 
 The event counters add up: every event the worker takes in is stored, deduplicated,
-dropped by the level policy or dead-lettered (or still in flight)::
+dropped by the level policy, collapsed into a stored repeat or dead-lettered (or still in
+flight)::
 
     events_in_total = events_stored_total + events_deduplicated_total
-                      + sum(events_dropped_by_policy_total) + sum(deadletter_total)
+                      + sum(events_dropped_by_policy_total) + events_collapsed_total
+                      + sum(deadletter_total)
 
 A message that cannot be decoded at all counts as one event in and one dead letter.
 A retried insert is counted in ``sink_insert_retries_total``, never as dropped.
@@ -33,6 +35,11 @@ class WorkerMetrics:
         self.events_stored = Counter("events_stored", "Events stored in ClickHouse", registry=r)
         self.events_deduplicated = Counter(
             "events_deduplicated", "Events dropped as duplicates inside the window", registry=r
+        )
+        self.events_collapsed = Counter(
+            "events_collapsed",
+            "Repeats folded into a stored event's repeat_count (the collapse stage)",
+            registry=r,
         )
         self.events_dropped_by_policy = Counter(
             "events_dropped_by_policy",

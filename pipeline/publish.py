@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.config import Settings
 from pipeline.schema.codec import AvroCodec
-from pipeline.schema.event import Event, InvalidEvent, normalize_event
+from pipeline.schema.event import Event, InvalidEvent, parse_event_line
 
 BATCH_SCHEMA = "audit_event_batch"
 COLLECTOR_NAME = "auditpipe-publish/0.1"
@@ -207,7 +207,7 @@ async def publish_json_lines(
             if not line.strip():
                 continue
             try:
-                event = normalize_event(orjson.loads(line), now_ms=now_ms())
+                event = parse_event_line(line, now_ms=now_ms())
             except orjson.JSONDecodeError as exc:
                 publisher.stats.rejected += 1
                 on_error(LineError(number, f"invalid JSON: {exc}"))

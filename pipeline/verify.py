@@ -12,7 +12,10 @@ SQL, so the check runs inside the database over all rows at once. Findings:
 
 Rows without a chain (``hash`` null: events from ``publish``) are counted, not checked.
 Rows the worker redacted (``attributes['auditpipe.redacted']``) cannot be recomputed; their
-links are still checked and they are counted as ``redacted``.
+links are still checked and they are counted as ``redacted``. Repeats the collapse stage
+folded into a stored row (``repeat_seqs``, ``repeat_hashes``, ``repeat_prev_hashes``)
+take their place in the chain by seq and hashes, without content to recompute; they are
+counted as ``collapsed``.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class VerifyReport:
     chained: int = 0
     unchained: int = 0
     redacted: int = 0
+    collapsed: int = 0
     sandboxes: int = 0
     findings: list[Finding] = field(default_factory=list)
 
@@ -100,12 +104,17 @@ def verify(
     totals = client.query(
         f"SELECT count(), countIf(hash IS NOT NULL), countIf(hash IS NULL), "
         f"countIf(hash IS NOT NULL AND mapContains(attributes, 'auditpipe.redacted')), "
-        f"uniqExact(tenant, sandbox_id) FROM {database}.events {where}",
+        f"sum(length(repeat_seqs)), uniqExact(tenant, sandbox_id) FROM {database}.events {where}",
         parameters=params,
     ).result_rows[0]
-    (report.rows, report.chained, report.unchained, report.redacted, report.sandboxes) = (
-        int(v) for v in totals
-    )
+    (
+        report.rows,
+        report.chained,
+        report.unchained,
+        report.redacted,
+        report.collapsed,
+        report.sandboxes,
+    ) = (int(v) for v in totals)
     since_filter = ""
     if since_ms is not None:
         since_filter = "AND ts >= fromUnixTimestamp64Milli({since:Int64})"
@@ -113,15 +122,24 @@ def verify(
     chained_where = f"{where} {'AND' if where else 'WHERE'} hash IS NOT NULL"
     sql = f"""
     SELECT kind, tenant, sandbox_id, seq, detail FROM (
-      SELECT tenant, sandbox_id, seq, ts,
-        hex(assumeNotNull(hash)) AS h,
-        hex(assumeNotNull(prev_hash)) AS p,
-        mapContains(attributes, 'auditpipe.redacted') AS redacted,
-        hex(SHA256(concat(assumeNotNull(prev_hash), {CANONICAL_SQL}))) AS recomputed,
-        lagInFrame(hex(assumeNotNull(hash)), 1, '{GENESIS_HEX}') OVER w AS previous_hash,
+      SELECT tenant, sandbox_id, seq, ts, h, p, redacted, recomputed,
+        lagInFrame(h, 1, '{GENESIS_HEX}') OVER w AS previous_hash,
         lagInFrame(seq, 1, 0) OVER w AS previous_seq,
         count() OVER (PARTITION BY tenant, sandbox_id, seq) AS same_seq
-      FROM {database}.events {chained_where}
+      FROM (
+        SELECT tenant, sandbox_id, seq, ts, ingested_at,
+          hex(assumeNotNull(hash)) AS h,
+          hex(assumeNotNull(prev_hash)) AS p,
+          mapContains(attributes, 'auditpipe.redacted') AS redacted,
+          hex(SHA256(concat(assumeNotNull(prev_hash), {CANONICAL_SQL}))) AS recomputed
+        FROM {database}.events {chained_where}
+        UNION ALL
+        SELECT tenant, sandbox_id, repeat.1 AS seq, ts, ingested_at,
+          hex(repeat.2) AS h, hex(repeat.3) AS p, false AS redacted, hex(repeat.2) AS recomputed
+        FROM {database}.events
+        ARRAY JOIN arrayZip(repeat_seqs, repeat_hashes, repeat_prev_hashes) AS repeat
+        {where}
+      )
       WINDOW w AS (PARTITION BY tenant, sandbox_id ORDER BY seq, ingested_at
                    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
     )

@@ -39,6 +39,7 @@ from pipeline.sink.clickhouse import ClickHouseSink, InsertService, SinkStopped
 from pipeline.sink.clickhouse.progress import stored_offsets
 from pipeline.sink.clickhouse.request_builder import InsertRequest
 from pipeline.stages.base import BatchContext, Stage
+from pipeline.stages.collapse import CollapseStage
 from pipeline.stages.decode import DecodedPartition, RawMessage, decode_messages
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.detect import DetectStage
@@ -76,6 +77,7 @@ def default_stages(settings: Settings, inventory: Inventory | None = None) -> li
         EnrichStage(inventory or StaticInventory({})),
         *detect,
         PolicyStage(PolicyFile(settings.policy.file)),
+        CollapseStage(settings.collapse),
         RedactStage(settings.redact),
     ]
 
@@ -304,6 +306,9 @@ class BatchProcessor:
             if isinstance(stage, DedupStage) and stage.dropped:
                 self.metrics.events_deduplicated.inc(stage.dropped)
                 stage.dropped = 0
+            if isinstance(stage, CollapseStage) and stage.collapsed:
+                self.metrics.events_collapsed.inc(stage.collapsed)
+                stage.collapsed = 0
             if isinstance(stage, DetectStage):
                 self.metrics.add_counts(stage.take_matches(), self.metrics.rule_matches, "rule_id")
                 suppressed, stage.engine.suppressor.suppressed = (

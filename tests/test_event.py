@@ -108,3 +108,41 @@ def test_hash_hex_becomes_bytes() -> None:
     event = normalize_event(minimal(hash="ab" * 32, prev_hash=None), now_ms=NOW)
     assert event["hash"] == bytes([0xAB]) * 32
     assert event["prev_hash"] is None
+
+
+def test_parse_event_line_matches_normalize_event_on_every_kind_of_line() -> None:
+    import orjson
+
+    from pipeline.schema.event import InvalidEvent, event_to_json, parse_event_line
+    from pipeline.simulate import FleetSimulator
+
+    lines = [orjson.dumps(event_to_json(e)) for e in FleetSimulator(5, seed=4).events(500)]
+    lines += [
+        b'{"tenant": "a", "sandbox_id": "s", "category": "api", "action": "x"}',
+        b'{"tenant": "a", "sandbox_id": "s", "category": "api", "action": "x", "actor": null,'
+        b' "ts": "2026-11-28T10:00:00+01:00", "attributes": {"n": 3, "ok": true, "no": null}}',
+        b'{"tenant": "a", "sandbox_id": "s", "category": "api", "action": "x", "bytes": 0,'
+        b' "actor": {"uid": 0, "user": null}, "level": null, "object": null}',
+    ]
+    for line in lines:
+        expected = normalize_event(orjson.loads(line), now_ms=5)
+        got = parse_event_line(line, now_ms=5)
+        if "event_id" not in orjson.loads(line):
+            got["event_id"] = expected["event_id"]  # random
+        assert got == expected, line
+
+    bad = [
+        b'{"tenant": "", "sandbox_id": "s", "category": "api", "action": "x"}',
+        b'{"tenant": "a", "sandbox_id": "s", "category": "kernel", "action": "x"}',
+        b'{"tenant": "a", "sandbox_id": "s", "category": "api", "action": "x", "colour": 1}',
+        b'{"tenant": "a", "sandbox_id": "s", "category": "api", "action": "x", "ts": 1795860000}',
+        b'{"tenant": "a", "sandbox_id": "s", "category": "api", "action": "x",'
+        b' "actor": {"shell": "sh"}}',
+        b'{"tenant": "a", "sandbox_id": "s", "category": "api", "action": "x", "seq": 0}',
+    ]
+    for line in bad:
+        with pytest.raises(InvalidEvent) as slow:
+            normalize_event(orjson.loads(line), now_ms=5)
+        with pytest.raises(InvalidEvent) as fast:
+            parse_event_line(line, now_ms=5)
+        assert str(fast.value) == str(slow.value)

@@ -1,4 +1,5 @@
-"""The worker's counters add up: in = stored + deduplicated + dropped + dead letters."""
+"""The worker's counters add up: in = stored + deduplicated + dropped + collapsed + dead
+letters."""
 
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ def test_counters_add_up_and_metrics_are_exposed() -> None:
     events[10]["tenant"] = ""  # invalid_event
     events[20]["ts"] += 10**10  # ts_in_future
     events[30]["actor"]["cmdline"] = "mysql --password=hunter2"  # redacted, still stored
+    poll = events[40] | {"category": "api", "action": "call", "object": "GET /status"}
+    for n in range(40, 45):  # five identical polls: stored once, with repeat_count 5
+        events[n] = poll | {"event_id": f"poll-{n}", "ts": poll["ts"] + n, "actor": poll["actor"]}
     messages = [message(n, events[n * 100 : (n + 1) * 100]) for n in range(3)]
     messages.append(RawMessage(1, 99, None, b"garbage"))  # not_avro, one whole message
 
@@ -56,13 +60,15 @@ def test_counters_add_up_and_metrics_are_exposed() -> None:
     m = processor.metrics
 
     assert sample(m, "events_in_total") == 301
-    assert sample(m, "events_stored_total") == 298
+    assert sample(m, "events_stored_total") == 294
+    assert sample(m, "events_collapsed_total") == 4
     assert sample(m, "deadletter_total", reason="invalid_event") == 1
     assert sample(m, "deadletter_total", reason="ts_in_future") == 1
     assert sample(m, "deadletter_total", reason="not_avro") == 1
     assert sample(m, "events_in_total") == (
         sample(m, "events_stored_total")
         + sample(m, "events_deduplicated_total")
+        + sample(m, "events_collapsed_total")
         + sum(
             s.value
             for s in m.events_dropped_by_policy.collect()[0].samples
@@ -75,7 +81,7 @@ def test_counters_add_up_and_metrics_are_exposed() -> None:
     assert sample(m, "batch_events_count") == 1
     assert sample(m, "stage_duration_seconds_count", stage="redact") >= 1
     rows = sum(r.rows for r in service.requests if r.table.endswith(".events"))
-    assert rows == 298
+    assert rows == 294
     text = m.exposition(lambda: {0: 5}).decode()
     for name in (
         "events_in_total",

@@ -65,6 +65,23 @@ def publish_events(settings: Settings, events: list[dict[str, Any]]) -> None:
     asyncio.run(go())
 
 
+def wait_for_metrics(settings: Settings, expected: str, timeout: float = 30) -> str:
+    """The worker's /metrics page once it contains ``expected`` (a batch's counters follow
+    its insert by a moment)."""
+    import urllib.request
+
+    url = f"http://127.0.0.1:{settings.worker.web_port}/metrics"
+    page = [""]
+
+    def counted() -> bool:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            page[0] = reply.read().decode()
+        return expected in page[0]
+
+    wait_until(counted, timeout, f"/metrics never showed {expected!r}: {page[0][-2000:]}")
+    return page[0]
+
+
 def provision(settings: Settings) -> Client:
     """`auditpipe init` for the test's topics and database; returns a ClickHouse client."""
     asyncio.run(create_topics(settings))

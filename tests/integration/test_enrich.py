@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 from pathlib import Path
 
 import orjson
@@ -21,8 +20,8 @@ from tests.integration.helpers import (
     provision,
     run_cli,
     scalar,
+    wait_for_metrics,
     wait_for_rows,
-    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -93,16 +92,7 @@ def test_events_gain_their_sandbox_and_unknown_ones_are_counted(
     db = settings.clickhouse.database
     with WorkerProcess(settings):
         wait_for_rows(client, f"{db}.events", len(events))
-        url = f"http://127.0.0.1:{settings.worker.web_port}/metrics"
-        page = [""]
-
-        def counted() -> bool:  # the batch's counters follow its insert by a moment
-            with urllib.request.urlopen(url, timeout=10) as reply:
-                page[0] = reply.read().decode()
-            return "events_unknown_sandbox_total 2.0" in page[0]
-
-        wait_until(counted, 30, "the unknown sandboxes were not counted")
-        metrics = page[0]
+        metrics = wait_for_metrics(settings, "events_unknown_sandbox_total 2.0")
 
     rows = client.query(
         f"SELECT sandbox_id, seq, owner, environment, image, labels, "

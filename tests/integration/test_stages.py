@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 from pathlib import Path
 
 import orjson
@@ -15,7 +14,7 @@ from pipeline.config import Settings
 from pipeline.publish import EventPublisher
 from pipeline.schema import codec_for
 from pipeline.schema.event import normalize_event
-from tests.integration.helpers import WorkerProcess, provision, wait_for_rows
+from tests.integration.helpers import WorkerProcess, provision, wait_for_metrics, wait_for_rows
 
 pytestmark = pytest.mark.integration
 
@@ -105,9 +104,7 @@ def test_no_raw_secret_reaches_clickhouse_and_bad_events_are_dead_lettered(
     with WorkerProcess(settings):
         wait_for_rows(client, f"{db}.events", len(good))
         wait_for_rows(client, f"{db}.deadletter", 2)
-        url = f"http://127.0.0.1:{settings.worker.web_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            metrics = reply.read().decode()
+        metrics = wait_for_metrics(settings, "events_in_total 7.0")
 
     stored = client.query(f"SELECT toJSONString(tuple(*)) FROM {db}.events").result_rows
     everything = " ".join(row[0] for row in stored)

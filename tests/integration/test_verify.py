@@ -160,3 +160,40 @@ def test_a_rewritten_history_is_caught_by_the_signed_checkpoints(
     forged_sig = run_cli(settings, "verify", "--sandbox", checkpoints[1][0])
     assert forged_sig.returncode == 1
     assert "signature does not match: forged or altered checkpoint" in forged_sig.stdout
+
+
+def test_collapsed_repeats_keep_the_chain_verifiable(
+    isolated_settings: Settings, tmp_path: Path
+) -> None:
+    settings = isolated_settings
+    settings.redact.enabled = False
+    client = provision(settings)
+    table = f"{settings.clickhouse.database}.events"
+    base = list(FleetSimulator(1, seed=5).events(200))
+    poll = base[99] | {"category": "api", "action": "call", "object": "GET /status"}
+    polls = [poll | {"event_id": f"poll-{n}", "ts": poll["ts"] + n} for n in range(20)]
+
+    async def emit() -> None:
+        async with Collector(settings, spool_dir=tmp_path / "spool") as collector:
+            await collector.emit_many(base[:100] + polls + base[100:])
+
+    asyncio.run(emit())
+    with WorkerProcess(settings):
+        wait_for_rows(client, table, 220 - 19)
+    assert client.command(f"SELECT sum(repeat_count) FROM {table}") == 220
+    assert client.command(f"SELECT repeat_count FROM {table} WHERE event_id = 'poll-0'") == 20
+
+    clean = run_cli(settings, "verify")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "19 collapsed repeats" in clean.stdout and "0 findings" in clean.stdout
+
+    # Hide the last repeat: its seq is missing and the next event no longer links.
+    last_seq = client.command(f"SELECT max(seq) FROM {table} ARRAY JOIN repeat_seqs AS seq")
+    client.command(
+        f"ALTER TABLE {table} UPDATE repeat_seqs = arrayPopBack(repeat_seqs), "
+        f"repeat_hashes = arrayPopBack(repeat_hashes), "
+        f"repeat_prev_hashes = arrayPopBack(repeat_prev_hashes) WHERE event_id = 'poll-0'",
+        settings={"mutations_sync": 2},
+    )
+    found = {(f.kind, f.seq) for f in verify(client, settings.clickhouse.database).findings}
+    assert {("deleted", last_seq + 1), ("relinked", last_seq + 1)} <= found

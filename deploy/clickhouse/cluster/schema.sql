@@ -40,6 +40,10 @@ CREATE TABLE IF NOT EXISTS audit.events_local ON CLUSTER '{cluster}'
     sandbox_known   Bool DEFAULT false,
     severity        Enum8('low' = 1, 'medium' = 2, 'high' = 3, 'critical' = 4) DEFAULT 'low',
     matched_rules   Array(LowCardinality(String)) DEFAULT [],
+    repeat_count    UInt32 DEFAULT 1,
+    repeat_seqs     Array(UInt64),
+    repeat_hashes   Array(FixedString(32)),
+    repeat_prev_hashes Array(FixedString(32)),
     kafka_partition UInt16,
     kafka_offset    UInt64 CODEC(Delta, ZSTD(1)),
     ingested_at     DateTime64(3, 'UTC') DEFAULT now64(3) CODEC(Delta, ZSTD(1)),
@@ -88,7 +92,7 @@ TTL minute + toIntervalSecond(63072000) DELETE;
 CREATE MATERIALIZED VIEW IF NOT EXISTS audit.events_per_minute_mv ON CLUSTER '{cluster}'
 TO audit.events_per_minute_local
 AS SELECT toStartOfMinute(ts) AS minute, tenant, sandbox_id, toString(category) AS category,
-          toString(level) AS level, count() AS events, sum(ifNull(bytes, 0)) AS bytes
+          toString(level) AS level, sum(repeat_count) AS events, sum(ifNull(bytes, 0)) AS bytes
 FROM audit.events_local GROUP BY minute, tenant, sandbox_id, category, level;
 
 CREATE TABLE IF NOT EXISTS audit.events_per_minute ON CLUSTER '{cluster}' AS audit.events_per_minute_local

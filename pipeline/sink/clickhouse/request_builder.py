@@ -40,6 +40,10 @@ EVENT_COLUMNS = (
     "sandbox_known",
     "severity",
     "matched_rules",
+    "repeat_count",
+    "repeat_seqs",
+    "repeat_hashes",
+    "repeat_prev_hashes",
     "kafka_partition",
     "kafka_offset",
 )
@@ -47,6 +51,7 @@ EVENT_COLUMNS = (
 
 _NO_LABELS: dict[str, str] = {}
 _NO_RULES: list[str] = []
+_NO_REPEATS: list[Any] = []
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ def build_event_columns(events: Sequence[Event]) -> list[list[Any]]:
         [e["hash"] for e in events],
         *_enrichment_columns(events),
         [e.get("matched_rules") or _NO_RULES for e in events],
+        *_repeat_columns(events),
         [e["kafka_partition"] for e in events],
         [e["kafka_offset"] for e in events],
     ]
@@ -106,6 +112,16 @@ def _enrichment_columns(events: Sequence[Event]) -> list[list[Any]]:
         return [[e[name] for e in events] for name, _ in ENRICHMENT_DEFAULTS]
     except KeyError:
         return [[e.get(name, default) for e in events] for name, default in ENRICHMENT_DEFAULTS]
+
+
+def _repeat_columns(events: Sequence[Event]) -> list[list[Any]]:
+    """Set by the collapse stage on an event that stands for repeats."""
+    return [
+        [e.get("repeat_count", 1) for e in events],
+        [e.get("repeat_seqs", _NO_REPEATS) for e in events],
+        [e.get("repeat_hashes", _NO_REPEATS) for e in events],
+        [e.get("repeat_prev_hashes", _NO_REPEATS) for e in events],
+    ]
 
 
 def build_event_request(table: str, events: Sequence[Event]) -> InsertRequest:
