@@ -162,12 +162,15 @@ async def measure_baseline(settings: Settings, total: int) -> float:
                 continue
             ctx = BatchContext(settings.kafka.topic_events)
             for part in decode_messages(codec, messages, ctx).values():
-                from pipeline.sink.clickhouse.request_builder import EVENT_COLUMNS
+                from pipeline.sink.clickhouse.request_builder import (
+                    EVENT_COLUMNS,
+                    REPEAT_COLUMNS,
+                )
 
                 client.insert(
                     table,
-                    build_event_columns(part.events),
-                    column_names=list(EVENT_COLUMNS),
+                    build_event_columns(part.events, repeats=False),
+                    column_names=list(EVENT_COLUMNS[:-REPEAT_COLUMNS]),
                     column_oriented=True,
                 )
                 stored += len(part.events)

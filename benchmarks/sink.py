@@ -33,7 +33,11 @@ from pipeline.config import load_settings
 from pipeline.provision import apply_migrations, load_migrations
 from pipeline.simulate import FleetSimulator
 from pipeline.sink.clickhouse import ClickHouseSink, InsertService
-from pipeline.sink.clickhouse.request_builder import EVENT_COLUMNS, build_event_columns
+from pipeline.sink.clickhouse.request_builder import (
+    EVENT_COLUMNS,
+    REPEAT_COLUMNS,
+    build_event_columns,
+)
 
 MESSAGE_EVENTS = 1_000
 PARTITIONS = 6
@@ -74,10 +78,15 @@ def run_sink(client_factory: Any, table: str, batches: list[Any]) -> float:
 
 def run_plain(client: Any, table: str, batches: list[Any]) -> float:
     events = [e for _, _, batch in batches for e in batch]
-    blocks = [build_event_columns(events[i : i + 25_000]) for i in range(0, len(events), 25_000)]
+    blocks = [
+        build_event_columns(events[i : i + 25_000], repeats=False)
+        for i in range(0, len(events), 25_000)
+    ]
     started = time.perf_counter()
     for columns in blocks:
-        client.insert(table, columns, column_names=list(EVENT_COLUMNS), column_oriented=True)
+        client.insert(
+            table, columns, column_names=list(EVENT_COLUMNS[:-REPEAT_COLUMNS]), column_oriented=True
+        )
     return len(events) / (time.perf_counter() - started)
 
 

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from pipeline.sink.clickhouse import InsertService, SinkStopped
-from pipeline.sink.clickhouse.request_builder import EVENT_COLUMNS, build_event_request
+from pipeline.sink.clickhouse.request_builder import build_event_request
 from pipeline.sink.clickhouse.sink import ClickHouseSink, RecordingService, _ev
 
 
@@ -23,7 +23,7 @@ def test_one_insert_per_checkpoint_naming_every_partitions_offsets() -> None:
 
     (request,) = service.requests
     assert request.dedup_token == "events:0@1-3,1@7-7:4"
-    columns = dict(zip(EVENT_COLUMNS, request.columns, strict=True))
+    columns = dict(zip(request.column_names, request.columns, strict=True))
     assert columns["kafka_offset"] == [1, 2, 3, 7]  # by partition, then offset
     assert sink.pending_rows() == 0
     assert sink.flush() == 0
@@ -63,7 +63,7 @@ def test_byte_bound_inserts_at_once() -> None:
 
 def test_columns_follow_the_column_names() -> None:
     request = build_event_request("audit.events", [_ev(3, 41), _ev(3, 42)])
-    columns = dict(zip(EVENT_COLUMNS, request.columns, strict=True))
+    columns = dict(zip(request.column_names, request.columns, strict=True))
     assert columns["kafka_offset"] == [41, 42]
     assert columns["event_id"] == ["e41", "e42"]
     assert columns["actor_user"] == ["", ""]
@@ -145,3 +145,14 @@ def test_a_failed_background_insert_is_raised_by_flush() -> None:
                 sink.add(0, [_ev(0, offset)], size_bytes=1)
             sink.flush()
     assert service.rows == [2]
+
+
+def test_repeat_columns_are_sent_only_for_a_block_with_repeats() -> None:
+    plain = build_event_request("audit.events", [_ev(0, 1), _ev(0, 2)])
+    assert "repeat_count" not in plain.column_names  # the table's defaults fill them
+    folded = _ev(0, 3) | {"repeat_count": 3, "repeat_seqs": [8, 9]}
+    folded |= {"repeat_hashes": [b"h" * 32] * 2, "repeat_prev_hashes": [b"p" * 32] * 2}
+    request = build_event_request("audit.events", [_ev(0, 2), folded])
+    columns = dict(zip(request.column_names, request.columns, strict=True))
+    assert columns["repeat_count"] == [1, 3]
+    assert columns["repeat_seqs"] == [[], [8, 9]]

@@ -22,7 +22,7 @@ that spans two chunks is stored once per chunk.
 ...     "hash": None, "prev_hash": None, "actor": {"user": "ci", "uid": 1, "pid": 7,
 ...     "ppid": 1, "process": "agent", "cmdline": "agent"}}
 >>> kept = stage.process([dict(poll), dict(poll, ts=4_000), dict(poll, ts=20_000)], None)
->>> [(e["ts"], e["repeat_count"]) for e in kept], stage.collapsed
+>>> [(e["ts"], e.get("repeat_count", 1)) for e in kept], stage.collapsed
 ([(1000, 2), (20000, 1)], 1)
 """
 
@@ -62,7 +62,6 @@ class CollapseStage:
                 _fold(first, event)
                 self.collapsed += 1
                 continue
-            event["repeat_count"] = 1
             runs[key] = event
             kept.append(event)
         return kept
@@ -87,7 +86,9 @@ def _identity(event: Event) -> tuple[Any, ...]:
 
 
 def _fold(first: Event, repeat: Event) -> None:
-    first["repeat_count"] += 1
+    # Set only on events that stand for repeats: the sink sends the repeat columns only
+    # for a block that has one.
+    first["repeat_count"] = first.get("repeat_count", 1) + 1
     if repeat.get("hash") is None:
         return  # not chained: nothing for verify to link
     if "repeat_seqs" not in first:

@@ -68,6 +68,10 @@ def expected_row(event: dict[str, Any]) -> dict[str, Any]:
         "attributes": event["attributes"],
         "prev_hash": event["prev_hash"],
         "hash": event["hash"],
+        "repeat_count": 1,  # no repeats among them: nothing collapsed
+        "repeat_seqs": [],
+        "repeat_hashes": [],
+        "repeat_prev_hashes": [],
     }
 
 

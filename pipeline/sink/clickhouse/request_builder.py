@@ -40,13 +40,16 @@ EVENT_COLUMNS = (
     "sandbox_known",
     "severity",
     "matched_rules",
+    "kafka_partition",
+    "kafka_offset",
     "repeat_count",
     "repeat_seqs",
     "repeat_hashes",
     "repeat_prev_hashes",
-    "kafka_partition",
-    "kafka_offset",
 )
+REPEAT_COLUMNS = 4
+"""The last columns, sent only in a block that has an event standing for repeats (the
+table's defaults fill them otherwise: no per-row cost for the common case)."""
 
 
 _NO_LABELS: dict[str, str] = {}
@@ -64,8 +67,8 @@ class InsertRequest:
     """Same rows from the same offsets give the same token: a re-sent block is stored once."""
 
 
-def build_event_columns(events: Sequence[Event]) -> list[list[Any]]:
-    """Column lists in EVENT_COLUMNS order."""
+def build_event_columns(events: Sequence[Event], repeats: bool = True) -> list[list[Any]]:
+    """Column lists in EVENT_COLUMNS order (without the repeat columns unless repeats)."""
     actors = [e["actor"] for e in events]
     return [
         [e["event_id"] for e in events],
@@ -90,9 +93,9 @@ def build_event_columns(events: Sequence[Event]) -> list[list[Any]]:
         [e["hash"] for e in events],
         *_enrichment_columns(events),
         [e.get("matched_rules") or _NO_RULES for e in events],
-        *_repeat_columns(events),
         [e["kafka_partition"] for e in events],
         [e["kafka_offset"] for e in events],
+        *(_repeat_columns(events) if repeats else ()),
     ]
 
 
@@ -126,10 +129,11 @@ def _repeat_columns(events: Sequence[Event]) -> list[list[Any]]:
 
 def build_event_request(table: str, events: Sequence[Event]) -> InsertRequest:
     """One insert of events (ordered by partition, then offset)."""
+    repeats = any("repeat_count" in e for e in events)
     return InsertRequest(
         table=table,
-        column_names=EVENT_COLUMNS,
-        columns=build_event_columns(events),
+        column_names=EVENT_COLUMNS if repeats else EVENT_COLUMNS[:-REPEAT_COLUMNS],
+        columns=build_event_columns(events, repeats),
         rows=len(events),
         dedup_token=f"events:{offset_ranges(events)}:{len(events)}",
     )
