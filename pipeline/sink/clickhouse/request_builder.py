@@ -6,6 +6,7 @@ through the client's row path: clickhouse-connect then writes the Native format 
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -130,20 +131,37 @@ def _repeat_columns(events: Sequence[Event]) -> list[list[Any]]:
 def build_event_request(table: str, events: Sequence[Event]) -> InsertRequest:
     """One insert of events (ordered by partition, then offset)."""
     repeats = any("repeat_count" in e for e in events)
+    columns = build_event_columns(events, repeats)
+    partitions, offsets = columns[_PARTITION_COLUMN], columns[_OFFSET_COLUMN]
     return InsertRequest(
         table=table,
         column_names=EVENT_COLUMNS if repeats else EVENT_COLUMNS[:-REPEAT_COLUMNS],
-        columns=build_event_columns(events, repeats),
+        columns=columns,
         rows=len(events),
-        dedup_token=f"events:{offset_ranges(events)}:{len(events)}",
+        dedup_token=f"events:{offset_ranges(partitions, offsets)}:{len(events)}",
     )
 
 
-def offset_ranges(events: Sequence[Event]) -> str:
-    """``partition@first-last`` for each partition in the events, comma-separated."""
-    ranges: dict[int, tuple[int, int]] = {}
-    for event in events:
-        partition, offset = event["kafka_partition"], event["kafka_offset"]
-        first, last = ranges.get(partition, (offset, offset))
-        ranges[partition] = (min(first, offset), max(last, offset))
-    return ",".join(f"{p}@{first}-{last}" for p, (first, last) in sorted(ranges.items()))
+_PARTITION_COLUMN = EVENT_COLUMNS.index("kafka_partition")
+_OFFSET_COLUMN = EVENT_COLUMNS.index("kafka_offset")
+
+
+def offset_ranges(partitions: list[int], offsets: list[int]) -> str:
+    """``partition@first-last`` for each partition, comma-separated.
+
+    >>> offset_ranges([0, 0, 1, 3, 3], [5, 7, 2, 9, 8])
+    '0@5-7,1@2-2,3@8-9'
+    """
+    if partitions != sorted(partitions):  # not the sink's order: take it apart by hand
+        order = sorted(range(len(partitions)), key=partitions.__getitem__)
+        partitions = [partitions[i] for i in order]
+        offsets = [offsets[i] for i in order]
+    ranges = []
+    start, count = 0, len(partitions)
+    while start < count:  # one step per partition: the lists are grouped by partition
+        partition = partitions[start]
+        end = bisect.bisect_right(partitions, partition, start)
+        segment = offsets[start:end]
+        ranges.append(f"{partition}@{min(segment)}-{max(segment)}")
+        start = end
+    return ",".join(ranges)
