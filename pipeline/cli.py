@@ -384,9 +384,9 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"verified {report.chained:,} chained events of {report.sandboxes:,} sandboxes in "
         f"{elapsed:.2f} s ({report.chained / max(elapsed, 1e-9):,.0f} events/s); "
-        f"{report.unchained:,} without a chain, {report.redacted:,} redacted and "
-        f"{report.collapsed:,} collapsed repeats (links checked only); {checked:,} signed "
-        f"checkpoints checked; "
+        f"{report.unchained:,} without a chain; {report.redacted:,} redacted, "
+        f"{report.collapsed:,} collapsed repeats and {report.kept_back:,} kept back by the "
+        f"level policy (links checked only); {checked:,} signed checkpoints checked; "
         f"{len(report.findings) + len(checkpoint_findings)} findings"
     )
     return EXIT_PARTIAL if report.findings or checkpoint_findings else EXIT_OK

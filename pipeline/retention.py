@@ -53,6 +53,8 @@ def table_ttls(config: RetentionConfig) -> dict[str, str]:
         "events_policy_rollup": f"{_after('minute', config.rollup_days)} DELETE",
         "events_per_minute": f"{_after('minute', config.rollup_days)} DELETE",
         "resource_per_minute": f"{_after('minute', config.rollup_days)} DELETE",
+        # As long as the events whose chain they link are kept (the longest class).
+        "chain_links": f"{_after('toDateTime(ts)', config.security_days)} DELETE",
     }
 
 

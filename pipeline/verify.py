@@ -15,7 +15,8 @@ Rows the worker redacted (``attributes['auditpipe.redacted']``) cannot be recomp
 links are still checked and they are counted as ``redacted``. Repeats the collapse stage
 folded into a stored row (``repeat_seqs``, ``repeat_hashes``, ``repeat_prev_hashes``)
 take their place in the chain by seq and hashes, without content to recompute; they are
-counted as ``collapsed``.
+counted as ``collapsed``. So do the links of chained events the level policy kept back
+(``audit.chain_links``), counted as ``kept_back``.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class VerifyReport:
     unchained: int = 0
     redacted: int = 0
     collapsed: int = 0
+    kept_back: int = 0
     sandboxes: int = 0
     findings: list[Finding] = field(default_factory=list)
 
@@ -115,6 +117,12 @@ def verify(
         report.collapsed,
         report.sandboxes,
     ) = (int(v) for v in totals)
+    report.kept_back = int(
+        client.query(
+            f"SELECT uniqExact(tenant, sandbox_id, seq, hash) FROM {database}.chain_links {where}",
+            parameters=params,
+        ).result_rows[0][0]
+    )
     since_filter = ""
     if since_ms is not None:
         since_filter = "AND ts >= fromUnixTimestamp64Milli({since:Int64})"
@@ -139,6 +147,11 @@ def verify(
         FROM {database}.events
         ARRAY JOIN arrayZip(repeat_seqs, repeat_hashes, repeat_prev_hashes) AS repeat
         {where}
+        UNION ALL
+        SELECT tenant, sandbox_id, seq, any(ts), min(ingested_at), hex(hash) AS h,
+          hex(any(prev_hash)), false, h
+        FROM {database}.chain_links {where}
+        GROUP BY tenant, sandbox_id, seq, hash
       )
       WINDOW w AS (PARTITION BY tenant, sandbox_id ORDER BY seq, ingested_at
                    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)

@@ -44,7 +44,7 @@ from pipeline.stages.decode import DecodedPartition, RawMessage, decode_messages
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.detect import DetectStage
 from pipeline.stages.enrich import EnrichStage, Inventory, StaticInventory
-from pipeline.stages.policy import ROLLUP_COLUMNS, PolicyFile, PolicyStage
+from pipeline.stages.policy import LINK_COLUMNS, ROLLUP_COLUMNS, PolicyFile, PolicyStage
 from pipeline.stages.redact import RedactStage
 from pipeline.stages.validate import ValidateStage
 from pipeline.state import DedupPersistence, RuleStatePersistence
@@ -109,6 +109,7 @@ class BatchProcessor:
         database = settings.clickhouse.database
         self.deadletter_table = f"{database}.deadletter"
         self.rollup_table = f"{database}.events_policy_rollup"
+        self.links_table = f"{database}.chain_links"
         self.alerts_table = f"{database}.alerts"
         self.detect = next((s for s in self.stages if isinstance(s, DetectStage)), None)
         self.sink = ClickHouseSink(
@@ -281,18 +282,26 @@ class BatchProcessor:
             self.metrics.alerts.labels(alert.rule_id, alert.severity).inc()
 
     def _store_policy_rollup(self, messages: Sequence[RawMessage]) -> None:
+        """The counts of the events the policy kept back, and their chain links."""
+        first = messages[0]
+        batch = f"{first.partition}:{first.offset}:{len(messages)}"
         for stage in self.stages:
-            if isinstance(stage, PolicyStage) and (columns := stage.take_rollup()):
-                first = messages[0]
-                self.service.insert(
-                    InsertRequest(
-                        table=self.rollup_table,
-                        column_names=ROLLUP_COLUMNS,
-                        columns=columns,
-                        rows=len(columns[0]),
-                        dedup_token=f"rollup:{first.partition}:{first.offset}:{len(messages)}",
+            if not isinstance(stage, PolicyStage):
+                continue
+            for table, names, columns in (
+                (self.rollup_table, ROLLUP_COLUMNS, stage.take_rollup()),
+                (self.links_table, LINK_COLUMNS, stage.take_links()),
+            ):
+                if columns:
+                    self.service.insert(
+                        InsertRequest(
+                            table=table,
+                            column_names=names,
+                            columns=columns,
+                            rows=len(columns[0]),
+                            dedup_token=f"{table}:{batch}",
+                        )
                     )
-                )
 
     def _count_stage_extras(self) -> None:
         for stage in self.stages:

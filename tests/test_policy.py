@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.stages.policy import Policy, PolicyError, PolicyFile, PolicyStage
+from pipeline.stages.policy import LINK_COLUMNS, Policy, PolicyError, PolicyFile, PolicyStage
 
 MINUTE = 1_795_860_000_000
 
@@ -105,3 +105,16 @@ def test_no_policy_keeps_everything() -> None:
     stage = PolicyStage(PolicyFile(None))
     events = [ev("debug"), ev("info")]
     assert stage.process(events, None) == events
+
+
+def test_chained_events_kept_back_leave_their_links_for_verify(tmp_path: Path) -> None:
+    stage, _ = stage_with(tmp_path, "default: info\n")
+    chained = ev("debug", seq=7, hash=b"h" * 32, prev_hash=b"p" * 32)
+    first = ev("debug", seq=1, hash=b"f" * 32, prev_hash=None)
+    unchained = ev("debug", seq=None, hash=None, prev_hash=None)
+    assert stage.process([chained, first, unchained, ev("info")], None) == [ev("info")]
+    columns = dict(zip(LINK_COLUMNS, stage.take_links(), strict=True))
+    assert columns["seq"] == [7, 1]
+    assert columns["hash"] == [b"h" * 32, b"f" * 32]
+    assert columns["prev_hash"] == [b"p" * 32, bytes(32)]  # the genesis link
+    assert stage.take_links() == []

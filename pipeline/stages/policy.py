@@ -35,12 +35,15 @@ from typing import Any
 
 import yaml
 
+from pipeline.collect.chain import GENESIS
 from pipeline.schema.event import LEVELS, Event
 from pipeline.stages.base import BatchContext
 
 log = logging.getLogger("auditpipe.policy")
 
 ROLLUP_COLUMNS = ("minute", "tenant", "sandbox_id", "environment", "category", "level", "events")
+LINK_COLUMNS = ("tenant", "sandbox_id", "seq", "ts", "hash", "prev_hash")
+"""audit.chain_links: the hash-chain links of chained events kept back."""
 RollupKey = tuple[int, str, str, str, str, str]
 """(minute in epoch seconds, tenant, sandbox_id, environment, category, level)."""
 
@@ -140,6 +143,8 @@ class PolicyStage:
         """Events kept back since the worker last took the rollup."""
         self.dropped: Counter[tuple[str, str]] = Counter()
         """(level, category) -> events kept back (for the metrics; the worker resets it)."""
+        self.links: list[tuple[str, str, int, int, bytes, bytes]] = []
+        """Chain links of the chained events kept back (LINK_COLUMNS), for verify."""
 
     def process(self, events: list[Event], ctx: BatchContext | None) -> list[Event]:
         policy = self.source.current()
@@ -167,7 +172,23 @@ class PolicyStage:
                 )
             ] += 1
             self.dropped[(event["level"], category)] += 1
+            if event.get("hash") is not None:
+                self.links.append(
+                    (
+                        event["tenant"],
+                        event["sandbox_id"],
+                        event["seq"],
+                        event["ts"],
+                        event["hash"],
+                        event.get("prev_hash") or GENESIS,
+                    )
+                )
         return kept
+
+    def take_links(self) -> list[list[Any]]:
+        """The kept-back events' chain links as columns (LINK_COLUMNS order), and reset."""
+        links, self.links = self.links, []
+        return [list(column) for column in zip(*links, strict=True)] if links else []
 
     def take_rollup(self) -> list[list[Any]]:
         """The counts as ClickHouse columns (ROLLUP_COLUMNS order), and reset."""

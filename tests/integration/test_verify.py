@@ -16,7 +16,13 @@ from pipeline.config import Settings
 from pipeline.simulate import FleetSimulator
 from pipeline.sink.clickhouse.request_builder import EVENT_COLUMNS, build_event_columns
 from pipeline.verify import verify
-from tests.integration.helpers import WorkerProcess, provision, run_cli, wait_for_rows
+from tests.integration.helpers import (
+    WorkerProcess,
+    provision,
+    run_cli,
+    wait_for_rows,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -197,3 +203,56 @@ def test_collapsed_repeats_keep_the_chain_verifiable(
     )
     found = {(f.kind, f.seq) for f in verify(client, settings.clickhouse.database).findings}
     assert {("deleted", last_seq + 1), ("relinked", last_seq + 1)} <= found
+
+
+def test_events_kept_back_by_the_policy_keep_the_chain_verifiable(
+    isolated_settings: Settings, tmp_path: Path
+) -> None:
+    settings = isolated_settings
+    settings.redact.enabled = False
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("default: info\n")
+    settings.policy.file = policy
+    client = provision(settings)
+    table = f"{settings.clickhouse.database}.events"
+    events = list(FleetSimulator(2, seed=9).events(600))
+    for n, event in enumerate(events):
+        event["level"] = "debug" if n % 3 == 0 else "info"  # a third kept back
+
+    async def emit() -> None:
+        async with Collector(settings, spool_dir=tmp_path / "spool") as collector:
+            await collector.emit_many(events)
+
+    asyncio.run(emit())
+    links = f"{settings.clickhouse.database}.chain_links"
+    with WorkerProcess(settings):
+        wait_until(
+            lambda: (
+                client.command(f"SELECT count() FROM {table}")
+                + client.command(f"SELECT count() FROM {links}")
+                == 600
+            ),
+            120,
+            "not every event is stored or linked",
+        )
+    # Debug events a rule matched (as a step or a threshold's condition) are stored.
+    stored_debug = client.command(f"SELECT count() FROM {table} WHERE level = 'debug'")
+    assert client.command(f"SELECT count() FROM {links}") == 200 - stored_debug > 0
+
+    clean = run_cli(settings, "verify")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert f"{200 - stored_debug} kept back by the level policy" in clean.stdout
+    assert "0 findings" in clean.stdout
+
+    # A link removed is a hole in the chain again.
+    sandbox, seq = client.query(
+        f"SELECT sandbox_id, seq FROM {settings.clickhouse.database}.chain_links "
+        f"ORDER BY sandbox_id, seq LIMIT 1 OFFSET 10"
+    ).result_rows[0]
+    client.command(
+        f"ALTER TABLE {settings.clickhouse.database}.chain_links DELETE "
+        f"WHERE sandbox_id = '{sandbox}' AND seq = {seq}",
+        settings={"mutations_sync": 2},
+    )
+    found = {(f.kind, f.seq) for f in verify(client, settings.clickhouse.database).findings}
+    assert {("deleted", seq + 1), ("relinked", seq + 1)} <= found

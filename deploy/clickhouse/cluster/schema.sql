@@ -171,6 +171,21 @@ TTL toDateTime(signed_at) + toIntervalSecond(31536000) DELETE;
 CREATE TABLE IF NOT EXISTS audit.chain_checkpoints ON CLUSTER '{cluster}' AS audit.chain_checkpoints_local
 ENGINE = Distributed('{cluster}', audit, chain_checkpoints_local, cityHash64(tenant, sandbox_id));
 
+-- Chain links of events the level policy kept back (verify follows the chain through them).
+CREATE TABLE IF NOT EXISTS audit.chain_links_local ON CLUSTER '{cluster}'
+(
+    tenant LowCardinality(String), sandbox_id String, seq UInt64,
+    ts DateTime64(3, 'UTC'), hash FixedString(32), prev_hash FixedString(32),
+    ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/audit/chain_links', '{replica}')
+PARTITION BY toYYYYMM(ts)
+ORDER BY (tenant, sandbox_id, seq, hash)
+TTL toDateTime(ts) + toIntervalSecond(31536000) DELETE;
+
+CREATE TABLE IF NOT EXISTS audit.chain_links ON CLUSTER '{cluster}' AS audit.chain_links_local
+ENGINE = Distributed('{cluster}', audit, chain_links_local, cityHash64(tenant, sandbox_id));
+
 -- Dead letters and their replays: small, one shard is enough (the first).
 CREATE TABLE IF NOT EXISTS audit.deadletter_local ON CLUSTER '{cluster}'
 (
