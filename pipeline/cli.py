@@ -177,8 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"auditpipe: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from pipeline.runtime import tune_gc
     from pipeline.stack import StackError
 
+    tune_gc()
     try:
         return _dispatch(args, settings)
     except StackError as exc:

@@ -32,6 +32,7 @@ from pipeline.deadletter import DEADLETTER_COLUMNS, DeadLetters, record_columns
 from pipeline.inventory import InventoryFollower
 from pipeline.metrics import WorkerMetrics
 from pipeline.rules.alerts import ALERT_COLUMNS, Alert, alert_columns
+from pipeline.runtime import tune_gc
 from pipeline.schema import codec_for
 from pipeline.schema.codec import AvroCodec
 from pipeline.schema.event import Event
@@ -653,5 +654,6 @@ class _Progress:
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run the worker until SIGINT/SIGTERM."""
     app = build_app(settings)
+    tune_gc()  # again: what build_app made (Faust's services, the rules) is frozen too
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
