@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 from clickhouse_connect.driver.client import Client
 
@@ -80,6 +81,24 @@ def wait_for_metrics(settings: Settings, expected: str, timeout: float = 30) -> 
 
     wait_until(counted, timeout, f"/metrics never showed {expected!r}: {page[0][-2000:]}")
     return page[0]
+
+
+def read_topic(settings: Settings, topic: str | None = None) -> list[dict[str, object]]:
+    """The alerts on the alerts topic (or topic), from the beginning, as JSON records."""
+    from pipeline.alerts_tail import tail
+
+    lines: list[str] = []
+    asyncio.run(
+        tail(
+            settings,
+            as_json=True,
+            from_beginning=True,
+            idle_timeout_s=3,
+            topic=topic,
+            out=lines.append,
+        )
+    )
+    return [orjson.loads(line) for line in lines]
 
 
 def provision(settings: Settings) -> Client:

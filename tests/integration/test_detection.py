@@ -3,14 +3,11 @@ ClickHouse; windows survive a worker restart; rules reload without one."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 
-from pipeline.alerts_tail import tail
 from pipeline.config import Settings
 from pipeline.scenarios import SCENARIOS
 from pipeline.schema.event import normalize_event
@@ -19,6 +16,7 @@ from tests.integration.helpers import (
     WorkerProcess,
     provision,
     publish_events,
+    read_topic,
     scalar,
     wait_for_rows,
     wait_until,
@@ -26,21 +24,6 @@ from tests.integration.helpers import (
 from tests.test_rules_pack import EXPECTED
 
 pytestmark = pytest.mark.integration
-
-
-def read_topic(settings: Settings, topic: str | None = None) -> list[dict[str, object]]:
-    lines: list[str] = []
-    asyncio.run(
-        tail(
-            settings,
-            as_json=True,
-            from_beginning=True,
-            idle_timeout_s=3,
-            topic=topic,
-            out=lines.append,
-        )
-    )
-    return [orjson.loads(line) for line in lines]
 
 
 def test_attack_scenarios_raise_alerts_on_the_topics_and_in_clickhouse(

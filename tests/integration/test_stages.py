@@ -14,7 +14,13 @@ from pipeline.config import Settings
 from pipeline.publish import EventPublisher
 from pipeline.schema import codec_for
 from pipeline.schema.event import normalize_event
-from tests.integration.helpers import WorkerProcess, provision, wait_for_metrics, wait_for_rows
+from tests.integration.helpers import (
+    WorkerProcess,
+    provision,
+    read_topic,
+    wait_for_metrics,
+    wait_for_rows,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +78,13 @@ def test_no_raw_secret_reaches_clickhouse_and_bad_events_are_dead_lettered(
     isolated_settings: Settings, tmp_path: Path
 ) -> None:
     settings = isolated_settings
+    # A rule that fires on the events carrying secrets: its alerts must not carry them.
+    rules = tmp_path / "secret-rules.yaml"
+    rules.write_text(
+        "rules:\n  - {id: T-SECRET-CMD, title: credential on a command line, "
+        "severity: high, condition: {actor.cmdline: {contains: [aws, mysql]}}}\n"
+    )
+    settings.rules.paths = [rules]
     client = provision(settings)
     now = time.time_ns() // 1_000_000
     good = events_with_secrets(now)
@@ -104,7 +117,14 @@ def test_no_raw_secret_reaches_clickhouse_and_bad_events_are_dead_lettered(
     with WorkerProcess(settings):
         wait_for_rows(client, f"{db}.events", len(good))
         wait_for_rows(client, f"{db}.deadletter", 2)
+        wait_for_rows(client, f"{db}.alerts", 1)  # both in one sandbox: one alert
         metrics = wait_for_metrics(settings, "events_in_total 7.0")
+    on_topic = read_topic(settings)
+    assert "T-SECRET-CMD" in {a["rule_id"] for a in on_topic}
+    alert_rows = client.query(f"SELECT toJSONString(tuple(*)) FROM {db}.alerts").result_rows
+    alert_text = orjson.dumps(on_topic).decode() + " ".join(row[0] for row in alert_rows)
+    for name, secret in SECRETS.items():
+        assert secret not in alert_text, f"raw {name} secret in an alert"
 
     stored = client.query(f"SELECT toJSONString(tuple(*)) FROM {db}.events").result_rows
     everything = " ".join(row[0] for row in stored)
