@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,9 @@ class DeadLetters:
 
     records: list[dict[str, Any]] = field(default_factory=list)
     by_reason: Counter[str] = field(default_factory=Counter)
+    mask: Callable[[Event], Event] | None = None
+    """Masks the secrets of a copy of an event (the worker's redaction), so that a dead
+    letter of one event stores no raw secret either."""
 
     def message(self, where: Provenance, reason: str, detail: str, original: bytes) -> None:
         """A whole Kafka message failed."""
@@ -49,6 +53,8 @@ class DeadLetters:
 
     def event(self, where: Provenance, reason: str, detail: str, event: Event) -> None:
         """One event of a batch failed; the rest of its message goes on."""
+        if self.mask is not None:
+            event = self.mask(event)
         payload = {k: v for k, v in event_to_json(event).items() if not k.startswith("kafka_")}
         self._add(where, reason, detail, orjson.dumps(payload, default=str), event["event_id"])
 

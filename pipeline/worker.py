@@ -130,6 +130,8 @@ class BatchProcessor:
         self._checkpoint_key: bytes | None = None
         self.stored_upto: dict[int, int] = {}
         """Per partition gained: the highest offset already stored (see progress.py)."""
+        redact = next((s for s in self.stages if isinstance(s, RedactStage)), None)
+        self._mask_dead_letter = redact.masked if redact is not None else None
         self.next_offsets: dict[int, int] = {}
         """Per partition, the offset after the last message processed (for the lag)."""
         self._retries_seen = 0
@@ -138,6 +140,7 @@ class BatchProcessor:
 
     def process(self, messages: Sequence[RawMessage]) -> BatchResult:
         ctx = BatchContext(source_topic=self.settings.kafka.topic_events)
+        ctx.dead.mask = self._mask_dead_letter
         metrics = self.metrics
         decoded_events = stored = dead_sent = 0
         alerts: list[Alert] = []

@@ -95,3 +95,16 @@ def test_disabled_stage_changes_nothing() -> None:
     original = event(cmdline="--password=x")
     (out,) = RedactStage(RedactConfig(enabled=False)).process([event(cmdline="--password=x")], None)
     assert out == original
+
+
+def test_a_dead_letter_of_one_event_stores_it_masked_and_the_event_is_untouched() -> None:
+    from pipeline.deadletter import DeadLetters, Provenance
+
+    stage = RedactStage(RedactConfig())
+    original = event(cmdline="mysql --password=hunter2-Secret! prod", token="Bearer abc.def.ghi")
+    original.update(event_id="e-1", kafka_partition=0, kafka_offset=5)
+    dead = DeadLetters(mask=stage.masked)
+    dead.event(Provenance("t", 0, 5, None), "oversized_field", "x", original)
+    stored = dead.records[0]["original"]
+    assert b"hunter2-Secret!" not in stored and b"[REDACTED:secret_param]" in stored
+    assert original["actor"]["cmdline"] == "mysql --password=hunter2-Secret! prod"

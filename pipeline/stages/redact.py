@@ -130,6 +130,11 @@ class RedactStage:
                 event["attributes"][REDACTED_ATTRIBUTE] = ",".join(found)
         return events
 
+    def masked(self, event: Event) -> Event:
+        """A copy of the event with its secrets masked (dead letters store it)."""
+        copy = {**event, "actor": dict(event["actor"]), "attributes": dict(event["attributes"])}
+        return self.process([copy], None)[0]
+
     def _joined(self, event: Event) -> str:
         actor = event["actor"]
         parts = [actor.get(field) or "" for field in self._actor_fields]
