@@ -30,6 +30,7 @@ STALL_EXIT_STATUS = 75
 """EX_TEMPFAIL: the worker stalled and should be restarted."""
 PAUSED_STALL_FACTOR = 4
 """A rebalance or recovery lasting this many stall timeouts counts as a stall too."""
+END_OFFSETS_TIMEOUT_S = 5.0
 
 
 def unprocessed_from(
@@ -53,16 +54,37 @@ def unprocessed_from(
 
 
 def consumer_positions(
-    app: faust.App, topic: str, next_offsets: Mapping[int, int]
+    app: faust.App,
+    topic: str,
+    next_offsets: Mapping[int, int],
+    ends: Mapping[int, int | None] | None = None,
 ) -> dict[int, tuple[int, int] | None]:
-    """`unprocessed_from` for the partitions of topic assigned to this worker."""
+    """`unprocessed_from` for the partitions of topic assigned to this worker; their ends
+    are ``ends`` when given, else the high-water marks of the last fetch answers."""
     consumer: Any = app.consumer
     mine = [tp for tp in consumer.assignment() if tp.topic == topic]
     return unprocessed_from(
-        {tp.partition: consumer.highwater(tp) for tp in mine},
+        {
+            tp.partition: ends.get(tp.partition) if ends is not None else consumer.highwater(tp)
+            for tp in mine
+        },
         {tp.partition: consumer._committed_offset.get(tp) for tp in mine},
         next_offsets,
     )
+
+
+async def broker_ends(app: faust.App, topic: str) -> dict[int, int | None]:
+    """The partitions' end offsets asked of the broker now: a consumer whose fetcher is
+    stuck gets no fetch answers, so its high-water marks would stay where they were and
+    the partitions would look caught up. Unknown (None) when the broker does not answer
+    in time."""
+    consumer: Any = app.consumer
+    mine = [tp for tp in consumer.assignment() if tp.topic == topic]
+    try:
+        found = await asyncio.wait_for(consumer.highwaters(*mine), END_OFFSETS_TIMEOUT_S)
+    except Exception:  # a timeout or a broker error: the ends are unknown
+        return {tp.partition: None for tp in mine}
+    return {tp.partition: found.get(tp) for tp in mine}
 
 
 def consumer_lag(app: faust.App, topic: str, next_offsets: Mapping[int, int]) -> dict[int, int]:
@@ -108,7 +130,8 @@ class StallWatchdog:
         if self.paused_since is not None:
             self.paused_since = None
             self.batch_done()  # the clock starts again when the pause ends
-        positions = consumer_positions(app, self.topic, next_offsets)
+        ends = await broker_ends(app, self.topic)
+        positions = consumer_positions(app, self.topic, next_offsets, ends)
         behind = {
             partition: known
             for partition, known in positions.items()

@@ -23,8 +23,12 @@ class TP(NamedTuple):
 
 @dataclass
 class StandInConsumer:
-    highwaters: dict[TP, int | None]
+    fetched: dict[TP, int | None]
+    """The high-water marks of the last fetch answers."""
     _committed_offset: dict[TP, int | None]
+    broker_ends: dict[TP, int] = field(default_factory=dict)
+    """What the broker says when asked (else the same as fetched)."""
+    broker_down: bool = False
     _read_offset: dict[TP, int | None] = field(default_factory=dict)
     _active_partitions: set[TP] = field(default_factory=set)
     _paused_partitions: set[TP] = field(default_factory=set)
@@ -32,10 +36,10 @@ class StandInConsumer:
     seeks: list[dict[TP, int]] = field(default_factory=list)
 
     def assignment(self) -> set[TP]:
-        return set(self.highwaters)
+        return set(self.fetched)
 
     def highwater(self, tp: TP) -> int | None:
-        return self.highwaters[tp]
+        return self.fetched[tp]
 
     def resume_partitions(self, tps: list[TP]) -> None:
         self._paused_partitions.difference_update(tps)
@@ -46,6 +50,12 @@ class StandInConsumer:
 
     async def seek_wait(self, seeks: dict[TP, int]) -> None:
         self.seeks.append(seeks)
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int | None]:
+        """The broker's answer (the watchdog asks it; it does not trust the last fetch)."""
+        if self.broker_down:
+            raise ConnectionError("no broker")
+        return {tp: self.broker_ends.get(tp, self.fetched[tp]) for tp in tps}
 
 
 @dataclass
@@ -131,3 +141,23 @@ def test_a_rebalance_is_a_stall_only_when_it_lasts_four_timeouts(exits: list[str
 def test_lag_counts_the_events_topic_only_and_skips_unknown_ends() -> None:
     app = app_with({0: 50, 1: None, 2: 9}, {0: 10, 1: 3, 2: None})
     assert consumer_lag(app, TOPIC, {0: 45}) == {0: 5}
+
+
+def test_a_stuck_fetcher_is_seen_by_asking_the_broker_for_the_ends(exits: list[str]) -> None:
+    app = app_with({0: 40}, {0: 10})  # the last fetch answer said 40: looks caught up
+    app.consumer.broker_ends = {TP(TOPIC, 0): 90}  # but 50 more arrived since
+    dog = StallWatchdog(app, TOPIC, stall_s=20)
+    quiet_for(dog, 11)
+    asyncio.run(dog.check({0: 40}))
+    assert app.consumer.seeks == [{TP(TOPIC, 0): 40}]
+
+
+def test_a_broker_that_does_not_answer_leaves_the_ends_unknown_and_counts(
+    exits: list[str],
+) -> None:
+    app = app_with({0: 40}, {0: 10})
+    app.consumer.broker_down = True
+    dog = StallWatchdog(app, TOPIC, stall_s=20)
+    quiet_for(dog, 21)
+    asyncio.run(dog.check({0: 40}))
+    assert app.consumer.seeks == [] and len(exits) == 1  # nothing to seek to; restart
