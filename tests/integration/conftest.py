@@ -1,5 +1,6 @@
 """When an integration test fails, its report carries the tail of every worker log the
-test started: CI keeps only pytest's output, and a stalled worker explains itself there."""
+test started (CI keeps only pytest's output, and a stalled worker explains itself
+there); after every test, the workers it started are gone."""
 
 from __future__ import annotations
 
@@ -22,4 +23,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             title = f"{worker.log_path.name} (last {len(lines)} lines)"
             report.sections.append((title, "\n".join(lines)))
     if report.when == "teardown":
+        for worker in STARTED_WORKERS:
+            worker.kill()  # a test that failed half-way leaves none running
         STARTED_WORKERS.clear()
