@@ -130,6 +130,9 @@ class StallWatchdog:
         if self.paused_since is not None:
             self.paused_since = None
             self.batch_done()  # the clock starts again when the pause ends
+        quiet_s = now - self.last_batch_at
+        if quiet_s < self.stall_s / 2:
+            return  # a batch came lately: no need to ask the broker anything
         ends = await broker_ends(app, self.topic)
         positions = consumer_positions(app, self.topic, next_offsets, ends)
         behind = {
@@ -140,7 +143,6 @@ class StallWatchdog:
         if not behind:
             self.batch_done()  # nothing to consume
             return
-        quiet_s = now - self.last_batch_at
         if quiet_s >= self.stall_s / 2 and not self.kicked:
             self.kicked = True
             log.warning(
