@@ -20,10 +20,10 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from pipeline.config import Settings
+from pipeline.schema.batch import EventBatchEncoder
 from pipeline.schema.codec import AvroCodec
 from pipeline.schema.event import Event, InvalidEvent, parse_event_line
 
-BATCH_SCHEMA = "audit_event_batch"
 COLLECTOR_NAME = "auditpipe-publish/0.1"
 # Sends awaiting their acknowledgement before `add` waits for the oldest (backpressure).
 MAX_IN_FLIGHT = 64
@@ -74,7 +74,9 @@ class EventPublisher:
         self.topic = settings.kafka.topic_events
         self.batch_events = settings.publish.batch_events
         self.stats = PublishStats()
-        self._buffers: dict[str, list[Event]] = {}
+        self._batches = EventBatchEncoder(codec, collector=COLLECTOR_NAME)
+        self._buffers: dict[str, list[bytes]] = {}
+        """Per sandbox, its events not sent yet, each encoded when it was added."""
         self._buffer_started: dict[str, float] = {}
         self._in_flight: list[asyncio.Future[Any]] = []
         self._linger_task: asyncio.Task[None] | None = None
@@ -112,14 +114,21 @@ class EventPublisher:
             await self._producer.stop()
 
     async def add(self, event: Event) -> None:
+        """Encode and buffer one event; a ValueError names what the schema cannot hold."""
+        if self.buffer(event):
+            await self.send(event["sandbox_id"])
+
+    def buffer(self, event: Event) -> bool:
+        """Encode and buffer one event; True when its sandbox's batch is full: then
+        `send` it (what `add` does; this half is for loops that await only then)."""
+        encoded = self._batches.encode(event)
         sandbox = event["sandbox_id"]
         buffer = self._buffers.get(sandbox)
         if buffer is None:
             buffer = self._buffers[sandbox] = []
             self._buffer_started[sandbox] = time.monotonic()
-        buffer.append(event)
-        if len(buffer) >= self.batch_events:
-            await self._send_buffer(sandbox)
+        buffer.append(encoded)
+        return len(buffer) >= self.batch_events
 
     async def add_many(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -128,16 +137,21 @@ class EventPublisher:
     async def flush(self) -> None:
         """Send every partly filled batch and wait until the broker acknowledged all."""
         for sandbox in list(self._buffers):
-            await self._send_buffer(sandbox)
+            await self.send(sandbox)
         await self._drain(0)
 
-    async def _send_buffer(self, sandbox: str) -> None:
+    async def send(self, sandbox: str) -> None:
+        """Send the sandbox's buffered events (one message, or more if over the size limit)."""
         async with self._send_lock:
-            events = self._buffers.pop(sandbox, None)
+            encoded = self._buffers.pop(sandbox, None)
             self._buffer_started.pop(sandbox, None)
-            if events:
-                max_bytes = self.settings.publish.max_message_bytes
-                for message, count in encode_batches(self.codec, sandbox, events, max_bytes):
+            if encoded:
+                for message, count in self._batches.messages(
+                    sandbox,
+                    encoded,
+                    max_bytes=self.settings.publish.max_message_bytes,
+                    sent_at=now_ms(),
+                ):
                     await self._send(sandbox, message, count)
 
     async def _send(self, sandbox: str, message: bytes, events: int) -> None:
@@ -166,26 +180,7 @@ class EventPublisher:
             deadline = time.monotonic() - linger_s
             for sandbox, started in list(self._buffer_started.items()):
                 if started <= deadline:
-                    await self._send_buffer(sandbox)
-
-
-def encode_batches(
-    codec: AvroCodec, sandbox: str, events: list[Event], max_bytes: int
-) -> list[tuple[bytes, int]]:
-    """(message, events in it) pairs: one message, or halves until each fits max_bytes.
-
-    A single event over max_bytes is still sent alone; the broker's own limit decides.
-    """
-    message = codec.encode(
-        BATCH_SCHEMA,
-        {"sandbox_id": sandbox, "collector": COLLECTOR_NAME, "sent_at": now_ms(), "events": events},
-    )
-    if len(message) <= max_bytes or len(events) == 1:
-        return [(message, len(events))]
-    half = len(events) // 2
-    return encode_batches(codec, sandbox, events[:half], max_bytes) + encode_batches(
-        codec, sandbox, events[half:], max_bytes
-    )
+                    await self.send(sandbox)
 
 
 @dataclass
@@ -203,11 +198,14 @@ async def publish_json_lines(
     """Publish JSON-lines events; a bad line is reported through on_error and skipped."""
     sequences = SequenceAssigner()
     async with EventPublisher(settings, codec) as publisher:
+        now = now_ms()
         for number, line in enumerate(lines, start=1):
-            if not line.strip():
+            if not number & 0xFF:  # the time a missing ts is filled with, every 256 lines
+                now = now_ms()
+            if not line or line.isspace():
                 continue
             try:
-                event = parse_event_line(line, now_ms=now_ms())
+                event = parse_event_line(line, now_ms=now)
             except orjson.JSONDecodeError as exc:
                 publisher.stats.rejected += 1
                 on_error(LineError(number, f"invalid JSON: {exc}"))
@@ -217,7 +215,14 @@ async def publish_json_lines(
                 on_error(LineError(number, str(exc)))
                 continue
             sequences.assign(event)
-            await publisher.add(event)
+            try:
+                full = publisher.buffer(event)
+            except ValueError as exc:  # checked above; a last guard, never a crash
+                publisher.stats.rejected += 1
+                on_error(LineError(number, str(exc)))
+                continue
+            if full:  # the loop awaits only when a batch is full
+                await publisher.send(event["sandbox_id"])
     return publisher.stats
 
 

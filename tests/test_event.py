@@ -53,6 +53,7 @@ def test_ts_is_epoch_ms_or_rfc3339(ts: Any, expected: int) -> None:
         ("yesterday", "not RFC 3339"),
         (17.5, "got float"),
         (True, "got bool"),
+        (2**63, "beyond the largest Avro long"),
     ],
 )
 def test_bad_ts_is_rejected_with_reason(ts: Any, problem: str) -> None:
@@ -70,6 +71,8 @@ def test_bad_ts_is_rejected_with_reason(ts: Any, problem: str) -> None:
         ({"seq": "3"}, "seq: expected an integer, got str"),
         ({"seq": 0}, "seq: must be >= 1"),
         ({"bytes": -1}, "bytes: must be >= 0"),
+        ({"bytes": 2**63}, "bytes: 9223372036854775808 is beyond the largest Avro long"),
+        ({"actor": {"uid": 2**64}}, "actor.uid: .* is beyond the largest Avro long"),
         ({"actor": "root"}, "actor: expected an object, got str"),
         ({"actor": {"pid": "12"}}, "actor.pid: expected an integer, got str"),
         ({"actor": {"shell": "sh"}}, "actor.shell: unknown field"),
@@ -139,6 +142,10 @@ def test_parse_event_line_matches_normalize_event_on_every_kind_of_line() -> Non
         b'{"tenant": "a", "sandbox_id": "s", "category": "api", "action": "x",'
         b' "actor": {"shell": "sh"}}',
         b'{"tenant": "a", "sandbox_id": "s", "category": "api", "action": "x", "seq": 0}',
+        b'{"tenant": "a", "sandbox_id": "s", "category": "api", "action": "x",'
+        b' "ts": 9223372036854775808}',
+        b'{"tenant": "a", "sandbox_id": "s", "category": "api", "action": "x",'
+        b' "bytes": 9223372036854775808}',
     ]
     for line in bad:
         with pytest.raises(InvalidEvent) as slow:

@@ -33,8 +33,10 @@ True
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from pipeline.native import speedups
 from pipeline.schema.event import Event
 
 GENESIS = bytes(32)
@@ -82,6 +84,8 @@ def canonical(event: Event) -> bytes:
 
 def link(prev_hash: bytes, event: Event) -> bytes:
     """The hash of an event that follows prev_hash."""
+    if speedups is not None:
+        return speedups.link(prev_hash, event)
     return hashlib.sha256(prev_hash + canonical(event)).digest()
 
 
@@ -96,8 +100,32 @@ class ChainHead:
 
     def seal(self, event: Event) -> Event:
         """Set the event's seq, prev_hash and hash, and advance the head."""
-        self.seq += 1
-        event["seq"] = self.seq
-        event["prev_hash"] = self.hash
-        self.hash = event["hash"] = link(self.hash, event)
+        self.seal_many((event,))
         return event
+
+    def seal_encoded(self, event: Event, encode: Callable[[Event], bytes]) -> bytes:
+        """`seal` the event and return ``encode(event)``. When encode refuses the event
+        (ValueError), neither the event nor the head changes. With the C event encoder the
+        two are one call (~1.5 us)."""
+        if speedups is not None and encode is speedups.encode_event:
+            encoded = speedups.seal_encode(event, self.seq, self.hash)
+            self.seq, self.hash = event["seq"], event["hash"]
+            return encoded
+        before = (self.seq, self.hash, event.get("seq"), event.get("prev_hash"), event.get("hash"))
+        self.seal(event)
+        try:
+            return encode(event)
+        except BaseException:
+            self.seq, self.hash, event["seq"], event["prev_hash"], event["hash"] = before
+            raise
+
+    def seal_many(self, events: Sequence[Event]) -> None:
+        """`seal` each event in turn (in C where the speedups are built: ~1 us an event)."""
+        if speedups is not None:
+            self.seq, self.hash = speedups.seal(events, self.seq, self.hash)
+            return
+        for event in events:
+            self.seq += 1
+            event["seq"] = self.seq
+            event["prev_hash"] = self.hash
+            self.hash = event["hash"] = hashlib.sha256(self.hash + canonical(event)).digest()

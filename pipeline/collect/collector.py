@@ -43,13 +43,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pipeline.collect.chain import ChainHead
 from pipeline.collect.spool import Group, Spool, SpooledMessage
 from pipeline.config import Settings
-from pipeline.publish import encode_batches
 from pipeline.schema import codec_for
+from pipeline.schema.batch import EventBatchEncoder
 from pipeline.schema.event import LEVELS, Event
 
 log = logging.getLogger("auditpipe.collector")
 
 SEQ_HEADER = "auditpipe-seq"
+COLLECTOR_NAME = "auditpipe-collector/0.1"
+"""The batches' `collector` field: who sent them."""
 IN_FLIGHT_GROUPS = 8
 MEMORY_GROUPS = 64
 """Committed groups kept in memory for delivery; beyond this they are read from disk."""
@@ -102,7 +104,11 @@ class Collector:
         self.sources: dict[str, Any] = {}
         """The position each source reached, as of the last commit (after start: resume)."""
         self._heads: dict[str, ChainHead] = {}
-        self._buffers: dict[str, list[Event]] = {}
+        self._batches = EventBatchEncoder(self.codec, collector=COLLECTOR_NAME)
+        self._encode_event = self._batches.encode
+        self._batch_events = settings.publish.batch_events
+        self._buffers: dict[str, list[bytes]] = {}
+        """Per sandbox, its events sealed and encoded since the last commit."""
         self._buffer_started = 0.0
         self._next_group = 1
         self._memory: dict[int, Group] = {}
@@ -110,6 +116,9 @@ class Collector:
         self._next_send = 1
         self._unsure = False
         """True when groups may have reached Kafka without their acknowledgement."""
+        self._kafka_takes = True
+        """False from a failed or stalled delivery to the next acknowledgement: commits
+        then spool without waiting for Kafka (see `_wait_for_memory_room`)."""
         self._in_kafka: dict[str, int] = {}
         """Highest seq per sandbox found in Kafka on recovery: not sent again."""
         self._committed = asyncio.Condition()
@@ -179,32 +188,39 @@ class Collector:
     # -- emitting -------------------------------------------------------------------
 
     async def emit(self, event: Event, *, source: str | None = None, position: Any = None) -> None:
-        """Chain and buffer one valid event; ``source``/``position`` is where the source
-        will resume after it. May wait while the spool is over its size limit."""
+        """Chain, encode and buffer one valid event; ``source``/``position`` is where the
+        source will resume after it. An event the schema cannot hold raises ValueError and
+        changes nothing. May wait while the spool is over its size limit, or while Kafka
+        is slower than the caller (backpressure)."""
         if source is not None:
             self.sources[source] = position
-        if LEVELS.index(event["level"]) < self.min_level:
+        if self.min_level and LEVELS.index(event["level"]) < self.min_level:
             key = (event["category"], event["level"])
             self.stats.filtered[key] += 1
             self._filtered.setdefault((event["tenant"], event["sandbox_id"]), Counter())[key] += 1
             return
-        await self._accept(event)
+        if self._buffer(event):  # the caller waits only when a batch is full
+            await self.commit()
 
     async def _accept(self, event: Event) -> None:
+        if self._buffer(event):
+            await self.commit()
+
+    def _buffer(self, event: Event) -> bool:
+        """Seal, encode and buffer the event; True when its sandbox's batch is full."""
         sandbox = event["sandbox_id"]
         head = self._heads.get(sandbox)
         if head is None:
             head = self._heads[sandbox] = ChainHead()
-        head.seal(event)
+        encoded = head.seal_encoded(event, self._encode_event)
         buffer = self._buffers.get(sandbox)
         if buffer is None:
             if not self._buffers:
                 self._buffer_started = time.monotonic()
             buffer = self._buffers[sandbox] = []
-        buffer.append(event)
+        buffer.append(encoded)
         self.stats.emitted += 1
-        if len(buffer) >= self.settings.publish.batch_events:
-            await self.commit()
+        return len(buffer) >= self._batch_events
 
     def advance(self, source: str, position: Any) -> None:
         """A source moved past input that produced no event (a bad line, a comment)."""
@@ -234,18 +250,21 @@ class Collector:
                 self._memory[number] = Group(number, spooled, state)
         async with self._committed:
             self._committed.notify_all()
+        await self._wait_for_memory_room()
 
-    def _encode(self, buffers: dict[str, list[Event]]) -> list[SpooledMessage]:
+    def _encode(self, buffers: dict[str, list[bytes]]) -> list[SpooledMessage]:
         max_bytes = self.settings.publish.max_message_bytes
+        sent_at = time.time_ns() // 1_000_000
         spooled = []
-        for sandbox, events in buffers.items():
-            start = 0
-            for payload, count in encode_batches(self.codec, sandbox, events, max_bytes):
-                part = events[start : start + count]
-                start += count
-                spooled.append(
-                    SpooledMessage(sandbox, part[0]["seq"], part[-1]["seq"], count, payload)
-                )
+        for sandbox, encoded in buffers.items():
+            # A buffer holds the events sealed since the last commit: consecutive seqs
+            # that end at the head.
+            first = self._heads[sandbox].seq - len(encoded) + 1
+            for payload, count in self._batches.messages(
+                sandbox, encoded, max_bytes=max_bytes, sent_at=sent_at
+            ):
+                spooled.append(SpooledMessage(sandbox, first, first + count - 1, count, payload))
+                first += count
         return spooled
 
     async def flush(self) -> None:
@@ -257,6 +276,23 @@ class Collector:
         target = self._committed_group
         async with self._delivered:
             await self._delivered.wait_for(lambda: self._delivered_group >= target)
+
+    async def _wait_for_memory_room(self) -> None:
+        """Backpressure while Kafka takes the events: when MEMORY_GROUPS groups wait for
+        delivery, wait until one is delivered (else they would spill to the spool file,
+        to be read back). While Kafka is down or stalls (no delivery for a second), do not
+        wait: the spool grows on disk instead."""
+        while len(self._memory) >= MEMORY_GROUPS and self._kafka_takes:
+            async with self._delivered:
+                before = self._delivered_group
+
+                def progressed(before: int = before) -> bool:
+                    return self._delivered_group > before
+
+                try:
+                    await asyncio.wait_for(self._delivered.wait_for(progressed), 1.0)
+                except TimeoutError:
+                    self._kafka_takes = False  # until the next delivery
 
     async def _wait_for_spool_room(self) -> None:
         limit = self.settings.collect.max_spool_bytes
@@ -346,6 +382,7 @@ class Collector:
                 raise
             except Exception as exc:
                 self.stats.send_errors += 1
+                self._kafka_takes = False
                 log.warning(
                     "delivery failed (%s: %s); the spool keeps the events, retrying",
                     type(exc).__name__,
@@ -429,6 +466,7 @@ class Collector:
         self.spool.acknowledge(group.number)
         self._memory.pop(group.number, None)
         self.stats.delivered += sum(m.events for m in group.messages)
+        self._kafka_takes = True
         async with self._delivered:
             self._delivered_group = group.number
             self._delivered.notify_all()

@@ -62,15 +62,17 @@ class AvroCodec:
         self.resolver = resolver
         self._resolved: dict[tuple[bytes, bytes], Any] = {}
 
+    def header(self, version: SchemaVersion) -> bytes:
+        """The bytes before a message's body that name its schema version."""
+        if self.resolver is None:
+            return SINGLE_OBJECT_MAGIC + version.fingerprint
+        return CONFLUENT_MAGIC + self.resolver.id_for(version).to_bytes(4, "big")
+
     def encode(self, name: str, record: Any) -> bytes:
         version = self.registry.latest(name)
-        if self.resolver is None:
-            header = SINGLE_OBJECT_MAGIC + version.fingerprint
-        else:
-            header = CONFLUENT_MAGIC + self.resolver.id_for(version).to_bytes(4, "big")
+        header = self.header(version)
         try:
-            body: bytes = version.fast.binary_encode(record)
-            return header + body
+            return header + version.encode_body(record)
         except KeyError as exc:  # cavro's word for a symbol its enum does not have
             raise ValueError(f"{name}: no enum symbol {exc} in the schema") from None
 

@@ -49,6 +49,8 @@ EVENT_FIELDS = frozenset(
         "hash",
     )
 )
+MAX_LONG = 2**63 - 1
+"""The largest value of an Avro long: integer fields above it cannot be encoded."""
 # Epoch milliseconds of 2001-09-09: a smaller ts is almost surely seconds, not milliseconds.
 _MIN_PLAUSIBLE_MS = 1_000_000_000_000
 _MAX_STRING = 64 * 1024
@@ -102,6 +104,8 @@ def parse_ts(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         if value < _MIN_PLAUSIBLE_MS:
             raise InvalidEvent("ts", f"{value} looks like seconds; give epoch milliseconds")
+        if value > MAX_LONG:
+            raise InvalidEvent("ts", f"{value} is beyond the largest Avro long")
         return value
     if isinstance(value, str):
         try:
@@ -141,6 +145,8 @@ def _optional_int(field: str, value: Any, *, minimum: int) -> int | None:
         raise InvalidEvent(field, f"expected an integer, got {_kind(value)}")
     if value < minimum:
         raise InvalidEvent(field, f"must be >= {minimum}, got {value}")
+    if value > MAX_LONG:
+        raise InvalidEvent(field, f"{value} is beyond the largest Avro long")
     return value
 
 
@@ -214,7 +220,7 @@ def event_to_json(event: Event) -> dict[str, Any]:
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_ID)]
 _Text = Annotated[str, msgspec.Meta(max_length=_MAX_STRING)]
-_Count = Annotated[int, msgspec.Meta(ge=0)]
+_Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_LONG)]
 
 
 class _ActorIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -232,8 +238,8 @@ class _EventIn(msgspec.Struct, forbid_unknown_fields=True):
     category: Category
     action: _Id
     event_id: _Id | None = None
-    ts: int | str | None = None
-    seq: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    ts: Annotated[int, msgspec.Meta(le=MAX_LONG)] | str | None = None
+    seq: Annotated[int, msgspec.Meta(ge=1, le=MAX_LONG)] | None = None
     level: Level | None = None
     outcome: Outcome | None = None
     actor: _ActorIn | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import cavro
 from fastavro import parse_schema
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from pipeline.native import EVENT_BATCH_FINGERPRINT, speedups
 from pipeline.resources import resource_path
 
 _FILE_NAME = re.compile(r"^(?P<name>[a-z0-9_]+)\.v(?P<version>\d+)\.avsc$")
@@ -55,13 +57,17 @@ class SchemaVersion:
     fingerprints."""
     fast_checked: cavro.Schema = field(repr=False)
     """For decoding ``body + END_MARK``: the record, then the mark (see `checked`)."""
+    encode_body: Callable[[Any], bytes] = field(repr=False)
+    """The Avro binary body of a record: cavro's encoder, or for the event batch the C
+    one where it is built (`pipeline.native`; the same bytes, ~13x faster)."""
 
 
-def _without_logical_types(node: Any) -> Any:
+def without_logical_types(node: Any) -> Any:
+    """A schema (or part of one) with its logical types dropped: the same bytes, plain values."""
     if isinstance(node, dict):
-        return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
+        return {k: without_logical_types(v) for k, v in node.items() if k != "logicalType"}
     if isinstance(node, list):
-        return [_without_logical_types(item) for item in node]
+        return [without_logical_types(item) for item in node]
     return node
 
 
@@ -86,19 +92,30 @@ def checked(plain: Any) -> dict[str, Any]:
     }
 
 
+def _native_event_batch(record: Any) -> bytes:
+    assert speedups is not None
+    return speedups.encode_event_batch(
+        record["sandbox_id"], record.get("collector", ""), record["sent_at"], record["events"]
+    )
+
+
 def make_version(name: str, version: int, raw: dict[str, Any]) -> SchemaVersion:
     canonical = to_parsing_canonical_form(copy.deepcopy(raw))
-    plain = _without_logical_types(copy.deepcopy(raw))
+    plain = without_logical_types(copy.deepcopy(raw))
     # fastavro gives the fingerprint's bytes in little-endian order already, as hex.
+    fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+    fast = cavro.Schema(json.dumps(plain), options=CAVRO_OPTIONS)
+    native = speedups is not None and fp == EVENT_BATCH_FINGERPRINT
     return SchemaVersion(
         name=name,
         version=version,
         raw=raw,
-        fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
+        fingerprint=fp,
         parsed=parse_schema(copy.deepcopy(raw)),
         plain=parse_schema(copy.deepcopy(plain)),
-        fast=cavro.Schema(json.dumps(plain), options=CAVRO_OPTIONS),
+        fast=fast,
         fast_checked=cavro.Schema(json.dumps(checked(plain)), options=CAVRO_OPTIONS),
+        encode_body=_native_event_batch if native else fast.binary_encode,
     )
 
 

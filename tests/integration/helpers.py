@@ -35,7 +35,12 @@ def config_file(settings: Settings) -> Path:
 
 
 def child_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDITPIPE_")}
+    # Settings come from the config file alone; AUDITPIPE_NATIVE is not a setting.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AUDITPIPE_") or k == "AUDITPIPE_NATIVE"
+    }
     env["AUDITPIPE_CONFIG"] = str(config_file(settings))
     return env
 
