@@ -36,6 +36,28 @@ def test_acknowledged_groups_are_not_recovered(tmp_path: Path) -> None:
     assert again.acked == 2
 
 
+def test_a_torn_acknowledgement_leaves_its_groups_unacknowledged(tmp_path: Path) -> None:
+    # ACK records are not fsynced on their own: a crash may tear the last one.
+    spool = Spool(tmp_path / "ref", fsync=False)
+    spool.append_group(1, [message("a", 1, 3)], {"n": 1})
+    spool.append_group(2, [message("a", 4, 6)], {"n": 2})
+    (segment,) = (tmp_path / "ref").glob("*.spool")
+    groups = segment.read_bytes()
+    spool.acknowledge(2)
+    spool.close()
+    with_ack = segment.read_bytes()
+    assert len(with_ack) > len(groups)
+
+    for cut in range(len(groups), len(with_ack)):
+        folder = tmp_path / f"cut{cut}"
+        folder.mkdir()
+        (folder / segment.name).write_bytes(with_ack[:cut])
+        again = Spool(folder, fsync=False)
+        recovered = again.recover()
+        assert [g.number for g in recovered.unacked] == [1, 2], cut
+        assert (again.acked, recovered.next_group, recovered.state) == (0, 3, {"n": 2})
+
+
 def test_a_torn_group_is_dropped_whole_at_every_cut(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "ref", fsync=False)
     spool.append_group(1, [message("a", 1, 3)], {"n": 1})

@@ -243,7 +243,9 @@ class Collector:
             }
             number = self._next_group
             self._next_group += 1
-            self.spool.append_group(number, spooled, state)
+            make_durable = self.spool.write_group(number, spooled, state)
+            # The fsync waits for the disk, not the CPU: delivery goes on meanwhile.
+            await asyncio.to_thread(make_durable)
             self._committed_group = number
             self.stats.committed += sum(m.events for m in spooled)
             if len(self._memory) < MEMORY_GROUPS:

@@ -9,7 +9,10 @@ come in *groups*, written with one fsync: the messages of one commit, then an EN
 carrying the state after them (each sandbox's chain head, each source's position). A
 group without its END (a crash in the middle of a write) is discarded on recovery, with
 everything after it. ACK records note the highest group number Kafka acknowledged;
-segments whose groups are all acknowledged are deleted.
+segments whose groups are all acknowledged are deleted. ACK records are not fsynced on
+their own (the next group's fsync carries them): one lost in a crash only makes the
+restarted collector look its groups up in Kafka, which it does for unacknowledged groups
+anyway, and sends none of them twice.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import itertools
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,16 +127,35 @@ class Spool:
         self, number: int, messages: list[SpooledMessage], state: dict[str, Any]
     ) -> None:
         """Write one group durably (one fsync): after this returns it survives a crash."""
+        self.write_group(number, messages, state)()
+
+    def write_group(
+        self, number: int, messages: list[SpooledMessage], state: dict[str, Any]
+    ) -> Callable[[], None]:
+        """Write one group; return the call that makes it durable (the fsync), which may
+        run in another thread while the caller's event loop goes on."""
         frames = [_frame(_MESSAGE, _encode_message(m)) for m in messages]
         frames.append(_frame(_END, orjson.dumps({"group": number, "state": state})))
-        self._write(b"".join(frames), number)
+        self._write(b"".join(frames), number, sync=False)
+        if not self.fsync:
+            return _nothing
+        # Its own descriptor: the segment may be closed (rolled over) while it syncs.
+        descriptor = os.dup(self._file.fileno())
+
+        def make_durable() -> None:
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+
+        return make_durable
 
     def acknowledge(self, number: int) -> None:
         """Kafka acknowledged every group up to ``number``."""
         if number <= self.acked:
             return
         self.acked = number
-        self._write(_frame(_ACK, str(number).encode()), None)
+        self._write(_frame(_ACK, str(number).encode()), None, sync=False)
         self._delete_acked_segments()
 
     def close(self) -> None:
@@ -141,12 +163,12 @@ class Spool:
             self._file.close()
             self._file = None
 
-    def _write(self, data: bytes, group: int | None) -> None:
+    def _write(self, data: bytes, group: int | None, *, sync: bool = True) -> None:
         if self._file is None or (group is not None and self._file.tell() >= self.segment_bytes):
             self._open_segment(group if group is not None else self.acked + 1)
         self._file.write(data)
         self._file.flush()
-        if self.fsync:
+        if sync and self.fsync:
             os.fsync(self._file.fileno())
         self.bytes_on_disk += len(data)
 
@@ -176,6 +198,10 @@ class Spool:
             self._read_segment(path, groups, recovered)
         self.acked = saved_acked
         yield from (g for g in groups if g.number > after)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _frame(kind: bytes, payload: bytes) -> bytes:
