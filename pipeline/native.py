@@ -2,11 +2,13 @@
 
 The extension is built by ``pip install`` where a C compiler and the OpenSSL headers are
 found; elsewhere the install goes on without it and the pure-Python code runs instead
-(the same bytes and hashes, about ten times slower per event). It does three things:
+(the same bytes and hashes, several times slower per event). It does these things:
 
 * ``seal`` and ``link``: the hash chain (``pipeline/collect/chain.py`` specifies it);
-* ``encode_event_batch``: the Avro body of ``audit_event_batch`` v1, used only for the
-  schema version whose fingerprint is `EVENT_BATCH_FINGERPRINT`.
+* ``encode_event``, ``seal_encode``, ``encode_event_batch`` and ``decode_event_batch``:
+  the Avro codec of ``audit_event_batch`` v1, used only for the schema version whose
+  fingerprint is `EVENT_BATCH_FINGERPRINT` (the worker's decoder reads untrusted bytes:
+  every read is bounds-checked, and tests fuzz it).
 
 Set ``AUDITPIPE_NATIVE=0`` to run the pure-Python code although the extension is built
 (benchmarks compare the two this way; tests compare their output).
@@ -35,6 +37,7 @@ class Speedups(Protocol):
     def seal_encode(self, event: Any, seq: int, prev_hash: bytes) -> bytes: ...
     def link(self, prev_hash: bytes, event: Any) -> bytes: ...
     def canonical(self, event: Any) -> bytes: ...
+    def decode_event_batch(self, body: Any) -> Any: ...
     def seal(self, events: Sequence[Any], seq: int, prev_hash: bytes) -> tuple[int, bytes]: ...
 
 

@@ -215,3 +215,61 @@ def test_AUDITPIPE_NATIVE_0_turns_the_speedups_off(monkeypatch: pytest.MonkeyPat
     assert native._load() is None
     monkeypatch.setenv("AUDITPIPE_NATIVE", "1")
     assert native._load() is C
+
+
+def cavro_decode(body: bytes) -> Any:
+    return BATCH.fast.binary_decode(body)
+
+
+@pytest.mark.parametrize("events", [simulated(3000), odd_events(), []], ids=["sim", "odd", "empty"])
+def test_decoded_batches_equal_cavros(events: list[dict[str, Any]]) -> None:
+    body = cavro_body(events)
+    assert C.decode_event_batch(body) == cavro_decode(body)
+    assert C.decode_event_batch(memoryview(b"xx" + body)[2:]) == cavro_decode(body)
+
+
+def test_blocks_with_negative_counts_and_several_blocks_are_read() -> None:
+    from pipeline.schema.batch import avro_long, avro_string
+
+    events = odd_events()[:4]
+    encoded = [C.encode_event(e) for e in events]
+    head = avro_string("sb-1") + avro_string("test/1") + avro_long(1_700_000_000_000)
+    first, second = b"".join(encoded[:2]), b"".join(encoded[2:])
+    # two blocks: the first with a negative count and its byte size
+    body = head + avro_long(-2) + avro_long(len(first)) + first + avro_long(2) + second
+    body += avro_long(0)
+    assert C.decode_event_batch(body)["events"] == cavro_decode(cavro_body(events))["events"]
+
+
+def test_every_truncation_of_a_body_is_a_value_error() -> None:
+    body = cavro_body(odd_events())
+    for cut in range(len(body)):
+        with pytest.raises(ValueError):
+            C.decode_event_batch(body[:cut])
+    with pytest.raises(ValueError, match="bytes after the record"):
+        C.decode_event_batch(body + b"\x00")
+
+
+def test_corrupt_bytes_never_crash_and_valid_reads_agree_with_cavro() -> None:
+    rng = random.Random(5)
+    body = bytearray(cavro_body(simulated(20)))
+    for _ in range(20_000):
+        corrupt = bytearray(body)
+        for _ in range(rng.randint(1, 4)):
+            corrupt[rng.randrange(len(corrupt))] = rng.randrange(256)
+        try:
+            got = C.decode_event_batch(bytes(corrupt))
+        except ValueError:
+            continue
+        assert got == cavro_decode(bytes(corrupt))
+    for size in range(0, 200):
+        with contextlib.suppress(ValueError):
+            C.decode_event_batch(rng.randbytes(size))
+
+
+def test_a_huge_count_in_few_bytes_is_refused_at_once() -> None:
+    from pipeline.schema.batch import avro_long, avro_string
+
+    body = avro_string("sb") + avro_string("c") + avro_long(1) + avro_long(2**40)
+    with pytest.raises(ValueError, match="block count beyond the data"):
+        C.decode_event_batch(body)

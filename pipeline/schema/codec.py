@@ -95,6 +95,11 @@ class AvroCodec:
         writer = self.writer_of(data)
         reader = self.registry.latest(writer.name)
         header = 10 if data[:1] == SINGLE_OBJECT_MAGIC[:1] else 5
+        if reader is writer and writer.decode_body is not None:
+            try:
+                return Decoded(writer, writer.decode_body(memoryview(data)[header:]))
+            except ValueError as exc:
+                raise DecodeError("corrupt_body", str(exc)) from None
         schema = writer.fast_checked if reader is writer else self._resolve(writer, reader)
         try:
             checked = schema.binary_decode(bytes(data[header:]) + END_MARK)

@@ -1,0 +1,93 @@
+"""The C speedups against the pure-Python code, per event, in one process (no service).
+
+    python benchmarks/native.py [--events 100000] [--runs 5]
+
+For each hot path: microseconds per event with the C code and without it (the same
+functions with ``speedups`` set to None), medians of the runs, and their ratio:
+
+* seal: number and chain a sandbox's events (``ChainHead.seal_many``);
+* link: check one event's hash (the worker's live chain check);
+* encode: one event's Avro binary (``EventBatchEncoder.encode``);
+* seal + encode: what ``Collector.emit`` does per event (``ChainHead.seal_encoded``).
+
+Events come from the fleet simulator, made before the timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline import native
+from pipeline.collect import chain
+from pipeline.collect.chain import GENESIS, ChainHead
+from pipeline.schema import batch
+from pipeline.schema.batch import EventBatchEncoder
+from pipeline.schema.codec import AvroCodec
+from pipeline.schema.registry import SchemaRegistry
+from pipeline.simulate import FleetSimulator
+
+Case = Callable[[list[dict[str, Any]]], None]
+
+
+def cases(codec: AvroCodec) -> dict[str, Case]:
+    encoder = EventBatchEncoder(codec, collector="bench")  # C or Python, as patched
+
+    def seal(events: list[dict[str, Any]]) -> None:
+        ChainHead().seal_many(events)
+
+    def link(events: list[dict[str, Any]]) -> None:
+        for event in events:
+            chain.link(GENESIS, event)
+
+    def encode(events: list[dict[str, Any]]) -> None:
+        for event in events:
+            encoder.encode(event)
+
+    def seal_encode(events: list[dict[str, Any]]) -> None:
+        head = ChainHead()
+        for event in events:
+            head.seal_encoded(event, encoder.encode)
+
+    return {"seal": seal, "link": link, "encode": encode, "seal + encode": seal_encode}
+
+
+def per_event_us(case: Case, events: list[dict[str, Any]], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        fresh = copy.deepcopy(events)
+        started = time.perf_counter()
+        case(fresh)
+        times.append((time.perf_counter() - started) / len(events) * 1e6)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    if not native.available():
+        sys.exit("the C speedups are not built here (see README, Installing)")
+    codec = AvroCodec(SchemaRegistry.load())
+    events = [dict(e) for e in FleetSimulator(50, seed=1).events(args.events)]
+    with_c = {name: per_event_us(case, events, args.runs) for name, case in cases(codec).items()}
+    chain.speedups = batch.speedups = None  # the pure-Python code from here on
+    python = {name: per_event_us(case, events, args.runs) for name, case in cases(codec).items()}
+    print(f"{args.events:,} events, medians of {args.runs} runs, µs per event")
+    print(f"{'path':<15}{'C':>8}{'Python':>10}{'ratio':>8}")
+    for name in with_c:
+        ratio = python[name] / with_c[name]
+        print(f"{name:<15}{with_c[name]:>8.2f}{python[name]:>10.2f}{ratio:>7.1f}x")
+
+
+if __name__ == "__main__":
+    main()
