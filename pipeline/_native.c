@@ -88,11 +88,6 @@ static const char *CATEGORIES[] = {"process", "file", "network", "permission",
 static const char *LEVELS[] = {"debug", "info", "notice", "warning", "error", "critical", NULL};
 static const char *OUTCOMES[] = {"success", "failure", "denied", NULL};
 
-/* The value of a field; NULL with no error set when the key is absent. */
-static PyObject *field(PyObject *record, int key) {
-    return PyDict_GetItemWithError(record, KEYS[key]);
-}
-
 static int need_dict(PyObject *obj, const char *what) {
     if (PyDict_Check(obj)) return 0;
     PyErr_Format(PyExc_TypeError, "%s: expected a dict, got %.80s", what, Py_TYPE(obj)->tp_name);
@@ -190,44 +185,72 @@ static int avro_optional_sha256(Buf *b, PyObject *value, const char *name) {
     return buf_put(b, PyBytes_AS_STRING(value), 32);
 }
 
+/* ---- an event's fields, looked up once ------------------------------------------ */
+
+/* The values of an event's fields (and its actor's), each looked up once and held (new
+ * references) while the canonical bytes and the Avro binary are written from them: code
+ * that runs while they are used (a __str__) cannot free them. NULL: absent. */
+typedef struct {
+    PyObject *v[K_COUNT];
+} Fields;
+
+static const int EVENT_KEYS[] = {K_EVENT_ID, K_TS,      K_TENANT,     K_SANDBOX_ID, K_SEQ,
+                                 K_CATEGORY, K_ACTION,  K_LEVEL,      K_OUTCOME,    K_ACTOR,
+                                 K_OBJECT,   K_BYTES,   K_ATTRIBUTES, K_PREV_HASH,  K_HASH};
+static const int ACTOR_KEYS[] = {K_USER, K_UID, K_PID, K_PPID, K_PROCESS, K_CMDLINE};
+
+static void release(Fields *f) {
+    for (int i = 0; i < K_COUNT; i++) Py_CLEAR(f->v[i]);
+}
+
+static int lookup(Fields *f, PyObject *record, const int *keys, int count) {
+    for (int i = 0; i < count; i++) {
+        PyObject *value = PyDict_GetItemWithError(record, KEYS[keys[i]]);
+        if (value == NULL && PyErr_Occurred()) return -1;
+        f->v[keys[i]] = Py_XNewRef(value);
+    }
+    return 0;
+}
+
+static int gather(PyObject *event, Fields *f) {
+    memset(f, 0, sizeof *f);
+    if (need_dict(event, "event") < 0) return -1;
+    if (lookup(f, event, EVENT_KEYS, 15) < 0) goto fail;
+    PyObject *actor = f->v[K_ACTOR];
+    if (actor != NULL && PyDict_Check(actor) && lookup(f, actor, ACTOR_KEYS, 6) < 0) goto fail;
+    return 0;
+fail:
+    release(f);
+    return -1;
+}
+
+/* ---- Avro binary of an event ----------------------------------------------------- */
+
 /* A required field's value, or an error naming it. */
-static PyObject *required(PyObject *record, int key, const char *name) {
-    PyObject *value = field(record, key);
-    if (value == NULL && !PyErr_Occurred())
-        PyErr_Format(PyExc_ValueError, "%s: missing (the field has no default)", name);
+static PyObject *required(const Fields *f, int key) {
+    PyObject *value = f->v[key];
+    if (value == NULL)
+        PyErr_Format(PyExc_ValueError, "%s: missing (the field has no default)", KEY_NAMES[key]);
     return value;
 }
 
 /* A string field with a default: absent means the default. */
-static int avro_string_or(Buf *b, PyObject *record, int key, const char *name, const char *dflt) {
-    PyObject *value = field(record, key);
+static int avro_string_or(Buf *b, PyObject *value, const char *name, const char *dflt) {
     if (value != NULL) return avro_string(b, value, name);
-    if (PyErr_Occurred()) return -1;
     Py_ssize_t size = (Py_ssize_t)strlen(dflt);
     if (avro_long(b, size) < 0) return -1;
     return buf_put(b, dflt, size);
 }
 
-static int avro_enum_or(Buf *b, PyObject *record, int key, const char *const *symbols,
-                        const char *name, int dflt) {
-    PyObject *value = field(record, key);
-    if (value != NULL) return avro_enum(b, value, symbols, name);
-    if (PyErr_Occurred()) return -1;
-    return avro_long(b, dflt);
-}
-
-static int avro_actor(Buf *b, PyObject *actor) {
-    if (need_dict(actor, "actor") < 0) return -1;
-    if (avro_string_or(b, actor, K_USER, "actor.user", "") < 0) return -1;
-    static const int longs[] = {K_UID, K_PID, K_PPID};
-    static const char *long_names[] = {"actor.uid", "actor.pid", "actor.ppid"};
-    for (int i = 0; i < 3; i++) {
-        PyObject *value = field(actor, longs[i]);
-        if (value == NULL && PyErr_Occurred()) return -1;
-        if (avro_optional_long(b, value, long_names[i]) < 0) return -1;
-    }
-    if (avro_string_or(b, actor, K_PROCESS, "actor.process", "") < 0) return -1;
-    return avro_string_or(b, actor, K_CMDLINE, "actor.cmdline", "");
+static int avro_actor(Buf *b, const Fields *f) {
+    if (need_dict(f->v[K_ACTOR], "actor") < 0) return -1;
+    if (avro_string_or(b, f->v[K_USER], "actor.user", "") < 0 ||
+        avro_optional_long(b, f->v[K_UID], "actor.uid") < 0 ||
+        avro_optional_long(b, f->v[K_PID], "actor.pid") < 0 ||
+        avro_optional_long(b, f->v[K_PPID], "actor.ppid") < 0 ||
+        avro_string_or(b, f->v[K_PROCESS], "actor.process", "") < 0)
+        return -1;
+    return avro_string_or(b, f->v[K_CMDLINE], "actor.cmdline", "");
 }
 
 static int avro_attributes(Buf *b, PyObject *attributes) {
@@ -253,41 +276,41 @@ typedef struct {
 } Sealed;
 
 /* One AuditEvent (v1), fields in schema order. */
-static int avro_event(Buf *b, PyObject *event, const Sealed *sealed) {
+static int avro_fields(Buf *b, const Fields *f, const Sealed *sealed) {
     PyObject *value;
-    if (need_dict(event, "event") < 0) return -1;
-    if ((value = required(event, K_EVENT_ID, "event_id")) == NULL) return -1;
-    if (avro_string(b, value, "event_id") < 0) return -1;
-    if ((value = required(event, K_TS, "ts")) == NULL) return -1;
-    if (avro_long_field(b, value, "ts") < 0) return -1;
-    if ((value = required(event, K_TENANT, "tenant")) == NULL) return -1;
-    if (avro_string(b, value, "tenant") < 0) return -1;
-    if ((value = required(event, K_SANDBOX_ID, "sandbox_id")) == NULL) return -1;
-    if (avro_string(b, value, "sandbox_id") < 0) return -1;
-    if (sealed != NULL) value = sealed->seq;
-    else if ((value = required(event, K_SEQ, "seq")) == NULL) return -1;
-    if (avro_long_field(b, value, "seq") < 0) return -1;
-    if ((value = required(event, K_CATEGORY, "category")) == NULL) return -1;
-    if (avro_enum(b, value, CATEGORIES, "category") < 0) return -1;
-    if ((value = required(event, K_ACTION, "action")) == NULL) return -1;
-    if (avro_string(b, value, "action") < 0) return -1;
-    if (avro_enum_or(b, event, K_LEVEL, LEVELS, "level", 1) < 0) return -1;
-    if (avro_enum_or(b, event, K_OUTCOME, OUTCOMES, "outcome", 0) < 0) return -1;
-    if ((value = required(event, K_ACTOR, "actor")) == NULL) return -1;
-    if (avro_actor(b, value) < 0) return -1;
-    if (avro_string_or(b, event, K_OBJECT, "object", "") < 0) return -1;
-    value = field(event, K_BYTES);
-    if (value == NULL && PyErr_Occurred()) return -1;
-    if (avro_optional_long(b, value, "bytes") < 0) return -1;
-    value = field(event, K_ATTRIBUTES);
-    if (value == NULL && PyErr_Occurred()) return -1;
-    if (avro_attributes(b, value) < 0) return -1;
-    value = sealed != NULL ? sealed->prev_hash : field(event, K_PREV_HASH);
-    if (value == NULL && PyErr_Occurred()) return -1;
+    if ((value = required(f, K_EVENT_ID)) == NULL || avro_string(b, value, "event_id") < 0 ||
+        (value = required(f, K_TS)) == NULL || avro_long_field(b, value, "ts") < 0 ||
+        (value = required(f, K_TENANT)) == NULL || avro_string(b, value, "tenant") < 0 ||
+        (value = required(f, K_SANDBOX_ID)) == NULL || avro_string(b, value, "sandbox_id") < 0)
+        return -1;
+    value = sealed != NULL ? sealed->seq : required(f, K_SEQ);
+    if (value == NULL || avro_long_field(b, value, "seq") < 0) return -1;
+    if ((value = required(f, K_CATEGORY)) == NULL ||
+        avro_enum(b, value, CATEGORIES, "category") < 0 ||
+        (value = required(f, K_ACTION)) == NULL || avro_string(b, value, "action") < 0)
+        return -1;
+    value = f->v[K_LEVEL];
+    if ((value != NULL ? avro_enum(b, value, LEVELS, "level") : avro_long(b, 1)) < 0) return -1;
+    value = f->v[K_OUTCOME];
+    if ((value != NULL ? avro_enum(b, value, OUTCOMES, "outcome") : avro_long(b, 0)) < 0)
+        return -1;
+    if (required(f, K_ACTOR) == NULL || avro_actor(b, f) < 0 ||
+        avro_string_or(b, f->v[K_OBJECT], "object", "") < 0 ||
+        avro_optional_long(b, f->v[K_BYTES], "bytes") < 0 ||
+        avro_attributes(b, f->v[K_ATTRIBUTES]) < 0)
+        return -1;
+    value = sealed != NULL ? sealed->prev_hash : f->v[K_PREV_HASH];
     if (avro_optional_sha256(b, value, "prev_hash") < 0) return -1;
-    value = sealed != NULL ? sealed->hash : field(event, K_HASH);
-    if (value == NULL && PyErr_Occurred()) return -1;
+    value = sealed != NULL ? sealed->hash : f->v[K_HASH];
     return avro_optional_sha256(b, value, "hash");
+}
+
+static int avro_event(Buf *b, PyObject *event) {
+    Fields f;
+    if (gather(event, &f) < 0) return -1;
+    int rc = avro_fields(b, &f, NULL);
+    release(&f);
+    return rc;
 }
 
 /* Prefix the pending ValueError/TypeError with the event's place: "events.<i>.". */
@@ -326,7 +349,7 @@ static PyObject *encode_event_batch(PyObject *module, PyObject *const *args, Py_
     if (count > 0) {
         if (avro_long(&b, count) < 0) goto fail;
         for (Py_ssize_t i = 0; i < count; i++) {
-            if (avro_event(&b, items[i], NULL) < 0) {
+            if (avro_event(&b, items[i]) < 0) {
                 prefix_error(i);
                 goto fail;
             }
@@ -393,19 +416,14 @@ static int canon_value(Buf *b, PyObject *value) {
     return rc;
 }
 
-static PyObject *item(PyObject *record, int key) {
-    if (!PyDict_Check(record)) {
-        PyErr_Format(PyExc_TypeError, "expected a dict, got %.80s", Py_TYPE(record)->tp_name);
-        return NULL;
+/* A field's value for the canonical bytes: absent is a KeyError, as in chain.py. */
+static int canon_field(Buf *b, const Fields *f, int key) {
+    PyObject *value = f->v[key];
+    if (value == NULL) {
+        PyErr_SetObject(PyExc_KeyError, KEYS[key]);
+        return -1;
     }
-    PyObject *value = PyDict_GetItemWithError(record, KEYS[key]);
-    if (value == NULL && !PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, KEYS[key]);
-    return value;
-}
-
-static int canon_field(Buf *b, PyObject *record, int key) {
-    PyObject *value = item(record, key);
-    return value == NULL ? -1 : canon_value(b, value);
+    return canon_value(b, value);
 }
 
 typedef struct {
@@ -467,27 +485,34 @@ static int canon_attributes(Buf *b, PyObject *attributes) {
 }
 
 /* The canonical bytes of an event; `seq`, when not NULL, stands for event["seq"]. */
-static int canonical_into(Buf *b, PyObject *event, PyObject *seq) {
+static int canonical_fields(Buf *b, const Fields *f, PyObject *seq) {
     static const int head[] = {K_EVENT_ID, K_TS, K_TENANT, K_SANDBOX_ID};
     static const int tail[] = {K_CATEGORY, K_ACTION, K_LEVEL, K_OUTCOME};
-    static const int actor_fields[] = {K_USER, K_UID, K_PID, K_PPID, K_PROCESS, K_CMDLINE};
     for (int i = 0; i < 4; i++)
-        if (canon_field(b, event, head[i]) < 0) return -1;
-    if ((seq != NULL ? canon_value(b, seq) : canon_field(b, event, K_SEQ)) < 0) return -1;
+        if (canon_field(b, f, head[i]) < 0) return -1;
+    if ((seq != NULL ? canon_value(b, seq) : canon_field(b, f, K_SEQ)) < 0) return -1;
     for (int i = 0; i < 4; i++)
-        if (canon_field(b, event, tail[i]) < 0) return -1;
-    PyObject *actor = item(event, K_ACTOR);
-    if (actor == NULL) return -1;
+        if (canon_field(b, f, tail[i]) < 0) return -1;
+    PyObject *actor = f->v[K_ACTOR];
+    if (actor == NULL) return canon_field(b, f, K_ACTOR); /* the KeyError */
+    if (!PyDict_Check(actor)) {
+        PyErr_Format(PyExc_TypeError, "expected a dict, got %.80s", Py_TYPE(actor)->tp_name);
+        return -1;
+    }
     for (int i = 0; i < 6; i++)
-        if (canon_field(b, actor, actor_fields[i]) < 0) return -1;
-    if (canon_field(b, event, K_OBJECT) < 0 || canon_field(b, event, K_BYTES) < 0) return -1;
-    PyObject *attributes = item(event, K_ATTRIBUTES);
-    return attributes == NULL ? -1 : canon_attributes(b, attributes);
+        if (canon_field(b, f, ACTOR_KEYS[i]) < 0) return -1;
+    if (canon_field(b, f, K_OBJECT) < 0 || canon_field(b, f, K_BYTES) < 0) return -1;
+    PyObject *attributes = f->v[K_ATTRIBUTES];
+    return attributes == NULL ? canon_field(b, f, K_ATTRIBUTES) : canon_attributes(b, attributes);
 }
 
 static PyObject *canonical(PyObject *module, PyObject *event) {
     Buf b = {NULL, 0, 0};
-    if (canonical_into(&b, event, NULL) < 0) {
+    Fields f;
+    if (gather(event, &f) < 0) return NULL;
+    int rc = canonical_fields(&b, &f, NULL);
+    release(&f);
+    if (rc < 0) {
         buf_free(&b);
         return NULL;
     }
@@ -498,11 +523,11 @@ static PyObject *canonical(PyObject *module, PyObject *event) {
 
 /* ---- the chain ------------------------------------------------------------------ */
 
-/* out = SHA-256(prev || canonical(event)); b is scratch space. */
-static int chain_link(Buf *b, const unsigned char *prev, PyObject *event, PyObject *seq,
-                      unsigned char *out) {
+/* out = SHA-256(prev || canonical(fields)); b is scratch space. */
+static int link_fields(Buf *b, const unsigned char *prev, const Fields *f, PyObject *seq,
+                       unsigned char *out) {
     b->len = 0;
-    if (buf_put(b, prev, 32) < 0 || canonical_into(b, event, seq) < 0) return -1;
+    if (buf_put(b, prev, 32) < 0 || canonical_fields(b, f, seq) < 0) return -1;
     /* The low-level calls: in OpenSSL 3 the one-shot SHA256() looks the algorithm up by
      * name on every call, which costs more than hashing an event. */
     SHA256_CTX context;
@@ -510,6 +535,15 @@ static int chain_link(Buf *b, const unsigned char *prev, PyObject *event, PyObje
     SHA256_Update(&context, b->data, (size_t)b->len);
     SHA256_Final(out, &context);
     return 0;
+}
+
+static int chain_link(Buf *b, const unsigned char *prev, PyObject *event, PyObject *seq,
+                      unsigned char *out) {
+    Fields f;
+    if (gather(event, &f) < 0) return -1;
+    int rc = link_fields(b, prev, &f, seq, out);
+    release(&f);
+    return rc;
 }
 
 static PyObject *chain_link_py(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -583,7 +617,7 @@ static PyObject *bytes_of(Buf *b) {
 
 static PyObject *encode_event(PyObject *module, PyObject *event) {
     Buf b = {NULL, 0, 0};
-    if (avro_event(&b, event, NULL) < 0) {
+    if (avro_event(&b, event) < 0) {
         buf_free(&b);
         return NULL;
     }
@@ -602,25 +636,28 @@ static PyObject *seal_encode(PyObject *module, PyObject *const *args, Py_ssize_t
         PyErr_SetString(PyExc_ValueError, "prev_hash: expected 32 bytes");
         return NULL;
     }
+    Fields f;
+    if (gather(event, &f) < 0) return NULL;
     Buf b = {NULL, 0, 0};
     PyObject *result = NULL, *digest = NULL;
     PyObject *seq = PyLong_FromLongLong((long long)(last + 1));
     unsigned char hash[32];
     if (seq == NULL ||
-        chain_link(&b, (const unsigned char *)PyBytes_AS_STRING(prev), event, seq, hash) < 0)
+        link_fields(&b, (const unsigned char *)PyBytes_AS_STRING(prev), &f, seq, hash) < 0)
         goto done;
     digest = PyBytes_FromStringAndSize((const char *)hash, 32);
     if (digest == NULL) goto done;
     /* Encode first, write after: an event the schema cannot hold is left as it was. */
     Sealed sealed = {seq, prev, digest};
     b.len = 0;
-    if (avro_event(&b, event, &sealed) < 0) goto done;
+    if (avro_fields(&b, &f, &sealed) < 0) goto done;
     if (PyDict_SetItem(event, KEYS[K_SEQ], seq) < 0 ||
         PyDict_SetItem(event, KEYS[K_PREV_HASH], prev) < 0 ||
         PyDict_SetItem(event, KEYS[K_HASH], digest) < 0)
         goto done;
     result = PyBytes_FromStringAndSize(b.data, b.len);
 done:
+    release(&f);
     buf_free(&b);
     Py_XDECREF(seq);
     Py_XDECREF(digest);
