@@ -49,7 +49,7 @@ from pipeline.stages.policy import LINK_COLUMNS, ROLLUP_COLUMNS, PolicyFile, Pol
 from pipeline.stages.redact import RedactStage
 from pipeline.stages.validate import ValidateStage
 from pipeline.state import DedupPersistence, RuleStatePersistence
-from pipeline.watchdog import StallWatchdog, consumer_lag, dump_tasks
+from pipeline.watchdog import GapGuard, StallWatchdog, consumer_lag, dump_tasks, rewind
 
 log = logging.getLogger("auditpipe.worker")
 
@@ -424,6 +424,7 @@ def build_app(settings: Settings) -> faust.App:
     publish_alerts = _alert_publisher(app, settings, codec)
     progress = _Progress(processor.metrics)
     watchdog = StallWatchdog(app, settings.kafka.topic_events, settings.worker.stall_timeout_s)
+    gaps = GapGuard()
     known_partitions: set[int] = set()
     """Partitions of the events topic whose stored offsets were loaded since gained."""
 
@@ -468,7 +469,10 @@ def build_app(settings: Settings) -> faust.App:
         processor.on_alerts = on_alerts
         processor.on_dead_letters = on_dead_letters
         take = stream.take_events(settings.worker.take_messages, settings.worker.take_within_s)
-        async for batch in take:
+        async for taken in take:
+            batch = await _without_skips(taken)
+            if not batch:
+                continue
             messages = [
                 RawMessage(e.message.partition, e.message.offset, e.key, e.value) for e in batch
             ]
@@ -505,7 +509,7 @@ def build_app(settings: Settings) -> faust.App:
                     await _after_batch(event_of_partition, caught_up=True)
                     completed = True
                     raise
-                caught_up = len(batch) < settings.worker.take_messages
+                caught_up = len(taken) < settings.worker.take_messages
                 await _after_batch(event_of_partition, caught_up)
             except asyncio.CancelledError:
                 if completed:
@@ -531,6 +535,34 @@ def build_app(settings: Settings) -> faust.App:
             watchdog.batch_done()
             progress.maybe_log()
 
+    async def _without_skips(taken: list[Any]) -> list[Any]:
+        """The taken events minus those past offsets the fetcher skipped (GapGuard):
+        those are marked acknowledged, which keeps them out of every commit, and their
+        partitions are sought back, so they come again in order."""
+        consumer: Any = app.consumer
+        expected: dict[int, int | None] = {}
+        for e in taken:
+            partition = e.message.partition
+            if partition not in expected:
+                committed = consumer._committed_offset.get(e.message.tp)
+                expected[partition] = processor.next_offsets.get(partition, committed)
+        keep, seeks = gaps.screen(
+            [(e.message.partition, e.message.offset) for e in taken], expected
+        )
+        if all(keep):
+            return taken
+        for e, kept in zip(taken, keep, strict=True):
+            if not kept:
+                e.message.acked = True
+        if seeks:
+            log.warning(
+                "the fetcher skipped messages (partition: first offset skipped %s); "
+                "seeking back there",
+                seeks,
+            )
+            await rewind(app, settings.kafka.topic_events, {p: (o, o) for p, o in seeks.items()})
+        return [e for e, kept in zip(taken, keep, strict=True) if kept]
+
     async def _watchdog() -> None:
         await watchdog.check(processor.next_offsets)
 
@@ -544,8 +576,14 @@ def build_app(settings: Settings) -> faust.App:
             if tp.topic == settings.kafka.topic_events:
                 known_partitions.discard(tp.partition)
                 processor.next_offsets.pop(tp.partition, None)
+                gaps.forget(tp.partition)
 
     app.timer(5.0)(_watchdog)
+
+    async def _start_deadman() -> None:
+        watchdog.start_deadman()
+
+    app.task(_start_deadman)
 
     async def _dump_tasks_on_sigusr1() -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)

@@ -89,7 +89,7 @@ def quiet_for(dog: StallWatchdog, seconds: float) -> None:
 @pytest.fixture
 def exits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
-    monkeypatch.setattr(watchdog_module, "exit_stalled", calls.append)
+    monkeypatch.setattr(watchdog_module, "exit_stalled", lambda why, loop=None: calls.append(why))
     return calls
 
 
@@ -161,3 +161,62 @@ def test_a_broker_that_does_not_answer_leaves_the_ends_unknown_and_counts(
     quiet_for(dog, 21)
     asyncio.run(dog.check({0: 40}))
     assert app.consumer.seeks == [] and len(exits) == 1  # nothing to seek to; restart
+
+
+def test_a_check_that_stops_completing_is_a_stall_seen_from_a_thread(
+    exits: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watchdog_module, "DEADMAN_MIN_S", 0.4)
+    app = app_with({0: 50}, {0: 50})
+    dog = StallWatchdog(app, TOPIC, stall_s=0.01)
+
+    async def checks_then_a_hang() -> None:
+        dog.start_deadman()
+        for _ in range(8):  # checks keep completing: no exit
+            await dog.check({0: 50})
+            await asyncio.sleep(0.1)
+        assert exits == []
+        await asyncio.sleep(1.0)  # no check completes (as if one hung)
+
+    asyncio.run(checks_then_a_hang())
+    assert len(exits) == 1 and "no stall check completed" in exits[0]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_skip_holds_the_partition_back_and_seeks_it_until_the_messages_come_again() -> None:
+    clock = Clock()
+    guard = watchdog_module.GapGuard(clock=clock)
+    # Partition 0 continues; partition 1 jumps from 216 (expected) to 326.
+    keep, seeks = guard.screen([(0, 7), (1, 326), (1, 327), (0, 8)], {0: 7, 1: 216})
+    assert keep == [True, False, False, True] and seeks == {1: 216}
+    # Messages fetched before the seek still arrive: held back, no second seek at once.
+    clock.now += 0.1
+    assert guard.screen([(1, 328)], {1: 216}) == ([False], {})
+    clock.now += 2  # ... but again a second later if nothing came
+    assert guard.screen([(1, 329)], {1: 216}) == ([False], {1: 216})
+    # The skipped messages come again, in order: processed.
+    assert guard.screen([(1, 216), (1, 217)], {1: 216}) == ([True, True], {})
+    clock.now += 60  # long after: the earlier wait is over, nothing is accepted blindly
+    assert guard.screen([(1, 400)], {1: 218}) == ([False], {1: 218})
+
+
+def test_a_gap_still_there_after_the_confirmation_time_is_real_and_accepted() -> None:
+    clock = Clock()
+    guard = watchdog_module.GapGuard(confirm_after_s=10, clock=clock)
+    assert guard.screen([(2, 500)], {2: 100}) == ([False], {2: 100})
+    clock.now += 5
+    assert guard.screen([(2, 500)], {2: 100}) == ([False], {2: 100})
+    clock.now += 6  # 11 s after it was first seen: deleted by retention, say
+    assert guard.screen([(2, 500), (2, 501)], {2: 100}) == ([True, True], {})
+
+
+def test_unknown_expectations_and_repeats_pass() -> None:
+    guard = watchdog_module.GapGuard(clock=Clock())
+    assert guard.screen([(0, 50), (1, 3), (1, 4)], {0: None, 1: 10}) == ([True] * 3, {})

@@ -33,7 +33,10 @@ def second_worker(settings: Settings) -> Settings:
 
 def test_a_worker_stopped_mid_stream_loses_and_repeats_nothing(isolated_settings: Settings) -> None:
     settings = isolated_settings
-    settings.worker.take_messages = 4  # small batches: the stop lands mid-stream
+    # Small messages and small takes: 300 takes, so the stop lands mid-stream however
+    # fast the workers are (with 1,000-event messages they stored all before a poll).
+    settings.publish.batch_events = 100
+    settings.worker.take_messages = 4
     settings.worker.stall_timeout_s = 15
     client = provision(settings)
     table = f"{settings.clickhouse.database}.events"
