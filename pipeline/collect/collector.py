@@ -285,27 +285,21 @@ class Collector:
         to be read back). While Kafka is down or stalls (no delivery for a second), do not
         wait: the spool grows on disk instead."""
         while len(self._memory) >= MEMORY_GROUPS and self._kafka_takes:
-            async with self._delivered:
-                before = self._delivered_group
-
-                def progressed(before: int = before) -> bool:
-                    return self._delivered_group > before
-
-                try:
-                    await asyncio.wait_for(self._delivered.wait_for(progressed), 1.0)
-                except TimeoutError:
-                    self._kafka_takes = False  # until the next delivery
+            try:
+                await asyncio.wait_for(self._next_delivery(), 1.0)
+            except TimeoutError:
+                self._kafka_takes = False  # until the next delivery
 
     async def _wait_for_spool_room(self) -> None:
         limit = self.settings.collect.max_spool_bytes
         while self.spool.bytes_on_disk > limit:
-            async with self._delivered:
-                before = self._delivered_group
+            await self._next_delivery()
 
-                def progressed(before: int = before) -> bool:
-                    return self._delivered_group > before
-
-                await self._delivered.wait_for(progressed)
+    async def _next_delivery(self) -> None:
+        """Wait until Kafka acknowledged one more group."""
+        async with self._delivered:
+            before = self._delivered_group
+            await self._delivered.wait_for(lambda: self._delivered_group > before)
 
     async def publish_filtered_counts(self) -> None:
         """One ``lifecycle/filtered_counts`` event per sandbox that had events filtered:

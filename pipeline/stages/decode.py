@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.deadletter import Provenance
+from pipeline.schema.batch import BATCH_SCHEMA
 from pipeline.schema.codec import AvroCodec, DecodeError
 from pipeline.schema.event import Event
 from pipeline.stages.base import BatchContext
-
-BATCH_SCHEMA = "audit_event_batch"
 
 
 @dataclass(frozen=True)
