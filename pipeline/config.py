@@ -139,6 +139,19 @@ class ValidateConfig(_Section):
     """Longest cmdline, object or attribute value, in bytes."""
     max_attributes: int = Field(256, ge=0)
     """Most attributes an event may carry."""
+    max_past_s: float = Field(30 * 86_400.0, gt=0)
+    """An event whose ts is further behind the worker's clock is dead-lettered
+    (``ts_too_old``): ancient timestamps would each open a day partition of the events
+    table, and a batch spread over thousands of days makes ClickHouse refuse inserts."""
+    backfill_tenants: dict[str, float] = {}
+    """Tenants allowed to send older events (a backfill of old logs): tenant -> the oldest
+    age accepted, in seconds (``"*"`` stands for every tenant). Still bounded by the
+    storage column's range."""
+    max_id_bytes: int = Field(1024, ge=16)
+    """Longest tenant, sandbox_id, event_id, action, actor.user, actor.process and
+    attribute key, in bytes."""
+    max_event_bytes: int = Field(1024 * 1024, ge=1024)
+    """Most bytes of text one event may carry (every string and attribute together)."""
 
 
 class DedupConfig(_Section):

@@ -1,7 +1,8 @@
 """The sandbox inventory: ``auditpipe inventory put|load`` and the worker's view of it.
 
 Records (schema ``sandbox``) go to the compacted topic ``audit.sandboxes`` keyed by
-sandbox_id, so the topic keeps the latest record of each sandbox. ``load`` takes JSON
+tenant and sandbox_id (``record_key``), so the topic keeps the latest record of each
+sandbox of each tenant: two tenants may name their sandboxes alike. ``load`` takes JSON
 lines with the record's fields::
 
     {"sandbox_id": "sb-1", "tenant": "acme", "owner": "ana", "environment": "prod-replica",
@@ -57,6 +58,14 @@ def parse_record(obj: Any) -> dict[str, Any]:
     }
 
 
+KEY_SEPARATOR = b"\x1f"
+
+
+def record_key(tenant: str, sandbox_id: str) -> bytes:
+    """The inventory topic's key of a sandbox: its tenant and id."""
+    return tenant.encode() + KEY_SEPARATOR + sandbox_id.encode()
+
+
 async def put_records(
     settings: Settings, codec: AvroCodec, records: Iterable[dict[str, Any]]
 ) -> int:
@@ -73,7 +82,7 @@ async def put_records(
             await producer.send_and_wait(
                 settings.kafka.topic_sandboxes,
                 codec.encode(SANDBOX_SCHEMA, record),
-                key=record["sandbox_id"].encode(),
+                key=record_key(record["tenant"], record["sandbox_id"]),
             )
             sent += 1
     finally:
@@ -108,12 +117,16 @@ class InventoryFollower:
     def __init__(self, settings: Settings, codec: AvroCodec) -> None:
         self.settings = settings
         self.codec = codec
-        self.sandboxes: dict[str, SandboxInfo] = {}
+        self.sandboxes: dict[tuple[str, str], SandboxInfo] = {}
+        """(tenant, sandbox_id) -> the sandbox's latest record."""
+        self._named: dict[bytes, tuple[str, str]] = {}
+        """Topic key -> the sandbox its latest record named (what a tombstone deletes;
+        records written before keys named the tenant have the sandbox_id alone as key)."""
         self.ready = asyncio.Event()
         self.unreadable = 0
 
-    def get(self, sandbox_id: str) -> SandboxInfo | None:
-        return self.sandboxes.get(sandbox_id)
+    def get(self, tenant: str, sandbox_id: str) -> SandboxInfo | None:
+        return self.sandboxes.get((tenant, sandbox_id))
 
     async def run(self) -> None:
         topic = self.settings.kafka.topic_sandboxes
@@ -150,23 +163,27 @@ class InventoryFollower:
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
-        sandbox = key.decode(errors="replace")
+        previous = self._named.pop(key, None)
+        if previous is not None:
+            self.sandboxes.pop(previous, None)
         if value is None:
-            self.sandboxes.pop(sandbox, None)
             return
-        info = _decode(self.codec, value)
-        if info is None:
+        decoded = _decode(self.codec, value)
+        if decoded is None:
             self.unreadable += 1
-        else:
-            self.sandboxes[sandbox] = info
+            return
+        sandbox, info = decoded
+        self.sandboxes[sandbox] = info
+        self._named[key] = sandbox
 
 
-def _decode(codec: AvroCodec, raw: bytes) -> SandboxInfo | None:
+def _decode(codec: AvroCodec, raw: bytes) -> tuple[tuple[str, str], SandboxInfo] | None:
+    """The (tenant, sandbox_id) a record names, and its information."""
     try:
         record = codec.decode(raw).record
     except DecodeError:
         return None  # an unreadable inventory record: the sandbox counts as unknown
-    return SandboxInfo(
+    return (record["tenant"], record["sandbox_id"]), SandboxInfo(
         record["tenant"],
         record["owner"],
         record["environment"],

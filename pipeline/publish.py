@@ -48,13 +48,22 @@ class PublishStats:
 
 
 class SequenceAssigner:
-    """Gives events without a ``seq`` the next number of their sandbox."""
+    """Gives events without a ``seq`` the next number of their sandbox (a sandbox is named
+    by tenant and id: two tenants' sandboxes of one name have sequences of their own).
+
+    >>> assigner = SequenceAssigner()
+    >>> events = [{"tenant": t, "sandbox_id": "sb-1", "seq": None} for t in ("a", "b", "a")]
+    >>> for event in events:
+    ...     assigner.assign(event)
+    >>> [e["seq"] for e in events]
+    [1, 1, 2]
+    """
 
     def __init__(self) -> None:
-        self._last: dict[str, int] = {}
+        self._last: dict[tuple[str, str], int] = {}
 
     def assign(self, event: Event) -> None:
-        sandbox = event["sandbox_id"]
+        sandbox = (event["tenant"], event["sandbox_id"])
         seq = event["seq"]
         if seq is None:
             event["seq"] = seq = self._last.get(sandbox, 0) + 1

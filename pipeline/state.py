@@ -19,9 +19,19 @@ import numpy as np
 from faust.streams import _current_event  # the table API's partition comes from it
 
 from pipeline.rules.engine import DetectionEngine
-from pipeline.stages.dedup import DedupWindow
+from pipeline.stages.dedup import UNKNOWN_CONTENT, DedupWindow
 
 PARTITION_SEPARATOR = b"\x1e"
+PAIRS = b"kc"
+"""Marks a dedup record of (key, content digest) pairs; older records hold keys alone."""
+
+
+def _pairs(value: bytes, with_contents: bool) -> list[tuple[int, int]]:
+    """The (key, content) pairs of a persisted dedup record."""
+    numbers = np.frombuffer(value, dtype=np.uint64).tolist()
+    if with_contents:
+        return list(zip(numbers[0::2], numbers[1::2], strict=True))
+    return [(key, UNKNOWN_CONTENT) for key in numbers]
 
 
 class DedupPersistence:
@@ -47,10 +57,10 @@ class DedupPersistence:
             return
         now = time.time()
         for key, value in list(self.table.data.items()):
-            partition, bucket = (int(part) for part in key.split(b":")[:2])
+            parts = key.split(b":")
+            partition, bucket = int(parts[0]), int(parts[1])
             if partition in missing:
-                hashes = np.frombuffer(value, dtype=np.uint64).tolist()
-                self.window.load(partition, bucket, hashes, now)
+                self.window.load(partition, bucket, _pairs(value, parts[3:] == [PAIRS]), now)
                 self.keys.setdefault((partition, bucket), []).append(key)
         self.loaded |= missing
 
@@ -61,10 +71,10 @@ class DedupPersistence:
         table takes the partition to write to from Faust's current event, so that is set
         to an event of the batch from the right partition for each write.
         """
-        for (partition, bucket), hashes in self.window.take_added().items():
-            key = f"{partition}:{bucket}:{time.time_ns()}".encode()
+        for (partition, bucket), pairs in self.window.take_added().items():
+            key = f"{partition}:{bucket}:{time.time_ns()}:".encode() + PAIRS
             with _as_current(event_of_partition[partition]):
-                self.table[key] = np.asarray(hashes, dtype=np.uint64).tobytes()
+                self.table[key] = np.asarray(pairs, dtype=np.uint64).tobytes()
             self.keys.setdefault((partition, bucket), []).append(key)
         for partition, bucket in self.window.take_gone():
             for key in self.keys.pop((partition, bucket), []):

@@ -28,7 +28,7 @@ import orjson
 from pipeline.chclient import connect
 from pipeline.checkpoints import CHECKPOINT_COLUMNS, checkpoint_columns, load_key
 from pipeline.config import Settings
-from pipeline.deadletter import DEADLETTER_COLUMNS, DeadLetters, record_columns
+from pipeline.deadletter import DEADLETTER_COLUMNS, DeadLetters, Provenance, record_columns
 from pipeline.inventory import InventoryFollower
 from pipeline.metrics import WorkerMetrics
 from pipeline.rules.alerts import ALERT_COLUMNS, Alert, alert_columns
@@ -119,7 +119,10 @@ class BatchProcessor:
             max_rows=settings.sink.max_rows,
             max_bytes=settings.sink.max_bytes,
             executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditpipe-insert"),
+            on_rejected=self._reject_rows,
         )
+        self._rejected_rows = 0
+        """Rows ClickHouse refused for good since the last batch (dead-lettered)."""
         self.on_alerts: Callable[[list[Alert]], concurrent.futures.Future[None]] | None = None
         """Sends alerts (called in the batch thread as soon as a chunk raised them)."""
         self.on_dead_letters: (
@@ -159,16 +162,18 @@ class BatchProcessor:
             ready = _by_partition(events, decoded)
             # The chunk's alerts and dead letters are out before any of its rows can be
             # stored: a replay skips messages whose rows are stored (see _not_stored_yet).
-            alerts.extend(self._send_alerts())
+            alerts.extend(self._send_alerts(ctx))
             dead_sent = self._send_dead_letters(ctx.dead, dead_sent)
             for partition, events, size_bytes in ready:
                 self.sink.add(partition, events, size_bytes=size_bytes)
                 stored += len(events)
         if self.detect is not None:
             self.detect.flush()  # summaries of suppression windows that closed
-            alerts.extend(self._send_alerts())
+            alerts.extend(self._send_alerts(ctx))
         with metrics.timed("sink"):
             self.sink.flush()
+        stored -= self._rejected_rows
+        self._rejected_rows = 0
         self._store_policy_rollup(messages)
         self._store_alerts(alerts)
         self._maybe_checkpoint()
@@ -228,12 +233,14 @@ class BatchProcessor:
             log.info("skipped %d messages stored before a restart", skipped)
         return todo
 
-    def _send_alerts(self) -> list[Alert]:
+    def _send_alerts(self, ctx: BatchContext) -> list[Alert]:
         """Send the alerts raised so far (``on_alerts``) and wait until they are out: alert
         latency does not wait for the batch's insert."""
-        if self.detect is None or not self.detect.alerts:
+        alerts, ctx.alerts = ctx.alerts, []
+        if self.detect is not None and self.detect.alerts:
+            alerts.extend(self.detect.take_alerts())
+        if not alerts:
             return []
-        alerts = self.detect.take_alerts()
         if self.on_alerts is not None:
             self.on_alerts(alerts).result(timeout=SEND_TIMEOUT_S)
         return alerts
@@ -257,6 +264,23 @@ class BatchProcessor:
         if self.on_dead_letters is not None:
             self.on_dead_letters(records).result(timeout=SEND_TIMEOUT_S)
         return len(dead.records)
+
+    def _reject_rows(self, events: Sequence[Event], why: str) -> None:
+        """Rows ClickHouse refused for their data (in the insert thread): stored and
+        published as dead letters before the sink inserts the rows after them."""
+        dead = DeadLetters(mask=self._mask_dead_letter)
+        for event in events:
+            where = Provenance(
+                self.settings.kafka.topic_events,
+                event["kafka_partition"],
+                event["kafka_offset"],
+                None,
+            )
+            dead.event(where, "storage_rejected", why, event)
+        self._send_dead_letters(dead, 0)
+        self.metrics.add_counts(dead.by_reason, self.metrics.deadletter, "reason")
+        self._rejected_rows += len(events)
+        log.error("ClickHouse refused %d rows for their data (dead-lettered): %s", len(events), why)
 
     def _store_alerts(self, alerts: list[Alert]) -> None:
         """The batch's alerts, stored once in ClickHouse (a replayed batch gives the same

@@ -121,3 +121,61 @@ def test_disabled_rules_do_not_run() -> None:
     engine = _engine()
     event = example_event({"category": "file", "object": "/tmp/x"}, 0)
     assert engine.process([event]) == [] and "matched_rules" not in event
+
+
+BY_USER = """
+rules:
+  - id: SPRAY
+    title: Password spray
+    severity: high
+    condition: {category: auth, outcome: failure}
+    threshold: {window: 60s, count: 4, by: [actor.user]}
+"""
+
+
+def _auth_failure(tenant: str, n: int, ts: int, user: str = "root") -> dict[str, object]:
+    event = example_event(
+        {"category": "auth", "outcome": "failure", "ts": ts, "actor": {"user": user}}, n
+    )
+    event.update(tenant=tenant, sandbox_id="sb-1", event_id=f"{tenant}-{n}")
+    return event
+
+
+def test_windows_grouped_by_a_field_alone_still_count_each_tenant_apart() -> None:
+    """Two tenants, same sandbox names and users: 2 + 2 failures are not 4 of one."""
+    engine = _engine(BY_USER)
+    events = [_auth_failure(t, n, 1_000 * n) for n in range(2) for t in ("acme", "globex")]
+    assert engine.process(events) == []
+    (alert,) = engine.process([_auth_failure("acme", n, 2_000 + n) for n in (2, 3)])
+    assert alert.tenant == "acme" and alert.count == 4
+    assert all(e.startswith("acme-") for e in alert.evidence)
+
+
+def test_one_tenants_future_events_do_not_expire_another_tenants_windows() -> None:
+    engine = _engine(BY_USER)
+    engine.process([_auth_failure("acme", n, 10_000 + n) for n in range(3)])
+    # globex jumps a day ahead: its clock, not acme's.
+    engine.process([_auth_failure("globex", 99, 10_000 + 86_400_000)])
+    engine.expire()
+    assert engine.watermarks.of("globex") - engine.watermarks.of("acme") == 86_400_000 - 2
+    (alert,) = engine.process([_auth_failure("acme", 3, 10_003)])
+    assert alert.tenant == "acme" and alert.count == 4
+
+
+def test_the_live_chain_check_keeps_tenants_with_the_same_sandbox_apart() -> None:
+    from pipeline.collect.chain import ChainHead
+    from pipeline.schema.event import normalize_event
+
+    engine = DetectionEngine(parse_rules_text("rules: []"), integrity=True)
+    heads = {"acme": ChainHead(), "globex": ChainHead()}
+    events = []
+    for n in range(4):
+        for tenant in ("acme", "globex"):
+            event = normalize_event(
+                {"tenant": tenant, "sandbox_id": "sb-1", "event_id": f"{tenant}-{n}",
+                 "category": "auth", "action": "login", "ts": 1_795_860_000_000 + n},
+                now_ms=0,
+            )  # fmt: skip
+            heads[tenant].seal(event)
+            events.append(event)
+    assert engine.process(events) == []  # interleaved, each chain is whole

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.rules.language import Match, Sequence, Step, Threshold
-from pipeline.rules.windows import SequenceWindows, ThresholdWindows
+from pipeline.rules.windows import SequenceWindows, ThresholdWindows, Watermarks
 
 KEY = ("acme", "sb-1")
 
@@ -119,7 +119,7 @@ def test_expired_keys_become_tombstones_and_lost_partitions_are_forgotten() -> N
     windows = _count(3, 1_000)
     windows.add(KEY, 0, None, "a", 2)
     windows.take_changes()
-    windows.expire(watermark=10_000)
+    windows.expire(Watermarks(everywhere=10_000))
     assert windows.take_changes() == [(2, KEY, None)]
     windows.add(KEY, 20_000, None, "b", 2)
     windows.forget_partition(2)

@@ -8,7 +8,9 @@ import pytest
 
 from pipeline.sink.clickhouse import InsertService, SinkStopped
 from pipeline.sink.clickhouse.request_builder import build_event_request
-from pipeline.sink.clickhouse.sink import ClickHouseSink, RecordingService, _ev
+from pipeline.sink.clickhouse.sink import ClickHouseSink
+from tests.fakes import RecordingService
+from tests.fakes import event_at as _ev
 
 
 def test_one_insert_per_checkpoint_naming_every_partitions_offsets() -> None:
@@ -156,3 +158,84 @@ def test_repeat_columns_are_sent_only_for_a_block_with_repeats() -> None:
     columns = dict(zip(request.column_names, request.columns, strict=True))
     assert columns["repeat_count"] == [1, 3]
     assert columns["repeat_seqs"] == [[], [8, 9]]
+
+
+class PoisonClient:
+    """Refuses, like ClickHouse's client, any block holding a uid beyond UInt32."""
+
+    def __init__(self) -> None:
+        self.inserted: list[list[int]] = []
+        self.calls = 0
+
+    def insert(self, table: str, columns: list[list[object]], **kwargs: object) -> None:
+        from clickhouse_connect.driver.exceptions import DataError
+
+        self.calls += 1
+        names = list(kwargs["column_names"])  # type: ignore[call-overload]
+        uids = columns[names.index("actor_uid")]
+        if any(uid is not None and uid >= 2**32 for uid in uids):  # type: ignore[operator]
+            raise DataError("Unable to create native array for column actor_uid")
+        self.inserted.append(columns[names.index("kafka_offset")])  # type: ignore[arg-type]
+
+
+def test_a_block_refused_for_its_data_is_split_and_only_the_bad_rows_dead_lettered() -> None:
+    client = PoisonClient()
+    service = InsertService(lambda: client, retry_initial_s=0.001)
+    rejected: list[tuple[list[int], str]] = []
+    sink = ClickHouseSink(
+        service,
+        table="audit.events",
+        max_rows=1000,
+        max_bytes=1 << 30,
+        on_rejected=lambda events, why: rejected.append(([e["kafka_offset"] for e in events], why)),
+    )
+    events = [_ev(0, offset) for offset in range(100)]
+    for bad in (17, 18, 60):
+        events[bad]["actor"]["uid"] = 2**32 + bad
+    sink.add(0, events, size_bytes=100)
+
+    assert sink.flush() == 100
+
+    stored = sorted(o for block in client.inserted for o in block)
+    assert stored == [o for o in range(100) if o not in (17, 18, 60)]
+    assert [offsets for offsets, _ in rejected] == [[17], [18], [60]]
+    assert all("DataError: Unable to create native array" in why for _, why in rejected)
+    assert service.retries_total == 0  # a data error is never retried
+    assert client.calls < 40  # about 2 log2(100) inserts per bad row
+    # Every row is stored or rejected in offset order: dead letters before later rows.
+    order = [o for block in client.inserted for o in block]
+    assert order == sorted(order)
+
+
+def test_without_a_rejection_handler_a_data_error_is_raised_not_retried() -> None:
+    from pipeline.sink.clickhouse.retry import RowsRejected
+
+    client = PoisonClient()
+    service = InsertService(lambda: client, retry_initial_s=0.001)
+    event = _ev(0, 1)
+    event["actor"]["uid"] = 2**40
+    with pytest.raises(RowsRejected, match="actor_uid"):
+        service.insert(build_event_request("audit.events", [event]))
+    assert client.calls == 1
+
+
+def test_transport_and_server_availability_errors_are_retried() -> None:
+    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+    from pipeline.sink.clickhouse.retry import decide
+
+    for exc in (
+        OperationalError("Error HTTPConnectionPool: connection refused"),
+        DatabaseError("Code: 252. DB::Exception: Too many parts", code=252),
+        DatabaseError("Code: 241. Memory limit exceeded", code=241),
+        DatabaseError("Code: 516. Authentication failed", code=516),
+        ConnectionError("reset"),
+        TimeoutError(),
+    ):
+        assert decide(exc) == "retry", exc
+    for exc in (
+        DatabaseError("Code: 53. Type mismatch", code=53),
+        DatabaseError("Code: 16. No such column evil", code=16),
+        OverflowError("int too big to convert"),
+    ):
+        assert decide(exc) == "reject", exc

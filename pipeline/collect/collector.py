@@ -47,6 +47,8 @@ from pipeline.schema import codec_for
 from pipeline.schema.batch import EventBatchEncoder
 from pipeline.schema.event import LEVELS, Event
 
+CHAIN_SEPARATOR = "\x1f"
+
 log = logging.getLogger("auditpipe.collector")
 
 SEQ_HEADER = "auditpipe-seq"
@@ -104,11 +106,13 @@ class Collector:
         self.sources: dict[str, Any] = {}
         """The position each source reached, as of the last commit (after start: resume)."""
         self._heads: dict[str, ChainHead] = {}
+        """Per chain (``chain_key(tenant, sandbox_id)``), its head: two tenants' sandboxes
+        of the same name are two chains."""
         self._batches = EventBatchEncoder(self.codec, collector=COLLECTOR_NAME)
         self._encode_event = self._batches.encode
         self._batch_events = settings.publish.batch_events
         self._buffers: dict[str, list[bytes]] = {}
-        """Per sandbox, its events sealed and encoded since the last commit."""
+        """Per chain, its events sealed and encoded since the last commit."""
         self._buffer_started = 0.0
         self._next_group = 1
         self._memory: dict[int, Group] = {}
@@ -120,7 +124,7 @@ class Collector:
         """False from a failed or stalled delivery to the next acknowledgement: commits
         then spool without waiting for Kafka (see `_wait_for_memory_room`)."""
         self._in_kafka: dict[str, int] = {}
-        """Highest seq per sandbox found in Kafka on recovery: not sent again."""
+        """Highest seq per chain found in Kafka on recovery: not sent again."""
         self._committed = asyncio.Condition()
         self._committed_group = 0
         self._delivered_group = 0
@@ -145,8 +149,10 @@ class Collector:
     async def start(self) -> None:
         recovered = self.spool.recover()
         state = recovered.state
+        tenant = self.settings.collect.tenant
         self._heads = {
-            sb: ChainHead(seq, bytes.fromhex(h)) for sb, (seq, h) in state.get("heads", {}).items()
+            _with_tenant(key, tenant): ChainHead(seq, bytes.fromhex(h))
+            for key, (seq, h) in state.get("heads", {}).items()
         }
         self.sources = dict(state.get("sources", {}))
         self._next_group = recovered.next_group
@@ -207,17 +213,17 @@ class Collector:
             await self.commit()
 
     def _buffer(self, event: Event) -> bool:
-        """Seal, encode and buffer the event; True when its sandbox's batch is full."""
-        sandbox = event["sandbox_id"]
-        head = self._heads.get(sandbox)
+        """Seal, encode and buffer the event; True when its chain's batch is full."""
+        chain = chain_key(event["tenant"], event["sandbox_id"])
+        head = self._heads.get(chain)
         if head is None:
-            head = self._heads[sandbox] = ChainHead()
+            head = self._heads[chain] = ChainHead()
         encoded = head.seal_encoded(event, self._encode_event)
-        buffer = self._buffers.get(sandbox)
+        buffer = self._buffers.get(chain)
         if buffer is None:
             if not self._buffers:
                 self._buffer_started = time.monotonic()
-            buffer = self._buffers[sandbox] = []
+            buffer = self._buffers[chain] = []
         buffer.append(encoded)
         self.stats.emitted += 1
         return len(buffer) >= self._batch_events
@@ -258,14 +264,15 @@ class Collector:
         max_bytes = self.settings.publish.max_message_bytes
         sent_at = time.time_ns() // 1_000_000
         spooled = []
-        for sandbox, encoded in buffers.items():
+        for chain, encoded in buffers.items():
             # A buffer holds the events sealed since the last commit: consecutive seqs
             # that end at the head.
-            first = self._heads[sandbox].seq - len(encoded) + 1
+            first = self._heads[chain].seq - len(encoded) + 1
+            sandbox = chain.partition(CHAIN_SEPARATOR)[2]
             for payload, count in self._batches.messages(
                 sandbox, encoded, max_bytes=max_bytes, sent_at=sent_at
             ):
-                spooled.append(SpooledMessage(sandbox, first, first + count - 1, count, payload))
+                spooled.append(SpooledMessage(chain, first, first + count - 1, count, payload))
                 first += count
         return spooled
 
@@ -421,13 +428,13 @@ class Collector:
         return producer
 
     async def _find_delivered(self) -> None:
-        """Learn the highest seq per sandbox that Kafka holds since the first unsent group."""
+        """Learn the highest seq per chain that Kafka holds since the first unsent group."""
         self.stats.recoveries += 1
         first = self._group(self._next_send)
         since_ms = int(first.state.get("committed_at", 0) * 1000) - 60_000
         found = await delivered_seqs(self.settings, set(self._heads), since_ms)
-        for sandbox, seq in found.items():
-            self._in_kafka[sandbox] = max(self._in_kafka.get(sandbox, 0), seq)
+        for chain, seq in found.items():
+            self._in_kafka[chain] = max(self._in_kafka.get(chain, 0), seq)
 
     def _group(self, number: int) -> Group:
         group = self._memory.get(number)
@@ -444,7 +451,8 @@ class Collector:
     ) -> list[asyncio.Future[Any]]:
         futures = []
         for message in group.messages:
-            if message.last_seq <= self._in_kafka.get(message.sandbox_id, 0):
+            chain = _with_tenant(message.chain, self.settings.collect.tenant)
+            if message.last_seq <= self._in_kafka.get(chain, 0):
                 self.stats.already_delivered += message.events
                 continue
             header = f"{message.first_seq}-{message.last_seq}".encode()
@@ -452,7 +460,7 @@ class Collector:
                 await producer.send(
                     self.settings.kafka.topic_events,
                     message.payload,
-                    key=message.sandbox_id.encode(),
+                    key=chain.encode(),
                     headers=[(SEQ_HEADER, header)],
                 )
             )
@@ -478,8 +486,19 @@ class Collector:
             self._producer = None
 
 
-async def delivered_seqs(settings: Settings, sandboxes: set[str], since_ms: int) -> dict[str, int]:
-    """The highest seq of each sandbox in the events topic, from since_ms on (headers only)."""
+def chain_key(tenant: str, sandbox_id: str) -> str:
+    """The name of one hash chain: a tenant's sandbox. Also the Kafka key of its messages."""
+    return f"{tenant}{CHAIN_SEPARATOR}{sandbox_id}"
+
+
+def _with_tenant(key: str, tenant: str) -> str:
+    """A chain key; a key persisted before keys named the tenant is the configured
+    tenant's sandbox."""
+    return key if CHAIN_SEPARATOR in key else chain_key(tenant, key)
+
+
+async def delivered_seqs(settings: Settings, chains: set[str], since_ms: int) -> dict[str, int]:
+    """The highest seq of each chain in the events topic, from since_ms on (headers only)."""
     topic = settings.kafka.topic_events
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap,
@@ -500,7 +519,7 @@ async def delivered_seqs(settings: Settings, sandboxes: set[str], since_ms: int)
             if start < ends[tp]:
                 consumer.seek(tp, start)
                 remaining[tp] = ends[tp]
-        keys = {s.encode() for s in sandboxes}
+        keys = {s.encode() for s in chains}
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=2000)
             for tp, records in batch.items():
@@ -518,5 +537,5 @@ def _note_seq(highest: dict[str, int], record: Any) -> None:
     for name, value in record.headers or ():
         if name == SEQ_HEADER:
             last = int(value.split(b"-")[1])
-            sandbox = record.key.decode()
-            highest[sandbox] = max(highest.get(sandbox, 0), last)
+            chain = record.key.decode()
+            highest[chain] = max(highest.get(chain, 0), last)

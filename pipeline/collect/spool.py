@@ -35,7 +35,10 @@ SEGMENT_SUFFIX = ".spool"
 
 @dataclass(frozen=True)
 class SpooledMessage:
-    sandbox_id: str
+    chain: str
+    """The chain the message's events belong to: ``chain_key(tenant, sandbox_id)`` (a
+    spool written before keys named the tenant holds the sandbox_id alone). Also the
+    message's Kafka key."""
     first_seq: int
     last_seq: int
     events: int
@@ -226,7 +229,7 @@ _MESSAGE_HEADER = struct.Struct(">QQI H")
 
 
 def _encode_message(message: SpooledMessage) -> bytes:
-    sandbox = message.sandbox_id.encode()
+    sandbox = message.chain.encode()
     return (
         _MESSAGE_HEADER.pack(message.first_seq, message.last_seq, message.events, len(sandbox))
         + sandbox

@@ -16,7 +16,7 @@ True
 >>> [s.offer(make_alert("R1", "t", "high", (), "acme", "sb", t, t, 1, [f"e{t}"]), None)
 ...  for t in (2_000, 3_000)]
 [None, None]
->>> summary, = s.due(watermark=70_000)
+>>> summary, = s.due(Watermarks(everywhere=70_000))
 >>> summary.count, summary.first_ts, summary.last_ts, summary.evidence
 (2, 2000, 3000, ('e2000', 'e3000'))
 """
@@ -30,6 +30,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from pipeline.rules.windows import Watermarks
 
 MAX_EVIDENCE = 100
 
@@ -175,17 +177,18 @@ class Suppressor:
         self.suppressed += 1
         return None
 
-    def due(self, watermark: int) -> list[Alert]:
-        """Summaries of the windows that closed: in event time (watermark) or wall time."""
+    def due(self, watermarks: Watermarks) -> list[Alert]:
+        """Summaries of the windows that closed: in their tenant's event time, or in wall
+        time."""
         out, self._pending = self._pending, []
         now = self.clock()
         # Called for every chunk: scan the held windows only once one of them can close.
-        if watermark <= self._next_close_ts and now <= self._next_close_wall:
+        if watermarks.highest <= self._next_close_ts and now <= self._next_close_wall:
             return out
         self._next_close_ts = self._next_close_wall = math.inf
         for key, held in list(self.held.items()):
             closed = (
-                watermark > held.opened_ts + held.window_ms
+                watermarks.of(key[1]) > held.opened_ts + held.window_ms
                 or now > held.opened_wall + held.window_ms / 1000
             )
             if closed:

@@ -138,6 +138,7 @@ def _test_examples(ruleset: RuleSet) -> int:
 def _test_events(ruleset: RuleSet, path: Path) -> int:
     from pipeline.rules.engine import DetectionEngine
     from pipeline.rules.examples import example_event
+    from pipeline.rules.windows import Watermarks
 
     engine = DetectionEngine(ruleset)
     events = []
@@ -154,7 +155,7 @@ def _test_events(ruleset: RuleSet, path: Path) -> int:
         except orjson.JSONDecodeError as exc:
             print(f"{path}:{number}: not JSON: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    alerts = engine.process(events) + engine.suppressor.due(1 << 62)
+    alerts = engine.process(events) + engine.suppressor.due(Watermarks(everywhere=1 << 62))
     for alert in alerts:
         print(orjson.dumps(alert.record()).decode())
     print(f"{len(events)} events, {len(alerts)} alerts", file=sys.stderr)

@@ -28,16 +28,23 @@ from typing import Any
 
 from pipeline.rules.alerts import Alert, Suppressor, make_alert
 from pipeline.rules.compiler import _host, _num, _port, _text, compile_predicates
-from pipeline.rules.integrity import INTEGRITY_RULES, ChainMonitor, integrity_findings
+from pipeline.rules.integrity import (
+    INTEGRITY_RULES,
+    INTEGRITY_TAGS,
+    ChainMonitor,
+    integrity_findings,
+)
 from pipeline.rules.language import Condition, Rule, RuleSet
-from pipeline.rules.windows import Fired, Key, SequenceWindows, ThresholdWindows
+from pipeline.rules.windows import Fired, Key, SequenceWindows, ThresholdWindows, Watermarks
 from pipeline.schema.event import Event
 
 DEFAULT_LATENESS_MS = 60_000
 DEFAULT_SUPPRESS_MS = 300_000
 STATE_SEPARATOR = "\x1f"
 DEFINITION_SEPARATOR = "\x1d"
-INTEGRITY_TAGS = ("integrity", "attack.defense_evasion", "attack.t1070")
+STATE_VERSION = b"2:"
+"""Part of each window's persisted id: version 2 keys lead with the tenant, so windows
+persisted before (keyed without it) are dropped at load, not restored under wrong keys."""
 
 
 def field_getter(name: str) -> Callable[[Event], Any]:
@@ -53,8 +60,11 @@ def field_getter(name: str) -> Callable[[Event], Any]:
 
 
 def key_getter(fields: tuple[str, ...]) -> Callable[[Event], Key]:
+    """A window's key: the event's tenant, then the ``by`` fields. The tenant always
+    leads, whatever the rule groups by: a rule grouped by user alone still counts each
+    tenant's users apart, so one tenant can neither fire nor fill another's windows."""
     getters = [field_getter(f) for f in fields]
-    return lambda e: tuple(_text(g(e)) for g in getters)
+    return lambda e: (e.get("tenant") or "", *(_text(g(e)) for g in getters))
 
 
 @dataclass
@@ -90,12 +100,13 @@ class DetectionEngine:
                 conditions.append(condition)
         self.matcher = compile_predicates(conditions)
         self._definitions = {
-            r.id: hashlib.sha256(r.fingerprint().encode()).hexdigest()[:12] for r in self.rules
+            r.id: hashlib.sha256(STATE_VERSION + r.fingerprint().encode()).hexdigest()[:12]
+            for r in self.rules
         }
         self.chain = ChainMonitor(verify_hashes) if integrity else None
         """The live hash-chain check (integrity alerts), when on."""
-        self.watermark = 0
-        """The newest event time seen (closes suppression and expires windows)."""
+        self.watermarks = Watermarks()
+        """The newest event time seen per tenant (closes suppression, expires windows)."""
         self.matched: dict[str, int] = {}
         """Rule id -> events matched, since the worker last read it."""
 
@@ -127,11 +138,13 @@ class DetectionEngine:
         """Evaluate every rule over the batch; the alerts to publish (after suppression)."""
         alerts: list[Alert] = self._integrity(events) if self.chain is not None else []
         predicates = self.predicates
-        newest = self.watermark
+        watermarks = self.watermarks
+        advance, newest = watermarks.advance, watermarks.by_tenant
         for event, hits in zip(events, self.matcher.match_batch(events), strict=True):
             ts = event.get("ts") or 0
-            if ts > newest:
-                newest = ts
+            tenant = event.get("tenant") or ""
+            if ts > newest.get(tenant, 0):
+                advance(tenant, ts)
             if not hits:
                 continue
             matched = event.setdefault("matched_rules", [])
@@ -146,8 +159,7 @@ class DetectionEngine:
                     alert = self._alert(rule, event, fired)
                     if (kept := self.suppressor.offer(alert, rule.suppress_ms)) is not None:
                         alerts.append(kept)
-        self.watermark = newest
-        alerts.extend(self.suppressor.due(newest))
+        alerts.extend(self.suppressor.due(watermarks))
         return alerts
 
     def _integrity(self, events: list[Event]) -> list[Alert]:
@@ -213,9 +225,9 @@ class DetectionEngine:
     def expire(self) -> None:
         """Drop window state older than every window (call now and then)."""
         for state in self._stateful().values():
-            state.expire(self.watermark)
+            state.expire(self.watermarks)
         if self.chain is not None:
-            self.chain.expire(self.watermark)
+            self.chain.expire(self.watermarks)
             self.chain.dirty.clear()  # kept in memory only (see pipeline/rules/integrity.py)
 
     @property
@@ -228,7 +240,7 @@ class DetectionEngine:
         """Take the windows of unchanged rules and the held repeats from the engine this
         one replaces; returns the ids of the rules whose windows started empty."""
         self.suppressor = old.suppressor
-        self.watermark = old.watermark
+        self.watermarks = old.watermarks
         if self.chain is not None and old.chain is not None:
             self.chain = old.chain
         old_rules = {r.id: r for r in old.rules}

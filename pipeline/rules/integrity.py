@@ -29,7 +29,7 @@ from __future__ import annotations
 import orjson
 
 from pipeline.collect.chain import link
-from pipeline.rules.windows import Key, _KeyedState
+from pipeline.rules.windows import Key, Watermarks, _KeyedState
 from pipeline.schema.event import Event
 
 RECENT_SEQS = 32
@@ -40,7 +40,9 @@ INTEGRITY_RULES = {
     "gap": ("AP-INT-GAP", "Audit trail gap: events missing or suppressed"),
     "fork": ("AP-INT-FORK", "Audit trail fork: history rewritten"),
     "hash": ("AP-INT-HASH", "Audit event changed after it was chained"),
+    "replay": ("AP-INT-REPLAY", "Audit event id replayed with other content"),
 }
+INTEGRITY_TAGS = ("integrity", "attack.defense_evasion", "attack.t1070")
 
 
 class _Head:
@@ -119,8 +121,8 @@ class ChainMonitor(_KeyedState):
                 head.checkpointed = head.seq
         return heads
 
-    def expire(self, watermark: int) -> None:
-        for key in [k for k, h in self.keys.items() if h.ts < watermark - IDLE_MS]:
+    def expire(self, watermarks: Watermarks) -> None:
+        for key in [k for k, h in self.keys.items() if h.ts < watermarks.of(k[0]) - IDLE_MS]:
             del self.keys[key]
             self.dirty.add(key)
 

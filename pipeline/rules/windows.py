@@ -27,6 +27,38 @@ import orjson
 from pipeline.rules.language import Sequence, Threshold
 
 Key = tuple[str, ...]
+"""A window's key: the tenant first, then the values of the rule's ``by`` fields."""
+
+
+class Watermarks:
+    """The newest event time seen, per tenant.
+
+    Event time closes suppression windows and expires rule windows. Tenants control the
+    ``ts`` of their events, so each tenant's windows follow that tenant's own clock: one
+    tenant's future-dated events cannot expire another tenant's windows early.
+    ``everywhere`` is a floor for all tenants (a command that closes every window).
+
+    >>> marks = Watermarks()
+    >>> marks.advance("a", 5_000); marks.advance("b", 9_000); marks.advance("a", 4_000)
+    >>> marks.of("a"), marks.of("b"), marks.of("c"), marks.highest
+    (5000, 9000, 0, 9000)
+    """
+
+    __slots__ = ("by_tenant", "everywhere", "highest")
+
+    def __init__(self, everywhere: int = 0) -> None:
+        self.by_tenant: dict[str, int] = {}
+        self.everywhere = everywhere
+        self.highest = everywhere
+
+    def of(self, tenant: str) -> int:
+        return max(self.by_tenant.get(tenant, 0), self.everywhere)
+
+    def advance(self, tenant: str, ts: int) -> None:
+        if ts > self.by_tenant.get(tenant, 0):
+            self.by_tenant[tenant] = ts
+            if ts > self.highest:
+                self.highest = ts
 
 
 @dataclass
@@ -159,10 +191,12 @@ class ThresholdWindows(_KeyedState):
             return float(sum(v for v in values if v == v))  # NaN (not a number) adds nothing
         return float(len(set(values)))
 
-    def expire(self, watermark: int) -> None:
-        """Forget keys whose newest event left the window (watermark: newest event time)."""
-        horizon = watermark - self.spec.window_ms - self.lateness_ms
-        for key in [k for k, e in self.keys.items() if not e.ts or e.ts[-1] < horizon]:
+    def expire(self, watermarks: Watermarks) -> None:
+        """Forget keys whose newest event left the window (in their tenant's event time)."""
+        keep = self.spec.window_ms + self.lateness_ms
+        for key in [
+            k for k, e in self.keys.items() if not e.ts or e.ts[-1] < watermarks.of(k[0]) - keep
+        ]:
             self.keys[key] = _Entries()
             self.dirty.add(key)
 
@@ -246,9 +280,10 @@ class SequenceWindows(_KeyedState):
                     return Fired(first_ts, previous, len(picks), float(len(picks)), evidence)
         return None
 
-    def expire(self, watermark: int) -> None:
-        horizon = watermark - self.spec.within_ms - self.lateness_ms
+    def expire(self, watermarks: Watermarks) -> None:
+        keep = self.spec.within_ms + self.lateness_ms
         for key, per_step in list(self.keys.items()):
+            horizon = watermarks.of(key[0]) - keep
             if all(not e.ts or e.ts[-1] < horizon for e in per_step):
                 self.keys[key] = [_Entries() for _ in range(self.steps)]
                 self.dirty.add(key)

@@ -6,15 +6,19 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pipeline.deadletter import DeadLetters
+from pipeline.rules.alerts import Alert
 from pipeline.schema.event import Event
 
 
 @dataclass
 class BatchContext:
-    """Shared by the stages of one batch: its dead letters and counters."""
+    """Shared by the stages of one batch: its side outputs. The batch code drains them
+    (dead letters stored and published, alerts published and stored)."""
 
     source_topic: str
     dead: DeadLetters = field(default_factory=DeadLetters)
+    alerts: list[Alert] = field(default_factory=list)
+    """Alerts a stage raised outside the detection rules (e.g. dedup's replay alert)."""
 
 
 class Stage(Protocol):

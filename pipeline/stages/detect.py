@@ -96,7 +96,7 @@ class DetectStage:
 
     def flush(self) -> None:
         """Release the summaries of suppression windows that closed in wall time."""
-        self.alerts.extend(self.engine.suppressor.due(self.engine.watermark))
+        self.alerts.extend(self.engine.suppressor.due(self.engine.watermarks))
 
     def take_alerts(self) -> list[Alert]:
         alerts, self.alerts = self.alerts, []

@@ -1,10 +1,13 @@
 """Enrich stage: join each event with its sandbox in the inventory, and normalise severity.
 
 The inventory (compacted topic ``audit.sandboxes``, written by ``auditpipe inventory``)
-maps a sandbox to its owner, environment, image, labels and creation time; the worker
-holds it as a Faust global table (every worker sees every sandbox). An event gains
-``owner``, ``environment``, ``image``, ``labels`` and ``sandbox_known``. An event from a
-sandbox the inventory does not know is kept, with ``environment = "unknown"`` and
+maps a sandbox to its owner, environment, image, labels and creation time; every worker
+holds all of it (``pipeline/inventory.py``). A sandbox is named by its tenant *and* its
+id: two tenants may use the same sandbox names, and an event naming another tenant's
+sandbox must not gain that tenant's owner, environment and labels (nor, through the
+environment, its level policy). An event gains ``owner``, ``environment``, ``image``,
+``labels`` and ``sandbox_known``. An event from a sandbox the inventory does not know
+(under the event's tenant) is kept, with ``environment = "unknown"`` and
 ``sandbox_known = False``, and counted.
 
 Severity (low, medium, high, critical) is normalised from the level, then raised by what
@@ -17,11 +20,12 @@ happened:
 | category permission (chmod, chown, setuid, capset, ...) | medium |
 | config change, or a process running as uid 0 with outcome denied | medium |
 
->>> stage = EnrichStage(StaticInventory({"sb-1": SandboxInfo("acme", "ana", "prod-replica",
-...     "python:3.11", {"team": "ml"}, 0)}))
->>> events = stage.process([{"sandbox_id": "sb-1", "level": "info", "outcome": "denied",
-...     "category": "file", "actor": {"uid": 1000}}, {"sandbox_id": "sb-9", "level": "error",
-...     "outcome": "success", "category": "process", "actor": {"uid": 0}}], None)
+>>> stage = EnrichStage(StaticInventory({("acme", "sb-1"): SandboxInfo("acme", "ana",
+...     "prod-replica", "python:3.11", {"team": "ml"}, 0)}))
+>>> events = stage.process([{"tenant": "acme", "sandbox_id": "sb-1", "level": "info",
+...     "outcome": "denied", "category": "file", "actor": {"uid": 1000}}, {"tenant": "evil",
+...     "sandbox_id": "sb-1", "level": "error", "outcome": "success", "category": "process",
+...     "actor": {"uid": 0}}], None)
 >>> [(e["environment"], e["owner"], e["sandbox_known"], e["severity"]) for e in events]
 [('prod-replica', 'ana', True, 'medium'), ('unknown', '', False, 'high')]
 >>> stage.unknown
@@ -51,17 +55,17 @@ class SandboxInfo:
 
 
 class Inventory(Protocol):
-    def get(self, sandbox_id: str) -> SandboxInfo | None: ...
+    def get(self, tenant: str, sandbox_id: str) -> SandboxInfo | None: ...
 
 
 class StaticInventory:
-    """An inventory held in a dict (tests, examples)."""
+    """An inventory held in a dict keyed by (tenant, sandbox_id) (tests, examples)."""
 
-    def __init__(self, sandboxes: dict[str, SandboxInfo]) -> None:
+    def __init__(self, sandboxes: dict[tuple[str, str], SandboxInfo]) -> None:
         self.sandboxes = sandboxes
 
-    def get(self, sandbox_id: str) -> SandboxInfo | None:
-        return self.sandboxes.get(sandbox_id)
+    def get(self, tenant: str, sandbox_id: str) -> SandboxInfo | None:
+        return self.sandboxes.get((tenant, sandbox_id))
 
 
 def severity(event: Event) -> str:
@@ -86,13 +90,13 @@ class EnrichStage:
         """Events from sandboxes the inventory does not know (the worker reads and resets)."""
 
     def process(self, events: list[Event], ctx: Any) -> list[Event]:
-        found: dict[str, SandboxInfo | None] = {}
+        found: dict[tuple[str, str], SandboxInfo | None] = {}
         for event in events:
-            sandbox = event["sandbox_id"]
+            sandbox = (event["tenant"], event["sandbox_id"])
             if sandbox in found:
                 info = found[sandbox]
             else:
-                info = found[sandbox] = self.inventory.get(sandbox)
+                info = found[sandbox] = self.inventory.get(*sandbox)
             if info is None:
                 event.update(
                     owner="", environment=UNKNOWN, image="", labels={}, sandbox_known=False

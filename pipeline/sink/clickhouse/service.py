@@ -1,8 +1,10 @@
 """Inserting into ClickHouse, retried with exponential back-off and jitter.
 
-A failed insert is retried until it succeeds or the worker stops: the sink never drops
-rows. While it retries, the worker consumes nothing more (backpressure), and offsets of
-rows not stored are never committed.
+A failed insert that may succeed later (``retry.decide``) is retried until it succeeds or
+the worker stops: the sink never drops rows. While it retries, the worker consumes
+nothing more (backpressure), and offsets of rows not stored are never committed. An
+insert refused for its data raises ``RowsRejected`` at once: the caller splits the block
+and dead-letters the rows at fault (``sink.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from pipeline.sink.clickhouse.request_builder import InsertRequest
+from pipeline.sink.clickhouse.retry import REJECT, RowsRejected, decide, short
 
 log = logging.getLogger(__name__)
 
@@ -84,19 +87,16 @@ class InsertService:
                 if attempt:
                     log.warning("%s succeeded after %d retries", what, attempt)
                 return
-            except Exception as exc:  # network, server and refusal errors alike: retry
+            except Exception as exc:
+                if decide(exc) == REJECT:
+                    raise RowsRejected(what, exc) from exc
                 attempt += 1
                 self.retries_total += 1
                 self._client = None
                 log.warning(
-                    "%s failed (attempt %d, next in %.1f s): %s", what, attempt, delay, _short(exc)
+                    "%s failed (attempt %d, next in %.1f s): %s", what, attempt, delay, short(exc)
                 )
             # Full jitter: workers that failed together do not retry together.
             if self.stopping.wait(random.uniform(delay / 2, delay)):
                 raise SinkStopped(f"{what}: not done, the worker is stopping")
             delay = min(delay * 2, self.retry_max_s)
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]

@@ -7,31 +7,31 @@ block's dedup token names the offset range of every partition in it, so the same
 messages re-sent give the same token. A batch that reaches ``max_rows`` or ``max_bytes``
 is inserted at once; given an ``executor``, that insert runs in the background while the
 caller decodes the next rows (one insert in flight at a time: memory stays bounded and
-blocks are stored in order). ``flush`` waits until every insert is done. The worker
+blocks are stored in order). ``flush`` waits until every insert is done.
+
+A block ClickHouse refuses for its data (``retry.py``: it can never succeed) is split in
+halves until the rows at fault stand alone; each of those goes to ``on_rejected`` (the
+worker stores and publishes it as a dead letter) before the next half is inserted, so
+the rows of a partition are still stored, or dead-lettered, in offset order. One bad row
+costs about 2 log2(block) inserts; the other rows are stored. The worker
 calls ``flush`` before it acknowledges the Kafka messages the events came from, so an
 offset is committed only for rows that are stored. What is stored of a partition is
 therefore always its messages up to some offset (``progress.py``).
-
->>> sink = ClickHouseSink(RecordingService(), table="audit.events", max_rows=3,
-...                       max_bytes=1 << 20)
->>> sink.add(0, [_ev(0, 1)], size_bytes=100)
->>> sink.add(1, [_ev(1, 5)], size_bytes=100)
->>> sink.service.requests  # below the bounds: nothing inserted yet
-[]
->>> sink.flush()  # the checkpoint: one block for both partitions
-2
->>> [(r.rows, r.dedup_token) for r in sink.service.requests]
-[(2, 'events:0@1-1,1@5-5:2')]
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
-from typing import Any, Protocol
+from typing import Protocol
 
 from pipeline.schema.event import Event
 from pipeline.sink.clickhouse.request_builder import InsertRequest, build_event_request
+from pipeline.sink.clickhouse.retry import RowsRejected, short
+
+Rejected = Callable[[Sequence[Event], str], None]
+"""Takes rows ClickHouse refused for good, with the reason; must store them durably (as
+dead letters) before it returns."""
 
 
 class Inserter(Protocol):
@@ -47,8 +47,10 @@ class ClickHouseSink:
         max_rows: int,
         max_bytes: int,
         executor: Executor | None = None,
+        on_rejected: Rejected | None = None,
     ) -> None:
         self.service = service
+        self.on_rejected = on_rejected
         self.table = table
         self.max_rows = max_rows
         self.max_bytes = max_bytes
@@ -84,14 +86,29 @@ class ClickHouseSink:
         start = 0
         while start < rows:
             end = _message_end(events, min(rows, start + self.max_rows))
-            request = build_event_request(self.table, events[start:end])
+            block = events[start:end]
             start = end
             self._wait_in_flight()
             if self.executor is None:
-                self.service.insert(request)
+                self._insert(block)
             else:
-                self._in_flight = self.executor.submit(self.service.insert, request)
+                self._in_flight = self.executor.submit(self._insert, block)
         self._started_since_flush += rows
+
+    def _insert(self, events: Sequence[Event]) -> None:
+        """Insert a block; one refused for its data is split until the bad rows stand
+        alone (see the module docstring)."""
+        try:
+            self.service.insert(build_event_request(self.table, events))
+        except RowsRejected as exc:
+            if self.on_rejected is None:
+                raise
+            if len(events) == 1:
+                self.on_rejected(events, short(exc.cause))
+                return
+            middle = len(events) // 2
+            self._insert(events[:middle])
+            self._insert(events[middle:])
 
     def _wait_in_flight(self) -> None:
         in_flight, self._in_flight = self._in_flight, None
@@ -109,35 +126,3 @@ def _message_end(events: Sequence[Event], end: int) -> int:
     ):
         end += 1
     return end
-
-
-class RecordingService:
-    """An Inserter that keeps the requests (for unit tests and the doctest above)."""
-
-    def __init__(self) -> None:
-        self.requests: list[InsertRequest] = []
-
-    def insert(self, request: InsertRequest) -> None:
-        self.requests.append(request)
-
-
-def _ev(partition: int, offset: int) -> dict[str, Any]:
-    return {
-        "event_id": f"e{offset}",
-        "ts": 0,
-        "tenant": "t",
-        "sandbox_id": "s",
-        "seq": offset,
-        "category": "process",
-        "action": "exec",
-        "level": "info",
-        "outcome": "success",
-        "actor": {"user": "", "uid": None, "pid": None, "ppid": None, "process": "", "cmdline": ""},
-        "object": "",
-        "bytes": None,
-        "attributes": {},
-        "prev_hash": None,
-        "hash": None,
-        "kafka_partition": partition,
-        "kafka_offset": offset,
-    }
