@@ -118,9 +118,14 @@ class CollectConfig(_Section):
     max_spool_bytes: int = Field(10 * 1024**3, ge=1024 * 1024)
     """Largest spool on disk; beyond it `emit` waits for Kafka (backpressure, no drop)."""
     tenant: str = "default"
-    """Tenant of events from sources that do not name one (auditd, Falco)."""
+    """The tenant of this collector's events. A JSON-lines source is pinned to it: a line
+    naming another tenant is rejected (see trust_source_identity)."""
     sandbox_id: str | None = None
-    """Sandbox of events from sources that do not name one; default the host name."""
+    """The sandbox of this collector's events; default the host name. A JSON-lines line
+    naming another sandbox is rejected (see trust_source_identity)."""
+    trust_source_identity: bool = False
+    """Keep the tenant and sandbox_id a JSON line names (only for a trusted relay that
+    gathers several sandboxes' files: a sandbox could otherwise claim another's)."""
     environment: str = "dev"
     """Environment of this collector's sandboxes, the key into min_levels."""
     min_levels: dict[str, Level] = {}

@@ -1,8 +1,10 @@
 """Publishing audit events to Kafka: one message carries a batch from one sandbox.
 
 ``EventPublisher`` collects events per sandbox, encodes each full batch as one
-self-describing Avro message (key = sandbox_id) and sends it with Kafka's idempotent
-producer (acks=all). ``publish_json_lines`` is the ``auditpipe publish`` front end.
+self-describing Avro message (key = ``chain_key(tenant, sandbox_id)``, like the
+collector's: a tenant's sandbox always lands on one partition, whoever sends it) and
+sends it with Kafka's idempotent producer (acks=all). ``publish_json_lines`` is the
+``auditpipe publish`` front end.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from pipeline.collect.chain import CHAIN_SEPARATOR, chain_key
 from pipeline.config import Settings
 from pipeline.schema.batch import EventBatchEncoder
 from pipeline.schema.codec import AvroCodec
@@ -85,7 +88,8 @@ class EventPublisher:
         self.stats = PublishStats()
         self._batches = EventBatchEncoder(codec, collector=COLLECTOR_NAME)
         self._buffers: dict[str, list[bytes]] = {}
-        """Per sandbox, its events not sent yet, each encoded when it was added."""
+        """Per chain (tenant and sandbox), its events not sent yet, each encoded when it
+        was added."""
         self._buffer_started: dict[str, float] = {}
         self._in_flight: list[asyncio.Future[Any]] = []
         self._linger_task: asyncio.Task[None] | None = None
@@ -125,17 +129,17 @@ class EventPublisher:
     async def add(self, event: Event) -> None:
         """Encode and buffer one event; a ValueError names what the schema cannot hold."""
         if self.buffer(event):
-            await self.send(event["sandbox_id"])
+            await self.send(chain_key(event["tenant"], event["sandbox_id"]))
 
     def buffer(self, event: Event) -> bool:
-        """Encode and buffer one event; True when its sandbox's batch is full: then
-        `send` it (what `add` does; this half is for loops that await only then)."""
+        """Encode and buffer one event; True when its chain's batch is full: then `send`
+        its chain_key (what `add` does; this half is for loops that await only then)."""
         encoded = self._batches.encode(event)
-        sandbox = event["sandbox_id"]
-        buffer = self._buffers.get(sandbox)
+        chain = chain_key(event["tenant"], event["sandbox_id"])
+        buffer = self._buffers.get(chain)
         if buffer is None:
-            buffer = self._buffers[sandbox] = []
-            self._buffer_started[sandbox] = time.monotonic()
+            buffer = self._buffers[chain] = []
+            self._buffer_started[chain] = time.monotonic()
         buffer.append(encoded)
         return len(buffer) >= self.batch_events
 
@@ -145,27 +149,27 @@ class EventPublisher:
 
     async def flush(self) -> None:
         """Send every partly filled batch and wait until the broker acknowledged all."""
-        for sandbox in list(self._buffers):
-            await self.send(sandbox)
+        for chain in list(self._buffers):
+            await self.send(chain)
         await self._drain(0)
 
-    async def send(self, sandbox: str) -> None:
-        """Send the sandbox's buffered events (one message, or more if over the size limit)."""
+    async def send(self, chain: str) -> None:
+        """Send the chain's buffered events (one message, or more if over the size limit)."""
         async with self._send_lock:
-            encoded = self._buffers.pop(sandbox, None)
-            self._buffer_started.pop(sandbox, None)
+            encoded = self._buffers.pop(chain, None)
+            self._buffer_started.pop(chain, None)
             if encoded:
                 for message, count in self._batches.messages(
-                    sandbox,
+                    chain.partition(CHAIN_SEPARATOR)[2],
                     encoded,
                     max_bytes=self.settings.publish.max_message_bytes,
                     sent_at=now_ms(),
                 ):
-                    await self._send(sandbox, message, count)
+                    await self._send(chain, message, count)
 
-    async def _send(self, sandbox: str, message: bytes, events: int) -> None:
+    async def _send(self, chain: str, message: bytes, events: int) -> None:
         await self._drain(MAX_IN_FLIGHT - 1)
-        future = await self._producer.send(self.topic, message, key=sandbox.encode())
+        future = await self._producer.send(self.topic, message, key=chain.encode())
         future.add_done_callback(functools.partial(self._acked, events, len(message)))
         self._in_flight.append(future)
 
@@ -187,9 +191,9 @@ class EventPublisher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), timeout=max(linger_s, 0.005))
             deadline = time.monotonic() - linger_s
-            for sandbox, started in list(self._buffer_started.items()):
+            for chain, started in list(self._buffer_started.items()):
                 if started <= deadline:
-                    await self.send(sandbox)
+                    await self.send(chain)
 
 
 @dataclass
@@ -231,7 +235,7 @@ async def publish_json_lines(
                 on_error(LineError(number, str(exc)))
                 continue
             if full:  # the loop awaits only when a batch is full
-                await publisher.send(event["sandbox_id"])
+                await publisher.send(chain_key(event["tenant"], event["sandbox_id"]))
     return publisher.stats
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.collect.chain import GENESIS, link
-from pipeline.collect.collector import Collector, chain_key
+from pipeline.collect.chain import GENESIS, chain_key, link
+from pipeline.collect.collector import Collector
 from pipeline.config import Settings
 from pipeline.schema.event import normalize_event
 

@@ -109,3 +109,32 @@ def test_blank_lines_are_skipped_and_a_json_null_is_an_error() -> None:
         assert parser.feed(b"   ") == []
         with pytest.raises(ParseError):
             parser.feed(b"null")
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        (b'{"tenant": "globex", "category": "file", "action": "read"}', "tenant"),
+        (b'{"sandbox_id": "sb-other", "category": "file", "action": "read"}', "sandbox_id"),
+        (
+            b'{"tenant": "acme", "sandbox_id": "sb-8", "category": "api", "action": "x"}',
+            "sandbox_id",
+        ),
+    ],
+)
+def test_jsonl_rejects_a_line_that_claims_another_tenant_or_sandbox(
+    line: bytes, field: str
+) -> None:
+    parser = JsonLinesParser(tenant="acme", sandbox_id="sb-7")
+    with pytest.raises(ParseError, match=rf"^{field}: '.*' is not this collector's"):
+        parser.feed(line)
+    # The same values are the collector's own: accepted.
+    own = b'{"tenant": "acme", "sandbox_id": "sb-7", "category": "file", "action": "read"}'
+    assert parser.feed(own)[0]["tenant"] == "acme"
+
+
+def test_a_trusted_relay_keeps_each_lines_tenant_and_sandbox() -> None:
+    parser = JsonLinesParser(tenant="relay", sandbox_id="relay-host", trust_identity=True)
+    (event,) = parser.feed(b'{"tenant": "globex", "sandbox_id": "sb-9", "category": "file", '
+                           b'"action": "read"}')  # fmt: skip
+    assert (event["tenant"], event["sandbox_id"]) == ("globex", "sb-9")

@@ -41,6 +41,18 @@ from pipeline.schema.event import Event
 
 GENESIS = bytes(32)
 CANONICAL_VERSION = 1
+CHAIN_SEPARATOR = "\x1f"
+
+
+def chain_key(tenant: str, sandbox_id: str) -> str:
+    """The name of one hash chain, a tenant's sandbox; also the Kafka key of its messages
+    (collector and publisher alike), so all of a chain's events share one partition, in
+    order, and two tenants' sandboxes of the same name are two chains.
+
+    >>> chain_key("acme", "sb-1").split(CHAIN_SEPARATOR)
+    ['acme', 'sb-1']
+    """
+    return f"{tenant}{CHAIN_SEPARATOR}{sandbox_id}"
 
 
 def _value(value: Any) -> str:

@@ -40,14 +40,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from pipeline.collect.chain import ChainHead
+from pipeline.collect.chain import CHAIN_SEPARATOR, ChainHead, chain_key
 from pipeline.collect.spool import Group, Spool, SpooledMessage
 from pipeline.config import Settings
 from pipeline.schema import codec_for
 from pipeline.schema.batch import EventBatchEncoder
 from pipeline.schema.event import LEVELS, Event
-
-CHAIN_SEPARATOR = "\x1f"
 
 log = logging.getLogger("auditpipe.collector")
 
@@ -484,11 +482,6 @@ class Collector:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._producer.stop(), 5)
             self._producer = None
-
-
-def chain_key(tenant: str, sandbox_id: str) -> str:
-    """The name of one hash chain: a tenant's sandbox. Also the Kafka key of its messages."""
-    return f"{tenant}{CHAIN_SEPARATOR}{sandbox_id}"
 
 
 def _with_tenant(key: str, tenant: str) -> str:

@@ -79,7 +79,9 @@ def make_parser(spec: SourceSpec, settings: Settings) -> Parser:
         return AuditdParser(tenant=tenant, sandbox_id=sandbox)
     if spec.format == "falco":
         return FalcoParser(tenant=tenant, sandbox_id=settings.collect.sandbox_id)
-    return JsonLinesParser(tenant=tenant, sandbox_id=sandbox)
+    return JsonLinesParser(
+        tenant=tenant, sandbox_id=sandbox, trust_identity=settings.collect.trust_source_identity
+    )
 
 
 async def run_collect(

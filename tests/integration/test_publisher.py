@@ -9,6 +9,7 @@ from collections import defaultdict
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from pipeline.collect.chain import chain_key
 from pipeline.config import Settings
 from pipeline.provision import create_topics
 from pipeline.publish import EventPublisher
@@ -48,8 +49,12 @@ async def read_back(settings: Settings) -> dict[str, list[int]]:
                 for records in batches.values():
                     for record in records:
                         batch = codec.decode(record.value).record
-                        assert record.key == batch["sandbox_id"].encode()
                         for event in batch["events"]:
+                            # The key names the chain: tenant and sandbox.
+                            assert (
+                                record.key
+                                == chain_key(event["tenant"], batch["sandbox_id"]).encode()
+                            )
                             seqs[event["sandbox_id"]].append(event["seq"])
                             seen += 1
             await asyncio.sleep(1)  # anything beyond EVENTS would be a duplicate
