@@ -5,7 +5,8 @@
 Fills one partition's window (10 minutes, 10 buckets) with --keys keys spread evenly over
 the window, as a worker at keys/600 events/s would, then measures the memory the window
 holds (tracemalloc, which numpy reports to, and the RSS growth) per key. Then times
-DedupStage.process on simulated events (xxh3 hashing included).
+DedupStage.process on simulated events (xxh3 hashing of the key and the content digest
+included).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def memory_per_key(keys: int) -> tuple[float, float]:
     batch = 10_000
     for start in range(0, keys, batch):
         now = 600.0 * start / keys  # spread over the window: 9 frozen buckets + the current
-        window.check(0, [rng.getrandbits(64) for _ in range(batch)], now)
+        keys_and_contents = [rng.getrandbits(64) for _ in range(2 * batch)]
+        window.check(0, keys_and_contents[:batch], keys_and_contents[batch:], now)
         window.take_added()  # the worker hands these to the table and lets them go
     traced, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()

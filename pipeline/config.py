@@ -232,6 +232,10 @@ class RulesConfig(_Section):
     lateness_s: float = Field(60.0, ge=0)
     """How late (in event time, behind the newest event of its key) an event may arrive
     and still count in threshold and sequence windows."""
+    max_window_events: int = Field(10_000, ge=2)
+    """Most events one key of a threshold rule (or one step of a sequence) holds in its
+    window; beyond it the oldest leave. Bounds the memory and the CPU a flood into one
+    window can cost (benchmarks/adversarial.py)."""
     state_interval_s: float = Field(1.0, gt=0)
     """Under load (every take full), how often the windows that changed are written to
     the rule-windows table: each key once per interval, however many batches changed it.

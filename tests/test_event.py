@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
-from pipeline.schema.event import InvalidEvent, normalize_event, parse_ts
+from pipeline.schema.event import InvalidEvent, normalize_event, parse_event_line, parse_ts
 
 NOW = 1_795_860_000_000
 
@@ -153,3 +154,14 @@ def test_parse_event_line_matches_normalize_event_on_every_kind_of_line() -> Non
         with pytest.raises(InvalidEvent) as fast:
             parse_event_line(line, now_ms=5)
         assert str(fast.value) == str(slow.value)
+
+
+@pytest.mark.parametrize("field", ["uid", "pid", "ppid"])
+def test_actor_ids_beyond_their_column_are_refused_at_the_edge(field: str) -> None:
+    line = orjson.dumps({"tenant": "t", "sandbox_id": "s", "category": "process",
+                         "action": "exec", "actor": {field: 2**32}})  # fmt: skip
+    with pytest.raises(InvalidEvent, match=rf"actor\.{field}: 4294967296 is beyond the largest"):
+        parse_event_line(line, now_ms=0)
+    ok = orjson.dumps({"tenant": "t", "sandbox_id": "s", "category": "process",
+                       "action": "exec", "actor": {field: 2**32 - 1}})  # fmt: skip
+    assert parse_event_line(ok, now_ms=0)["actor"][field] == 2**32 - 1

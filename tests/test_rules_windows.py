@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
+import pytest
+
 from pipeline.rules.language import Match, Sequence, Step, Threshold
 from pipeline.rules.windows import SequenceWindows, ThresholdWindows, Watermarks
 
@@ -139,3 +144,65 @@ def test_a_started_chain_is_persisted() -> None:
     windows.add(0, KEY, 1_000, "a", 0)
     ((partition, key, state),) = windows.take_changes()
     assert (partition, key) == (0, KEY) and state is not None
+
+
+def _reference(spec: Threshold, events: list[tuple[int, Any]]) -> list[int]:
+    """Brute force: after each in-order event, aggregate every entry within the window
+    that ends at it; fire (and give up those entries) when the threshold holds."""
+    held: list[tuple[int, Any, int]] = []
+    fired = []
+    for index, (ts, value) in enumerate(events):
+        held.append((ts, value, index))
+        window = [h for h in held if h[0] >= ts - spec.window_ms]
+        values = [h[1] for h in window]
+        if spec.aggregate == "count":
+            result = float(len(values))
+        elif spec.aggregate == "sum":
+            result = float(sum(v for v in values if v == v))
+        else:
+            result = float(len(set(values)))
+        if _OPS_REF[spec.op](result, spec.value):
+            fired.append(index)
+            held = [h for h in held if h not in window]
+    return fired
+
+
+_OPS_REF = {"gte": float.__ge__, "gt": float.__gt__}
+
+
+@pytest.mark.parametrize("aggregate", ["count", "sum", "distinct"])
+def test_running_aggregates_fire_where_a_full_recount_does(aggregate: str) -> None:
+    rng = random.Random(7)
+    for trial in range(40):
+        field = None if aggregate == "count" else "x"
+        spec = Threshold(aggregate, field, rng.choice(["gte", "gt"]), rng.randint(2, 12),
+                         rng.choice([50, 200, 1000]), ())  # fmt: skip
+        ts, events = 0, []
+        for _ in range(300):
+            ts += rng.choice([0, 1, 5, 20, 90])
+            value = float(rng.randint(0, 9)) if aggregate != "distinct" else rng.choice("abcdefg")
+            events.append((ts, value))
+        windows = ThresholdWindows(spec, lateness_ms=0)
+        fired = [
+            i for i, (t, v) in enumerate(events) if windows.add(KEY, t, v, f"e{i}", 0) is not None
+        ]
+        assert fired == _reference(spec, events), (trial, spec)
+
+
+def test_a_key_holds_at_most_max_events_and_counts_what_left() -> None:
+    windows = ThresholdWindows(Threshold("distinct", "x", "gte", 50, 60_000, ()), 0, max_events=100)
+    for n in range(1_000):  # one value repeated: never fires, would grow without a cap
+        assert windows.add(KEY, n, "same", f"e{n}", 0) is None
+    assert len(windows.keys[KEY].ts) == 100
+    assert windows.evicted == 900
+    fired = [windows.add(KEY, 1_000 + n, f"v{n}", f"d{n}", 0) for n in range(49)]
+    assert fired[-1] is not None and fired[-1].value == 50.0
+
+
+def test_a_flood_of_one_sequence_step_is_capped_and_cheap() -> None:
+    windows = SequenceWindows(_sequence(60_000).spec, 0, max_events=64)
+    for n in range(5_000):
+        assert windows.add(0, KEY, n, f"e{n}", 0) is None
+    assert len(windows.keys[KEY][0].ts) == 64 and windows.evicted == 5_000 - 64
+    fired = windows.add(1, KEY, 5_000, "last", 0)
+    assert fired is not None and fired.evidence == ["e4936", "last"]

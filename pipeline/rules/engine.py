@@ -35,7 +35,14 @@ from pipeline.rules.integrity import (
     integrity_findings,
 )
 from pipeline.rules.language import Condition, Rule, RuleSet
-from pipeline.rules.windows import Fired, Key, SequenceWindows, ThresholdWindows, Watermarks
+from pipeline.rules.windows import (
+    DEFAULT_MAX_EVENTS,
+    Fired,
+    Key,
+    SequenceWindows,
+    ThresholdWindows,
+    Watermarks,
+)
 from pipeline.schema.event import Event
 
 DEFAULT_LATENESS_MS = 60_000
@@ -86,9 +93,11 @@ class DetectionEngine:
         clock: Callable[[], float] = time.time,
         integrity: bool = False,
         verify_hashes: bool = True,
+        max_window_events: int = DEFAULT_MAX_EVENTS,
     ) -> None:
         self.ruleset = ruleset
         self.lateness_ms = lateness_ms
+        self.max_window_events = max_window_events
         self.rules = ruleset.enabled
         self.suppressor = Suppressor(suppress_ms, clock)
         self.windows: dict[str, ThresholdWindows | SequenceWindows] = {}
@@ -113,7 +122,7 @@ class DetectionEngine:
     def _predicates_of(self, rule: Rule) -> list[tuple[_Predicate, Condition]]:
         if rule.threshold is not None and rule.condition is not None:
             spec = rule.threshold
-            self.windows[rule.id] = ThresholdWindows(spec, self.lateness_ms)
+            self.windows[rule.id] = ThresholdWindows(spec, self.lateness_ms, self.max_window_events)
             value = field_getter(spec.field) if spec.field else None
             if value is not None and spec.aggregate == "sum":
                 raw = value
@@ -121,7 +130,7 @@ class DetectionEngine:
             return [(_Predicate(rule, -1, key_getter(spec.by), value), rule.condition)]
         if rule.sequence is not None:
             seq = rule.sequence
-            self.windows[rule.id] = SequenceWindows(seq, self.lateness_ms)
+            self.windows[rule.id] = SequenceWindows(seq, self.lateness_ms, self.max_window_events)
             return [
                 (
                     _Predicate(rule, i, key_getter(seq.by + ((step.join,) if step.join else ()))),

@@ -17,6 +17,7 @@ Fired(first_ts=0, last_ts=60000, count=3, value=3.0, evidence=['e0', 'e30000', '
 from __future__ import annotations
 
 import bisect
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ from typing import Any
 import orjson
 
 from pipeline.rules.language import Sequence, Threshold
+
+DEFAULT_MAX_EVENTS = 10_000
+"""Most events one key of a rule holds (``rules.max_window_events``)."""
 
 Key = tuple[str, ...]
 """A window's key: the tenant first, then the values of the rule's ``by`` fields."""
@@ -85,6 +89,66 @@ class _Entries:
 
     def drop(self, start: int, end: int) -> None:
         del self.ts[start:end], self.values[start:end], self.ids[start:end]
+
+
+class _Tail(_Entries):
+    """A threshold key's entries, and the running aggregate of its tail window: the
+    entries from ``start`` on (those within the window that ends at the newest event).
+
+    In event-time order each entry joins and leaves the tail once, so an event costs
+    O(1) (amortized) whatever the window holds; re-aggregating the window per event cost
+    time quadratic in its size (4,000 events in one window: 90 s of CPU).
+    """
+
+    def __init__(
+        self, ts: list[int] | None = None, values: list[Any] | None = None,
+        ids: list[str] | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(ts or [], values or [], ids or [])
+        self.start = 0
+        self.total = 0.0
+        """Sum of the tail's numeric values (non-finite values add nothing)."""
+        self.counts: dict[Any, int] = {}
+        """Occurrences of each value in the tail (its length: the distinct count)."""
+        self.valid = not self.ts
+        """False until the tail is aggregated again (after a restore or a late fire)."""
+
+    def join(self, value: Any) -> None:
+        """Values are stored clean (``ThresholdWindows.clean``): a float for a sum, a
+        hashable value for a distinct count."""
+        if value.__class__ is float:
+            self.total += value
+        self.counts[value] = self.counts.get(value, 0) + 1
+
+    def leave(self, value: Any) -> None:
+        if value.__class__ is float:
+            self.total -= value
+        left = self.counts[value] - 1
+        if left:
+            self.counts[value] = left
+        else:
+            del self.counts[value]
+
+    def rebuild(self, start: int) -> None:
+        self.start, self.total, self.counts = start, 0.0, {}
+        for value in self.values[start:]:
+            self.join(value)
+        self.valid = True
+
+    def trim(self, count: int) -> None:
+        """Drop the ``count`` oldest entries (those inside the tail leave it)."""
+        for value in self.values[self.start : count]:
+            self.leave(value)
+        self.drop(0, count)
+        self.start = max(self.start - count, 0)
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
 
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -148,48 +212,117 @@ class _KeyedState:
 
 
 class ThresholdWindows(_KeyedState):
-    def __init__(self, spec: Threshold, lateness_ms: int) -> None:
+    """Per key, the matching events of the last window; fires when the aggregate of a
+    window meets the threshold.
+
+    Cost per event is bounded whatever a sandbox sends: an event in event-time order is
+    checked against the window that ends at it, from a running aggregate (O(1)); a late
+    one against the earliest and the latest window that hold it, each aggregated in C
+    over at most ``max_events`` entries. A key holds at most ``max_events`` entries (the
+    oldest leave first, counted in ``evicted``).
+    """
+
+    def __init__(
+        self, spec: Threshold, lateness_ms: int, max_events: int = DEFAULT_MAX_EVENTS
+    ) -> None:
         super().__init__(lateness_ms)
         self.spec = spec
         self.compare = _OPS[spec.op]
+        self.max_events = max_events
+        self.evicted = 0
+        """Entries dropped because a key held max_events (for the metrics)."""
 
     def add(self, key: Key, ts: int, value: Any, event_id: str, partition: int) -> Fired | None:
-        entries = self.keys.get(key)
+        entries: _Tail | None = self.keys.get(key)
         if entries is None:
-            entries = self.keys[key] = _Entries()
+            entries = self.keys[key] = _Tail()
         window = self.spec.window_ms
         if entries.ts and ts < entries.ts[-1] - window - self.lateness_ms:
             self.late += 1
             return None
         self._touch(key, partition)
-        at = entries.insert(ts, value, event_id)
+        at = entries.insert(ts, self.clean(value), event_id)
+        in_order = at == len(entries.ts) - 1
+        if entries.valid and not in_order:
+            if at < entries.start:
+                entries.start += 1  # before the tail: the tail's indexes move up
+            else:
+                entries.join(entries.values[at])
         horizon = bisect.bisect_left(entries.ts, entries.ts[-1] - window - self.lateness_ms)
-        if horizon:
-            entries.drop(0, horizon)
-            at -= horizon
-        return self._evaluate(entries, at)
+        over = len(entries.ts) - self.max_events
+        if over > 0:
+            self.evicted += over
+        cut = max(horizon, over)
+        if cut:
+            if entries.valid:
+                entries.trim(cut)
+            else:
+                entries.drop(0, cut)
+            at -= cut
+            if at < 0:
+                return None  # the new event itself was the oldest, evicted at once
+        if in_order:
+            return self._tail(entries)
+        return self._late(entries, at)
 
-    def _evaluate(self, entries: _Entries, at: int) -> Fired | None:
-        """The windows [s, s + window] that hold the new event, earliest start first."""
+    def _tail(self, entries: _Tail) -> Fired | None:
+        """The window that ends at the newest event, from the running aggregate."""
+        ts, values = entries.ts, entries.values
+        start = bisect.bisect_left(ts, ts[-1] - self.spec.window_ms)
+        if not entries.valid:
+            entries.rebuild(start)
+        else:
+            entries.join(values[-1])
+            for value in values[entries.start : start]:
+                entries.leave(value)
+            entries.start = start
+        aggregate = self.spec.aggregate
+        if aggregate == "count":
+            result = float(len(ts) - start)
+        elif aggregate == "sum":
+            result = entries.total
+        else:
+            result = float(len(entries.counts))
+        if not self.compare(result, self.spec.value):
+            return None
+        fired = Fired(ts[start], ts[-1], len(ts) - start, result, entries.ids[start:])
+        entries.drop(start, len(ts))
+        entries.rebuild(len(entries.ts))
+        return fired
+
+    def _late(self, entries: _Tail, at: int) -> Fired | None:
+        """A late event: the earliest window that holds it, then the one it starts."""
         ts, window = entries.ts, self.spec.window_ms
-        first_start = bisect.bisect_left(ts, ts[at] - window)
-        for start in range(first_start, at + 1):
+        first = bisect.bisect_left(ts, ts[at] - window)
+        for start in (first, at):
             end = bisect.bisect_right(ts, ts[start] + window)
-            if end <= at:
-                continue
             value = self._aggregate(entries.values[start:end])
             if self.compare(value, self.spec.value):
                 fired = Fired(ts[start], ts[end - 1], end - start, value, entries.ids[start:end])
                 entries.drop(start, end)
+                entries.valid = False  # aggregated again by the next in-order event
                 return fired
         return None
 
     def _aggregate(self, values: list[Any]) -> float:
+        """In C: the values are stored clean."""
         if self.spec.aggregate == "count":
             return float(len(values))
         if self.spec.aggregate == "sum":
-            return float(sum(v for v in values if v == v))  # NaN (not a number) adds nothing
+            return float(sum(values))
         return float(len(set(values)))
+
+    def clean(self, value: Any) -> Any:
+        """The value as stored: for a sum a finite float (anything else adds nothing),
+        for a distinct count a hashable value, for a count nothing."""
+        aggregate = self.spec.aggregate
+        if aggregate == "sum":
+            if isinstance(value, int | float) and math.isfinite(value):
+                return float(value)
+            return 0.0
+        if aggregate == "distinct":
+            return _hashable(value)
+        return None
 
     def expire(self, watermarks: Watermarks) -> None:
         """Forget keys whose newest event left the window (in their tenant's event time)."""
@@ -197,7 +330,7 @@ class ThresholdWindows(_KeyedState):
         for key in [
             k for k, e in self.keys.items() if not e.ts or e.ts[-1] < watermarks.of(k[0]) - keep
         ]:
-            self.keys[key] = _Entries()
+            self.keys[key] = _Tail()
             self.dirty.add(key)
 
     def encode(self, key: Key) -> bytes | None:
@@ -212,14 +345,21 @@ class ThresholdWindows(_KeyedState):
 
     def decode(self, key: Key, data: bytes) -> None:
         ts, values, ids = orjson.loads(data)
-        self.keys[key] = _Entries(ts, values, ids)
+        self.keys[key] = _Tail(ts, [self.clean(v) for v in values], ids)
 
 
 class SequenceWindows(_KeyedState):
-    def __init__(self, spec: Sequence, lateness_ms: int) -> None:
+    """Per key, the events of each step within the sequence's time limit (at most
+    ``max_events`` per step, the oldest leaving first); fires for a complete chain."""
+
+    def __init__(
+        self, spec: Sequence, lateness_ms: int, max_events: int = DEFAULT_MAX_EVENTS
+    ) -> None:
         super().__init__(lateness_ms)
         self.spec = spec
         self.steps = len(spec.steps)
+        self.max_events = max_events
+        self.evicted = 0
 
     def add(self, step: int, key: Key, ts: int, event_id: str, partition: int) -> Fired | None:
         per_step = self.keys.get(key)
@@ -232,6 +372,10 @@ class SequenceWindows(_KeyedState):
             return None
         self._touch(key, partition)
         per_step[step].insert(ts, None, event_id)
+        over = len(per_step[step].ts) - self.max_events
+        if over > 0:
+            per_step[step].drop(0, over)
+            self.evicted += over
         for entries in per_step:
             cut = bisect.bisect_left(entries.ts, horizon)
             if cut:
@@ -239,6 +383,8 @@ class SequenceWindows(_KeyedState):
         return self._chain(per_step)
 
     def _chain(self, per_step: list[_Entries]) -> Fired | None:
+        if not all(entries.ts for entries in per_step):
+            return None  # a step with no event: no chain (a flood of one step costs O(1))
         return self._ordered(per_step) if self.spec.ordered else self._unordered(per_step)
 
     def _unordered(self, per_step: list[_Entries]) -> Fired | None:
@@ -268,7 +414,8 @@ class SequenceWindows(_KeyedState):
             for entries in per_step[1:]:
                 at = bisect.bisect_left(entries.ts, previous)
                 if at == len(entries.ts):
-                    break
+                    # Later starts pick later steps: none of them completes either.
+                    return None
                 picks.append(at)
                 previous = entries.ts[at]
             else:

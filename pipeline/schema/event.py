@@ -51,6 +51,8 @@ EVENT_FIELDS = frozenset(
 )
 MAX_LONG = 2**63 - 1
 """The largest value of an Avro long: integer fields above it cannot be encoded."""
+MAX_UINT32 = 2**32 - 1
+"""The largest uid, pid and ppid the events table stores (UInt32)."""
 # Epoch milliseconds of 2001-09-09: a smaller ts is almost surely seconds, not milliseconds.
 _MIN_PLAUSIBLE_MS = 1_000_000_000_000
 _MAX_STRING = 64 * 1024
@@ -138,7 +140,7 @@ def _string(field: str, value: Any) -> str:
     return value
 
 
-def _optional_int(field: str, value: Any, *, minimum: int) -> int | None:
+def _optional_int(field: str, value: Any, *, minimum: int, maximum: int = MAX_LONG) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
@@ -147,6 +149,8 @@ def _optional_int(field: str, value: Any, *, minimum: int) -> int | None:
         raise InvalidEvent(field, f"must be >= {minimum}, got {value}")
     if value > MAX_LONG:
         raise InvalidEvent(field, f"{value} is beyond the largest Avro long")
+    if value > maximum:
+        raise InvalidEvent(field, f"{value} is beyond the largest value stored ({maximum})")
     return value
 
 
@@ -168,9 +172,9 @@ def _actor(value: Any) -> dict[str, Any]:
         raise InvalidEvent(f"actor.{sorted(unknown)[0]}", "unknown field")
     return {
         "user": _string("actor.user", value.get("user")),
-        "uid": _optional_int("actor.uid", value.get("uid"), minimum=0),
-        "pid": _optional_int("actor.pid", value.get("pid"), minimum=0),
-        "ppid": _optional_int("actor.ppid", value.get("ppid"), minimum=0),
+        "uid": _optional_int("actor.uid", value.get("uid"), minimum=0, maximum=MAX_UINT32),
+        "pid": _optional_int("actor.pid", value.get("pid"), minimum=0, maximum=MAX_UINT32),
+        "ppid": _optional_int("actor.ppid", value.get("ppid"), minimum=0, maximum=MAX_UINT32),
         "process": _string("actor.process", value.get("process")),
         "cmdline": _string("actor.cmdline", value.get("cmdline")),
     }
@@ -221,13 +225,14 @@ def event_to_json(event: Event) -> dict[str, Any]:
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=_MAX_ID)]
 _Text = Annotated[str, msgspec.Meta(max_length=_MAX_STRING)]
 _Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_LONG)]
+_Id32 = Annotated[int, msgspec.Meta(ge=0, le=MAX_UINT32)]
 
 
 class _ActorIn(msgspec.Struct, forbid_unknown_fields=True):
     user: _Text | None = None
-    uid: _Count | None = None
-    pid: _Count | None = None
-    ppid: _Count | None = None
+    uid: _Id32 | None = None
+    pid: _Id32 | None = None
+    ppid: _Id32 | None = None
     process: _Text | None = None
     cmdline: _Text | None = None
 

@@ -83,6 +83,7 @@ class DetectStage:
             suppress_ms=round(self.config.suppress_s * 1000),
             integrity=self.config.integrity,
             verify_hashes=self.config.verify_hashes,
+            max_window_events=self.config.max_window_events,
         )
 
     def process(self, events: list[Event], ctx: Any) -> list[Event]:
