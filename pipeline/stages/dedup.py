@@ -192,21 +192,21 @@ def _sorted_unique(keys: np.ndarray, contents: np.ndarray) -> tuple[np.ndarray, 
 def key_hash(event: Event, fields: Sequence[str]) -> int:
     """The 64-bit dedup key: tenant, sandbox and event_id (or the key fields)."""
     if not fields:
-        text = KEY_SEPARATOR.join((event["tenant"], event["sandbox_id"], event["event_id"]))
+        text = f"{event['tenant']}\x1f{event['sandbox_id']}\x1f{event['event_id']}"
     else:
         named = (str(event.get(f, "")) for f in fields)
         text = KEY_SEPARATOR.join((event["tenant"], event["sandbox_id"], *named))
-    return xxhash.xxh3_64_intdigest(text.encode())
+    return _xxh3(text.encode())
 
 
 def content_digest(event: Event) -> int:
     """A 64-bit digest of what the event says (its canonical bytes and chain hashes);
     never UNKNOWN_CONTENT."""
-    digest = xxhash.xxh3_64()
-    digest.update(_canonical(event))
-    digest.update(event["prev_hash"] or b"-")
-    digest.update(event["hash"] or b"-")
-    return digest.intdigest() or 1
+    chained = (event["prev_hash"] or b"-") + (event["hash"] or b"-")
+    return _xxh3(_canonical(event) + chained) or 1
+
+
+_xxh3 = xxhash.xxh3_64_intdigest
 
 
 class DedupStage:
@@ -224,16 +224,23 @@ class DedupStage:
             return events
         fields = self.config.key_fields
         now = self.clock()
-        status = [NEW] * len(events)
-        by_partition: dict[int, list[int]] = {}
-        for i, e in enumerate(events):
-            by_partition.setdefault(e["kafka_partition"], []).append(i)
-        for partition, indexes in by_partition.items():  # each partition has its window
-            keys = [key_hash(events[i], fields) for i in indexes]
-            contents = [content_digest(events[i]) for i in indexes]
-            checked = self.window.check(partition, keys, contents, now)
-            for i, said in zip(indexes, checked, strict=True):
-                status[i] = said
+        first = events[0]["kafka_partition"]
+        if all(e["kafka_partition"] == first for e in events):
+            keys = [key_hash(e, fields) for e in events]
+            status = self.window.check(first, keys, [content_digest(e) for e in events], now)
+        else:  # a chunk of several partitions: each has its own window
+            status = [NEW] * len(events)
+            by_partition: dict[int, list[int]] = {}
+            for i, e in enumerate(events):
+                by_partition.setdefault(e["kafka_partition"], []).append(i)
+            for partition, indexes in by_partition.items():
+                keys = [key_hash(events[i], fields) for i in indexes]
+                contents = [content_digest(events[i]) for i in indexes]
+                checked = self.window.check(partition, keys, contents, now)
+                for i, said in zip(indexes, checked, strict=True):
+                    status[i] = said
+        if max(status) == NEW:  # the common case: nothing seen before
+            return events
         kept = [event for event, said in zip(events, status, strict=True) if said == NEW]
         conflicts = [event for event, said in zip(events, status, strict=True) if said == CONFLICT]
         for event in conflicts:
