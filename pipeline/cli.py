@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tune_gc()
     try:
         return _dispatch(args, settings)
-    except StackError as exc:
+    except (StackError, CannotCheck) as exc:
         print(f"auditpipe: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except UsageError as exc:
@@ -191,6 +191,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # last: a service that did not answer, else a bug
+        unavailable = _unavailable(exc, settings)
+        if unavailable is None:
+            raise
+        print(f"auditpipe: {unavailable}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+class CannotCheck(Exception):
+    """A check could not be done (not a finding): exit status 3, one line."""
+
+
+def _unavailable(exc: BaseException, settings: Settings) -> str | None:
+    """One line naming the service that did not answer and the address tried, or None
+    when ``exc`` is not such a failure (then it is a bug, and its traceback is shown)."""
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    if isinstance(exc, OperationalError):
+        return f"ClickHouse at {settings.clickhouse.url} did not answer: {first}"
+    if isinstance(exc, KafkaConnectionError | KafkaTimeoutError):
+        return f"Kafka at {settings.kafka.bootstrap} did not answer: {first}"
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return f"a service did not answer ({type(exc).__name__}): {first}"
+    return None
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -386,9 +412,10 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"verified {report.chained:,} chained events of {report.sandboxes:,} sandboxes in "
         f"{elapsed:.2f} s ({report.chained / max(elapsed, 1e-9):,.0f} events/s); "
-        f"{report.unchained:,} without a chain; {report.redacted:,} redacted, "
-        f"{report.collapsed:,} collapsed repeats and {report.kept_back:,} kept back by the "
-        f"level policy (links checked only); {checked:,} signed checkpoints checked; "
+        f"{report.unchained:,} without a chain; {report.redacted:,} masked at the edge "
+        f"(content checked); {report.collapsed:,} collapsed repeats and {report.kept_back:,} "
+        f"kept back by the level policy (links checked only); {checked:,} signed checkpoints "
+        f"checked; "
         f"{len(report.findings) + len(checkpoint_findings)} findings"
     )
     return EXIT_PARTIAL if report.findings or checkpoint_findings else EXIT_OK
@@ -397,6 +424,7 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
 def _verify_checkpoints(args: argparse.Namespace, settings: Settings) -> tuple[int, list[Any]]:
     from pipeline.chclient import connect
     from pipeline.checkpoints import (
+        CheckpointFinding,
         NoKey,
         database_has_checkpoints,
         load_key,
@@ -406,11 +434,14 @@ def _verify_checkpoints(args: argparse.Namespace, settings: Settings) -> tuple[i
     client = connect(settings.clickhouse)
     database = settings.clickhouse.database
     if not database_has_checkpoints(client, database):
-        return 0, []
+        # Created by the migrations: missing, it was dropped (with every signed head).
+        missing = CheckpointFinding("-", "-", 0, f"{database}.chain_checkpoints is missing")
+        return 0, [missing]
     try:
         key = load_key(settings, create=False)
     except NoKey as exc:
-        print(f"warning: checkpoint signatures not checked: {exc}", file=sys.stderr)
+        if client.query(f"SELECT count() FROM {database}.chain_checkpoints").result_rows[0][0]:
+            raise CannotCheck(f"signed checkpoints exist but cannot be checked: {exc}") from None
         return 0, []
     return verify_checkpoints(
         client,

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.collect.chain import CHAIN_SEPARATOR, chain_key
 from pipeline.config import Settings
+from pipeline.redaction import Redactor
 from pipeline.schema.batch import EventBatchEncoder
 from pipeline.schema.codec import AvroCodec
 from pipeline.schema.event import Event, InvalidEvent, parse_event_line
@@ -87,6 +88,8 @@ class EventPublisher:
         self.batch_events = settings.publish.batch_events
         self.stats = PublishStats()
         self._batches = EventBatchEncoder(codec, collector=COLLECTOR_NAME)
+        self._redactor = Redactor(settings.redact) if settings.redact.enabled else None
+        """Masks the secrets of events without a chain before they reach Kafka."""
         self._buffers: dict[str, list[bytes]] = {}
         """Per chain (tenant and sandbox), its events not sent yet, each encoded when it
         was added."""
@@ -134,6 +137,8 @@ class EventPublisher:
     def buffer(self, event: Event) -> bool:
         """Encode and buffer one event; True when its chain's batch is full: then `send`
         its chain_key (what `add` does; this half is for loops that await only then)."""
+        if self._redactor is not None and event["hash"] is None:
+            self._redactor.mask(event)  # a chained event is the chain's (the worker checks)
         encoded = self._batches.encode(event)
         chain = chain_key(event["tenant"], event["sandbox_id"])
         buffer = self._buffers.get(chain)

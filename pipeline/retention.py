@@ -49,7 +49,9 @@ def table_ttls(config: RetentionConfig) -> dict[str, str]:
     return {
         "events": events_ttl(config),
         "deadletter": f"{_after('toDateTime(failed_at)', config.deadletter_days)} DELETE",
-        "alerts": f"{_after('toDateTime(last_ts)', config.alerts_days)} DELETE",
+        # By when raised: an alert about a year-old event (a backfilled log) is kept as
+        # long as any other, not dropped at insert as already expired.
+        "alerts": f"{_after('toDateTime(created_at)', config.alerts_days)} DELETE",
         "events_policy_rollup": f"{_after('minute', config.rollup_days)} DELETE",
         "events_per_minute": f"{_after('minute', config.rollup_days)} DELETE",
         "resource_per_minute": f"{_after('minute', config.rollup_days)} DELETE",

@@ -11,8 +11,12 @@ SQL, so the check runs inside the database over all rows at once. Findings:
 * ``inserted``: more than one row with the same ``seq``.
 
 Rows without a chain (``hash`` null: events from ``publish``) are counted, not checked.
-Rows the worker redacted (``attributes['auditpipe.redacted']``) cannot be recomputed; their
-links are still checked and they are counted as ``redacted``. Repeats the collapse stage
+No attribute exempts a chained row: secrets are masked at the collector *before* an
+event is sealed (``pipeline/redaction.py``), so a masked row's content hashes like any
+other, and the worker never changes a chained event (it dead-letters one that still holds
+a secret). Rows masked at the edge (``attributes['auditpipe.redacted']``) are counted as
+``redacted`` for information only. (Rows a worker before this version masked after
+sealing are reported as ``modified``: limit such a run with ``--since``.) Repeats the collapse stage
 folded into a stored row (``repeat_seqs``, ``repeat_hashes``, ``repeat_prev_hashes``)
 take their place in the chain by seq and hashes, without content to recompute; they are
 counted as ``collapsed``. So do the links of chained events the level policy kept back
@@ -157,7 +161,7 @@ def verify(
                    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
     )
     ARRAY JOIN [
-      if(NOT redacted AND recomputed != h, 'modified', ''),
+      if(recomputed != h, 'modified', ''),
       if(p != previous_hash, 'relinked', ''),
       if(seq > previous_seq + 1, 'deleted', ''),
       if(same_seq > 1 AND seq = previous_seq, 'inserted', '')

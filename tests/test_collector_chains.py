@@ -43,3 +43,16 @@ def test_two_tenants_with_the_same_sandbox_name_are_two_chains(tmp_path: Path) -
         (chain_key("acme", "sb-1"), 1, 3),
         (chain_key("globex", "sb-1"), 1, 3),
     ]
+
+
+def test_the_collector_masks_secrets_before_it_seals(tmp_path: Path) -> None:
+    collector = Collector(Settings(), spool_dir=tmp_path / "spool")
+    event = normalize_event(
+        {"tenant": "acme", "sandbox_id": "sb-1", "category": "process", "action": "exec",
+         "actor": {"cmdline": "curl -u admin https://ops:Tr0ub4dor@vault.internal/v1"}},
+        now_ms=1_795_860_000_000,
+    )  # fmt: skip
+    collector._buffer(event)
+    assert "Tr0ub4dor" not in event["actor"]["cmdline"]
+    assert event["attributes"]["auditpipe.redacted"] == "url_password@actor.cmdline"
+    assert event["hash"] == link(GENESIS, event)  # the hash covers the masked event

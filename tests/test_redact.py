@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from pipeline.config import RedactConfig
-from pipeline.stages.redact import REDACTED_ATTRIBUTE, RedactStage
+from pipeline.redaction import REDACTED_ATTRIBUTE
+from pipeline.stages.redact import RedactStage
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 PRIVATE_KEY = (
@@ -108,3 +109,38 @@ def test_a_dead_letter_of_one_event_stores_it_masked_and_the_event_is_untouched(
     stored = dead.records[0]["original"]
     assert b"hunter2-Secret!" not in stored and b"[REDACTED:secret_param]" in stored
     assert original["actor"]["cmdline"] == "mysql --password=hunter2-Secret! prod"
+
+
+def chained(cmdline: str) -> dict[str, Any]:
+    base = event(cmdline=cmdline)
+    base.update(event_id="c-1", hash=b"h" * 32, prev_hash=b"p" * 32, kafka_partition=0,
+                kafka_offset=9)  # fmt: skip
+    return base
+
+
+def test_an_event_masked_at_the_edge_passes_the_worker_unchanged() -> None:
+    """Masking is idempotent and names only values it changed: a chained event the
+    collector masked is left exactly as sealed (its hash still covers it)."""
+    from pipeline.redaction import Redactor
+    from pipeline.stages.base import BatchContext
+
+    at_edge = chained("mysql --password=hunter2 https://bob:pw@git.example.com a@b.org")
+    assert Redactor(RedactConfig()).mask(at_edge)
+    sealed = {**at_edge, "actor": dict(at_edge["actor"]), "attributes": dict(at_edge["attributes"])}
+    ctx = BatchContext("audit.events")
+    assert RedactStage(RedactConfig()).process([at_edge], ctx) == [sealed]
+    assert not ctx.dead
+
+
+def test_a_chained_event_that_still_holds_a_secret_is_dead_lettered_masked() -> None:
+    from pipeline.deadletter import DeadLetters
+    from pipeline.stages.base import BatchContext
+
+    stage = RedactStage(RedactConfig())
+    ctx = BatchContext("audit.events", dead=DeadLetters(mask=stage.masked))
+    raw = chained("psql postgres://app:s3cretPW@db/prod")
+    assert stage.process([raw], ctx) == []
+    (record,) = ctx.dead.records
+    assert record["reason"] == "secret_after_chain"
+    assert b"s3cretPW" not in record["original"]
+    assert raw["actor"]["cmdline"] == "psql postgres://app:s3cretPW@db/prod"  # not changed

@@ -1,6 +1,8 @@
 """The collector SDK: chain, batch, spool and deliver a sandbox's events to Kafka.
 
-``emit`` gives each event its sandbox's next ``seq`` and chain hash and buffers it.
+``emit`` masks the event's secrets (the ``redact`` rules, ``pipeline/redaction.py``),
+gives it its sandbox's next ``seq`` and chain hash and buffers it: the chain covers the
+event as it will be stored, so ``auditpipe verify`` checks every stored row's content.
 A *commit* (a batch is full, the linger time passed, or ``flush``) turns every buffer
 into messages and writes them to the spool with one fsync, together with the chain heads
 and the sources' positions; only then are they sent. A background task delivers the
@@ -43,6 +45,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pipeline.collect.chain import CHAIN_SEPARATOR, ChainHead, chain_key
 from pipeline.collect.spool import Group, Spool, SpooledMessage
 from pipeline.config import Settings
+from pipeline.redaction import Redactor
 from pipeline.schema import codec_for
 from pipeline.schema.batch import EventBatchEncoder
 from pipeline.schema.event import LEVELS, Event
@@ -103,6 +106,8 @@ class Collector:
         self.stats = CollectorStats()
         self.sources: dict[str, Any] = {}
         """The position each source reached, as of the last commit (after start: resume)."""
+        self._redactor = Redactor(settings.redact) if settings.redact.enabled else None
+        """Masks secrets before an event is sealed: the chain covers what is stored."""
         self._heads: dict[str, ChainHead] = {}
         """Per chain (``chain_key(tenant, sandbox_id)``), its head: two tenants' sandboxes
         of the same name are two chains."""
@@ -212,6 +217,8 @@ class Collector:
 
     def _buffer(self, event: Event) -> bool:
         """Seal, encode and buffer the event; True when its chain's batch is full."""
+        if self._redactor is not None:
+            self._redactor.mask(event)
         chain = chain_key(event["tenant"], event["sandbox_id"])
         head = self._heads.get(chain)
         if head is None:

@@ -167,6 +167,24 @@ def test_a_rewritten_history_is_caught_by_the_signed_checkpoints(
     assert forged_sig.returncode == 1
     assert "signature does not match: forged or altered checkpoint" in forged_sig.stdout
 
+    # Without the key, signed checkpoints cannot be checked: exit 3, one line.
+    key_file = settings.home / "checkpoint.key"
+    key = key_file.read_bytes()
+    key_file.unlink()
+    no_key = run_cli(settings, "verify")
+    assert no_key.returncode == 3, no_key.stdout + no_key.stderr
+    assert no_key.stderr.strip().splitlines() == [
+        f"auditpipe: signed checkpoints exist but cannot be checked: no checkpoint key: "
+        f"set checkpoints.key, or the file {key_file} is missing"
+    ]
+    key_file.write_bytes(key)
+
+    # Dropping the checkpoints (every signed head at once) is a finding, not a pass.
+    client.command(f"DROP TABLE {db}.chain_checkpoints")
+    dropped = run_cli(settings, "verify")
+    assert dropped.returncode == 1, dropped.stdout + dropped.stderr
+    assert f"{db}.chain_checkpoints is missing" in dropped.stdout
+
 
 def test_collapsed_repeats_keep_the_chain_verifiable(
     isolated_settings: Settings, tmp_path: Path
@@ -256,3 +274,43 @@ def test_events_kept_back_by_the_policy_keep_the_chain_verifiable(
     )
     found = {(f.kind, f.seq) for f in verify(client, settings.clickhouse.database).findings}
     assert {("deleted", seq + 1), ("relinked", seq + 1)} <= found
+
+
+def test_with_redaction_on_every_row_is_checked_and_the_marker_exempts_none(
+    isolated_settings: Settings, tmp_path: Path
+) -> None:
+    settings = isolated_settings
+    assert settings.redact.enabled  # the default: masked at the collector, before sealing
+    client = provision(settings)
+    db = settings.clickhouse.database
+    events = list(FleetSimulator(2, seed=8).events(300))
+    for n, event in enumerate(events[::10]):
+        event["actor"]["cmdline"] = f"mysql -h db --password=Hunter2-{n} -e 'select 1'"
+
+    async def emit() -> None:
+        async with Collector(settings, spool_dir=tmp_path / "spool") as collector:
+            await collector.emit_many(events)
+
+    asyncio.run(emit())
+    with WorkerProcess(settings):
+        wait_for_rows(client, f"{db}.events", len(events))
+    assert client.command(f"SELECT countIf(actor_cmdline LIKE '%Hunter2%') FROM {db}.events") == 0
+    masked = client.command(
+        f"SELECT count() FROM {db}.events WHERE mapContains(attributes, 'auditpipe.redacted')"
+    )
+    assert masked == 30
+    clean = run_cli(settings, "verify")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "30 masked at the edge (content checked)" in clean.stdout
+    assert "0 findings" in clean.stdout
+
+    # An insider changes a masked row and keeps its marker: found like any other.
+    client.command(
+        f"ALTER TABLE {db}.events UPDATE actor_cmdline = 'true' WHERE event_id = "
+        f"'{events[50]['event_id']}'",
+        settings={"mutations_sync": 2},
+    )
+    caught = run_cli(settings, "verify")
+    assert caught.returncode == 1
+    assert caught.stdout.startswith("modified ")
+    assert f"seq {events[50]['seq']}:" in caught.stdout

@@ -1,0 +1,50 @@
+"""A service that does not answer: one line naming it and the address, exit status 3,
+never a traceback (no server needed: nothing listens on the ports used)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+
+def run(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AUDITPIPE_HOME": str(tmp_path),
+        "AUDITPIPE_CLICKHOUSE_URL": f"http://127.0.0.1:{free_port()}",
+        "AUDITPIPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "service"),
+    [
+        (("verify",), "ClickHouse"),
+        (("deadletter", "list"), "ClickHouse"),
+        (("publish", "-"), "Kafka"),
+    ],
+)
+def test_a_service_down_gives_one_line_and_exit_3(
+    tmp_path: Path, args: tuple[str, ...], service: str
+) -> None:
+    line = '{"tenant": "t", "sandbox_id": "s", "category": "api", "action": "x"}\n'
+    result = run(tmp_path, *args, stdin=line)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    (message,) = [m for m in result.stderr.splitlines() if m.startswith("auditpipe:")]
+    assert f"{service} at 127.0.0.1:" in message or f"{service} at http://127.0.0.1:" in message
+    assert "did not answer" in message
