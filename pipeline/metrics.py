@@ -61,6 +61,11 @@ class WorkerMetrics:
         self.sink_insert_retries = Counter(
             "sink_insert_retries", "ClickHouse inserts retried (not dropped)", registry=r
         )
+        self.sink_progress_rejected = Counter(
+            "sink_progress_rejected",
+            "Progress rows ignored: beyond a partition's end or with a wrong MAC (forged?)",
+            registry=r,
+        )
         self.messages_already_stored = Counter(
             "messages_already_stored",
             "Messages skipped after a restart because their rows were stored before it",

@@ -37,7 +37,7 @@ from pipeline.schema import codec_for
 from pipeline.schema.codec import AvroCodec
 from pipeline.schema.event import Event
 from pipeline.sink.clickhouse import ClickHouseSink, InsertService, SinkStopped
-from pipeline.sink.clickhouse.progress import stored_offsets
+from pipeline.sink.clickhouse.progress import ProgressSigner, stored_offsets
 from pipeline.sink.clickhouse.request_builder import InsertRequest
 from pipeline.stages.base import BatchContext, Stage
 from pipeline.stages.collapse import CollapseStage
@@ -49,7 +49,14 @@ from pipeline.stages.policy import LINK_COLUMNS, ROLLUP_COLUMNS, PolicyFile, Pol
 from pipeline.stages.redact import RedactStage
 from pipeline.stages.validate import ValidateStage
 from pipeline.state import DedupPersistence, RuleStatePersistence
-from pipeline.watchdog import GapGuard, StallWatchdog, consumer_lag, dump_tasks, rewind
+from pipeline.watchdog import (
+    GapGuard,
+    StallWatchdog,
+    broker_ends,
+    consumer_lag,
+    dump_tasks,
+    rewind,
+)
 
 log = logging.getLogger("auditpipe.worker")
 
@@ -120,6 +127,7 @@ class BatchProcessor:
             max_bytes=settings.sink.max_bytes,
             executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditpipe-insert"),
             on_rejected=self._reject_rows,
+            signer=ProgressSigner(load_key(settings), settings.kafka.topic_events),
         )
         self._rejected_rows = 0
         """Rows ClickHouse refused for good since the last batch (dead-lettered)."""
@@ -216,11 +224,15 @@ class BatchProcessor:
         )
         self.metrics.checkpoints.inc(len(heads))
 
-    def load_stored_offsets(self, partitions: set[int]) -> None:
-        """For partitions just gained: the highest offset whose rows are stored."""
-        found = stored_offsets(self.service, self.settings.clickhouse.database, partitions)
-        for partition in partitions:
-            self.stored_upto[partition] = found.get(partition, -1)
+    def load_stored_offsets(self, partitions: set[int], ends: dict[int, int]) -> None:
+        """For partitions just gained: the highest offset whose rows are stored, from
+        signed progress below each partition's end (``progress.py``)."""
+        assert self.sink.signer is not None
+        found = stored_offsets(
+            self.service, self.settings.clickhouse.database, partitions, ends, self.sink.signer
+        )
+        self.stored_upto.update(found.upto)
+        self.metrics.sink_progress_rejected.inc(found.rejected)
 
     def _not_stored_yet(self, messages: Sequence[RawMessage]) -> list[RawMessage]:
         """The messages whose rows are not stored already (a crash between an insert and
@@ -517,7 +529,10 @@ def build_app(settings: Settings) -> faust.App:
                         # Set by a batch of an earlier assignment that was still running
                         # when the partition was revoked.
                         processor.next_offsets.pop(partition, None)
-                    await loop.run_in_executor(executor, processor.load_stored_offsets, gained)
+                    ends = await _partition_ends(app, settings.kafka.topic_events, batch)
+                    await loop.run_in_executor(
+                        executor, processor.load_stored_offsets, gained, ends
+                    )
                     known_partitions.update(gained)
                 dedup_state.prepare(set(event_of_partition), assigned)
                 if rule_state is not None:
@@ -684,6 +699,17 @@ async def _publish_dead_letters(
     ]
     if futures:
         await asyncio.gather(*futures)
+
+
+async def _partition_ends(app: faust.App, topic: str, batch: list[Any]) -> dict[int, int]:
+    """Each partition's end offset, asked of the broker; where it does not answer, one
+    past the batch's last message (a lower bound: a stored offset beyond it is not
+    trusted, and the insert tokens absorb what is processed again)."""
+    ends = {p: e for p, e in (await broker_ends(app, topic)).items() if e is not None}
+    for event in batch:
+        partition, offset = event.message.partition, event.message.offset
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
+    return ends
 
 
 async def _wait_for_inventory(inventory: InventoryFollower) -> None:

@@ -49,9 +49,6 @@ DEFAULT_LATENESS_MS = 60_000
 DEFAULT_SUPPRESS_MS = 300_000
 STATE_SEPARATOR = "\x1f"
 DEFINITION_SEPARATOR = "\x1d"
-STATE_VERSION = b"2:"
-"""Part of each window's persisted id: version 2 keys lead with the tenant, so windows
-persisted before (keyed without it) are dropped at load, not restored under wrong keys."""
 
 
 def field_getter(name: str) -> Callable[[Event], Any]:
@@ -67,11 +64,13 @@ def field_getter(name: str) -> Callable[[Event], Any]:
 
 
 def key_getter(fields: tuple[str, ...]) -> Callable[[Event], Key]:
-    """A window's key: the event's tenant, then the ``by`` fields. The tenant always
-    leads, whatever the rule groups by: a rule grouped by user alone still counts each
-    tenant's users apart, so one tenant can neither fire nor fill another's windows."""
+    """A window's key: the tenant first, then the ``by`` fields. Rules parsed from YAML
+    already lead with (tenant, sandbox_id) (``language._by``); a rule built in code with
+    other fields gets the tenant in front, so no key is shared by two tenants."""
+    if fields[:1] != ("tenant",):
+        fields = ("tenant", *fields)
     getters = [field_getter(f) for f in fields]
-    return lambda e: (e.get("tenant") or "", *(_text(g(e)) for g in getters))
+    return lambda e: tuple(_text(g(e)) for g in getters)
 
 
 @dataclass
@@ -109,8 +108,7 @@ class DetectionEngine:
                 conditions.append(condition)
         self.matcher = compile_predicates(conditions)
         self._definitions = {
-            r.id: hashlib.sha256(STATE_VERSION + r.fingerprint().encode()).hexdigest()[:12]
-            for r in self.rules
+            r.id: hashlib.sha256(r.fingerprint().encode()).hexdigest()[:12] for r in self.rules
         }
         self.chain = ChainMonitor(verify_hashes) if integrity else None
         """The live hash-chain check (integrity alerts), when on."""

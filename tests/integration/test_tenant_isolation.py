@@ -31,7 +31,7 @@ IDS = [f"evt-{n}" for n in range(12)]
 
 def activity(tenant: str, now: int) -> list[dict[str, Any]]:
     """The same ids and sandbox for both tenants; three failed logins each (AP-AUTH-001
-    needs five in a minute: six together would be a false alert across tenants)."""
+    needs five in a minute: it must not count the two tenants together)."""
     events = []
     for n, event_id in enumerate(IDS):
         failed = n % 4 == 1

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.schema.event import Event
+from pipeline.sink.clickhouse.progress import MAC_BYTES, ProgressSigner
 
 EVENT_COLUMNS = (
     "event_id",
@@ -43,6 +44,7 @@ EVENT_COLUMNS = (
     "matched_rules",
     "kafka_partition",
     "kafka_offset",
+    "sink_mac",
     "repeat_count",
     "repeat_seqs",
     "repeat_hashes",
@@ -56,6 +58,11 @@ table's defaults fill them otherwise: no per-row cost for the common case)."""
 _NO_LABELS: dict[str, str] = {}
 _NO_RULES: list[str] = []
 _NO_REPEATS: list[Any] = []
+_ZERO_MAC = bytes(MAC_BYTES)
+
+
+def _no_mac(partition: int, offset: int) -> bytes:
+    return _ZERO_MAC
 
 
 @dataclass(frozen=True)
@@ -68,9 +75,13 @@ class InsertRequest:
     """Same rows from the same offsets give the same token: a re-sent block is stored once."""
 
 
-def build_event_columns(events: Sequence[Event], repeats: bool = True) -> list[list[Any]]:
-    """Column lists in EVENT_COLUMNS order (without the repeat columns unless repeats)."""
+def build_event_columns(
+    events: Sequence[Event], repeats: bool = True, signer: ProgressSigner | None = None
+) -> list[list[Any]]:
+    """Column lists in EVENT_COLUMNS order (without the repeat columns unless repeats).
+    ``sink_mac`` is each message's MAC (``progress.py``), zeros without a signer."""
     actors = [e["actor"] for e in events]
+    mac = signer.mac if signer is not None else _no_mac
     return [
         [e["event_id"] for e in events],
         [e["ts"] for e in events],
@@ -96,6 +107,7 @@ def build_event_columns(events: Sequence[Event], repeats: bool = True) -> list[l
         [e.get("matched_rules") or _NO_RULES for e in events],
         [e["kafka_partition"] for e in events],
         [e["kafka_offset"] for e in events],
+        [mac(e["kafka_partition"], e["kafka_offset"]) for e in events],
         *(_repeat_columns(events) if repeats else ()),
     ]
 
@@ -128,10 +140,12 @@ def _repeat_columns(events: Sequence[Event]) -> list[list[Any]]:
     ]
 
 
-def build_event_request(table: str, events: Sequence[Event]) -> InsertRequest:
+def build_event_request(
+    table: str, events: Sequence[Event], signer: ProgressSigner | None = None
+) -> InsertRequest:
     """One insert of events (ordered by partition, then offset)."""
     repeats = any("repeat_count" in e for e in events)
-    columns = build_event_columns(events, repeats)
+    columns = build_event_columns(events, repeats, signer)
     partitions, offsets = columns[_PARTITION_COLUMN], columns[_OFFSET_COLUMN]
     return InsertRequest(
         table=table,

@@ -26,6 +26,7 @@ from concurrent.futures import Executor, Future
 from typing import Protocol
 
 from pipeline.schema.event import Event
+from pipeline.sink.clickhouse.progress import ProgressSigner
 from pipeline.sink.clickhouse.request_builder import InsertRequest, build_event_request
 from pipeline.sink.clickhouse.retry import RowsRejected, short
 
@@ -48,9 +49,11 @@ class ClickHouseSink:
         max_bytes: int,
         executor: Executor | None = None,
         on_rejected: Rejected | None = None,
+        signer: ProgressSigner | None = None,
     ) -> None:
         self.service = service
         self.on_rejected = on_rejected
+        self.signer = signer
         self.table = table
         self.max_rows = max_rows
         self.max_bytes = max_bytes
@@ -99,7 +102,7 @@ class ClickHouseSink:
         """Insert a block; one refused for its data is split until the bad rows stand
         alone (see the module docstring)."""
         try:
-            self.service.insert(build_event_request(self.table, events))
+            self.service.insert(build_event_request(self.table, events, self.signer))
         except RowsRejected as exc:
             if self.on_rejected is None:
                 raise
