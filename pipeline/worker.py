@@ -438,6 +438,7 @@ def build_app(settings: Settings) -> faust.App:
         retry_initial_s=settings.sink.retry_initial_s,
         retry_max_s=settings.sink.retry_max_s,
         stopping=stopping,
+        token_key=load_key(settings),
     )
     # The inventory side of the stream-table join: the compacted topic, read in full and
     # followed. (A Faust GlobalTable over it left faust-streaming 0.15.3's partition

@@ -239,3 +239,13 @@ def test_transport_and_server_availability_errors_are_retried() -> None:
         OverflowError("int too big to convert"),
     ):
         assert decide(exc) == "reject", exc
+
+
+def test_dedup_tokens_are_keyed_so_no_one_can_take_the_next_one_first() -> None:
+    client = FlakyClient(failures=0)
+    service = InsertService(lambda: client, token_key=b"worker key")
+    service.insert(build_event_request("audit.events", [_ev(0, 1)]))
+    (sent,) = client.inserted
+    assert sent != "events:0@1-1:1" and len(sent) == 64  # not the predictable name
+    assert sent == InsertService(lambda: client, token_key=b"worker key").token("events:0@1-1:1")
+    assert sent != InsertService(lambda: client, token_key=b"other").token("events:0@1-1:1")
