@@ -43,6 +43,7 @@ def fresh_topic(base: Settings) -> Settings:
         topic_alerts=f"cb{tag}.alerts",
         topic_deadletter=f"cb{tag}.dlq",
         topic_sandboxes=f"cb{tag}.sb",
+        topic_checkpoints=f"cb{tag}.ckpt",
     )
     settings = Settings(**data)
     asyncio.run(create_topics(settings))

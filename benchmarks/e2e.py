@@ -65,6 +65,7 @@ def isolated(base: Settings, tag: str, home: Path) -> Settings:
         topic_alerts=f"bench{tag}.alerts",
         topic_deadletter=f"bench{tag}.dlq",
         topic_sandboxes=f"bench{tag}.sandboxes",
+        topic_checkpoints=f"bench{tag}.checkpoints",
     )
     data["clickhouse"]["database"] = f"bench_{tag}"
     data["worker"].update(app_id=f"bench-{tag}", web_port=0)

@@ -90,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--tenant")
     verify.add_argument("--sandbox")
+    verify.add_argument(
+        "--strict",
+        action="store_true",
+        help="rows without a chain in tenants of verify.chained_tenants are findings",
+    )
+    verify.add_argument(
+        "--no-kafka-copy",
+        action="store_true",
+        help="do not compare the signed checkpoints with their copy on the checkpoints topic",
+    )
     verify.add_argument("--since", help="report findings from then on (epoch ms or RFC 3339)")
 
     worker = sub.add_parser("worker", help="run the Faust worker (Kafka -> stages -> ClickHouse)")
@@ -402,6 +412,7 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         tenant=args.tenant,
         sandbox=args.sandbox,
         since_ms=since,
+        strict_tenants=settings.verify.chained_tenants if args.strict else None,
     )
     checked, checkpoint_findings = _verify_checkpoints(args, settings)
     elapsed = time.monotonic() - started
@@ -428,6 +439,7 @@ def _verify_checkpoints(args: argparse.Namespace, settings: Settings) -> tuple[i
         NoKey,
         database_has_checkpoints,
         load_key,
+        read_checkpoint_copy,
         verify_checkpoints,
     )
 
@@ -443,14 +455,20 @@ def _verify_checkpoints(args: argparse.Namespace, settings: Settings) -> tuple[i
         if client.query(f"SELECT count() FROM {database}.chain_checkpoints").result_rows[0][0]:
             raise CannotCheck(f"signed checkpoints exist but cannot be checked: {exc}") from None
         return 0, []
-    return verify_checkpoints(
+    config = settings.checkpoints
+    # Rows older than two intervals (and a minute of slack) must be signed by now.
+    require = 2 * config.interval_s + 60 if config.enabled and settings.rules.integrity else None
+    report = verify_checkpoints(
         client,
         database,
         key,
-        settings.checkpoints.key_id,
+        config.key_id,
         tenant=args.tenant,
         sandbox=args.sandbox,
+        require_after_s=require,
+        kafka_copy=None if args.no_kafka_copy else asyncio.run(read_checkpoint_copy(settings)),
     )
+    return report.checked, report.findings
 
 
 def _deadletter(args: argparse.Namespace, settings: Settings) -> int:

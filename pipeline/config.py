@@ -48,6 +48,9 @@ class KafkaConfig(_Section):
     """Topic alerts are published on."""
     topic_deadletter: str = "audit.deadletter"
     """Topic for what cannot be processed, each record with its reason."""
+    topic_checkpoints: str = "audit.checkpoints"
+    """Topic of the second copy of the signed chain-head checkpoints (JSON), which
+    `auditpipe verify` compares with ClickHouse."""
     topic_sandboxes: str = "audit.sandboxes"
     """Compacted inventory topic: sandbox_id -> owner, environment, image, labels."""
     partitions: int = Field(6, ge=1)
@@ -272,6 +275,15 @@ class CheckpointsConfig(_Section):
     """Name of the key, stored with each checkpoint (to rotate keys)."""
 
 
+class VerifyConfig(_Section):
+    """What `auditpipe verify` expects of stored history."""
+
+    chained_tenants: list[str] = ["*"]
+    """Tenants whose events must all carry a hash chain ("*": every tenant). With
+    `verify --strict`, their rows without a chain are findings (`unchained`): rows
+    inserted past the collectors."""
+
+
 class RetentionConfig(_Section):
     """How long rows are kept (`auditpipe retention apply` sets the tables' TTLs)."""
 
@@ -359,6 +371,7 @@ class Settings(BaseSettings):
     redact: RedactConfig = RedactConfig()
     rules: RulesConfig = RulesConfig()
     checkpoints: CheckpointsConfig = CheckpointsConfig()
+    verify: VerifyConfig = VerifyConfig()
     retention: RetentionConfig = RetentionConfig()
     worker: WorkerConfig = WorkerConfig()
     sink: SinkConfig = SinkConfig()

@@ -30,6 +30,9 @@ async def create_topics(settings: Settings) -> list[str]:
         kafka.topic_alerts: {},
         kafka.topic_deadletter: {},
         kafka.topic_sandboxes: compacted,
+        # The second copy of the signed checkpoints: kept as long as security events, so
+        # verify can find checkpoints removed from ClickHouse (never compacted).
+        kafka.topic_checkpoints: {"retention.ms": str(round(365 * 86_400_000 * 1.1))},
         **{topic: {} for topic in settings.rules.routes.values()},
     }
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id="auditpipe-init")

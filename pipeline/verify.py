@@ -8,7 +8,9 @@ SQL, so the check runs inside the database over all rows at once. Findings:
 * ``relinked``: a row's ``prev_hash`` is not the previous row's ``hash`` (a row removed,
   inserted or moved before it);
 * ``deleted``: ``seq`` numbers missing between two rows;
-* ``inserted``: more than one row with the same ``seq``.
+* ``inserted``: more than one row with the same ``seq``;
+* ``unchained`` (with ``strict_tenants``, ``verify --strict``): rows without a chain in
+  tenants whose events must all be chained (``verify.chained_tenants``).
 
 Rows without a chain (``hash`` null: events from ``publish``) are counted, not checked.
 No attribute exempts a chained row: secrets are masked at the collector *before* an
@@ -104,6 +106,7 @@ def verify(
     sandbox: str | None = None,
     since_ms: int | None = None,
     limit: int = 10_000,
+    strict_tenants: list[str] | None = None,
 ) -> VerifyReport:
     where, params = sandbox_filters(tenant, sandbox)
     report = VerifyReport()
@@ -179,7 +182,30 @@ def verify(
     """
     rows: list[Any] = list(client.query(sql, parameters=params).result_rows)
     report.findings = [Finding(kind, str(t), s, int(q), d) for kind, t, s, q, d in rows]
+    if strict_tenants is not None:
+        report.findings.extend(_unchained(client, database, where, params, strict_tenants))
     return report
+
+
+def _unchained(
+    client: Client, database: str, where: str, params: dict[str, Any], tenants: list[str]
+) -> list[Finding]:
+    """Rows without a chain in tenants whose events must all be chained (``--strict``):
+    rows that did not come through a collector (an insert with a stolen credential)."""
+    clauses = [where[len("WHERE ") :]] if where else []
+    clauses.append("hash IS NULL")
+    if "*" not in tenants:
+        clauses.append("tenant IN {strict_tenants:Array(String)}")
+        params = {**params, "strict_tenants": tenants}
+    rows = client.query(
+        f"SELECT tenant, sandbox_id, min(seq), count(), any(event_id) FROM {database}.events "
+        f"WHERE {' AND '.join(clauses)} GROUP BY tenant, sandbox_id ORDER BY 1, 2 LIMIT 1000",
+        parameters=params,
+    ).result_rows
+    return [
+        Finding("unchained", str(t), str(s), int(seq), f"{n} rows without a chain (e.g. {e})")
+        for t, s, seq, n, e in rows
+    ]
 
 
 def sandbox_filters(

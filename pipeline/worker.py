@@ -26,7 +26,14 @@ import faust
 import orjson
 
 from pipeline.chclient import connect
-from pipeline.checkpoints import CHECKPOINT_COLUMNS, checkpoint_columns, load_key
+from pipeline.checkpoints import (
+    CHECKPOINT_COLUMNS,
+    CheckpointSigner,
+    checkpoint_columns,
+    last_checkpoints,
+    load_key,
+)
+from pipeline.collect.chain import chain_key
 from pipeline.config import Settings
 from pipeline.deadletter import DEADLETTER_COLUMNS, DeadLetters, Provenance, record_columns
 from pipeline.inventory import InventoryFollower
@@ -138,7 +145,11 @@ class BatchProcessor:
         ) = None
         """Publishes dead-letter records on the dead-letter topic."""
         self._checkpoint_at = time.monotonic()
-        self._checkpoint_key: bytes | None = None
+        self._checkpoint_signer: CheckpointSigner | None = None
+        self.on_checkpoints: (
+            Callable[[list[dict[str, Any]]], concurrent.futures.Future[None]] | None
+        ) = None
+        """Publishes checkpoint records on the checkpoints topic (their second copy)."""
         self.stored_upto: dict[int, int] = {}
         """Per partition gained: the highest offset already stored (see progress.py)."""
         redact = next((s for s in self.stages if isinstance(s, RedactStage)), None)
@@ -184,7 +195,7 @@ class BatchProcessor:
         self._rejected_rows = 0
         self._store_policy_rollup(messages)
         self._store_alerts(alerts)
-        self._maybe_checkpoint()
+        self.maybe_checkpoint()
         # Counted once stored: "stored" means in ClickHouse.
         whole_messages = sum(1 for r in ctx.dead.records if r["event_id"] is None)
         metrics.events_in.inc(decoded_events + whole_messages)
@@ -196,33 +207,50 @@ class BatchProcessor:
             self.next_offsets[message.partition] = message.offset + 1
         return BatchResult(ctx.dead, alerts)
 
-    def _maybe_checkpoint(self) -> None:
-        """Every checkpoints.interval_s: sign the chain heads that advanced (their rows
-        are stored: this runs after the batch's flush)."""
+    def maybe_checkpoint(self) -> None:
+        """Every checkpoints.interval_s (after a batch, and on the worker's timer while
+        none comes): sign the chain heads that advanced. Runs in the batch thread, so a
+        head is signed only after its batch's rows were flushed."""
+        if time.monotonic() - self._checkpoint_at >= self.settings.checkpoints.interval_s:
+            self.checkpoint_now()
+
+    def checkpoint_now(self) -> int:
+        """Sign every chain head that advanced since the last checkpoint (also at a clean
+        shutdown): rows in ClickHouse, and the copy on the checkpoints topic. Returns the
+        number signed."""
+        self._checkpoint_at = time.monotonic()
         chain = self.detect.engine.chain if self.detect is not None else None
-        config = self.settings.checkpoints
-        now = time.monotonic()
-        if chain is None or not config.enabled or now - self._checkpoint_at < config.interval_s:
-            return
-        self._checkpoint_at = now
+        if chain is None or not self.settings.checkpoints.enabled:
+            return 0
         heads = chain.take_checkpoints()
         if not heads:
-            return
-        if self._checkpoint_key is None:
-            self._checkpoint_key = load_key(self.settings)
-        columns = checkpoint_columns(
-            heads, self._checkpoint_key, config.key_id, time.time_ns() // 1_000_000
-        )
+            return 0
+        checkpoints = self._signer().sign(heads, time.time_ns() // 1_000_000)
+        rows = checkpoint_columns(checkpoints)
         self.service.insert(
             InsertRequest(
                 table=f"{self.settings.clickhouse.database}.chain_checkpoints",
                 column_names=CHECKPOINT_COLUMNS,
-                columns=columns,
-                rows=len(heads),
-                dedup_token="checkpoints:" + hashlib.sha256(repr(heads).encode()).hexdigest(),
+                columns=rows,
+                rows=len(checkpoints),
+                dedup_token="checkpoints:"
+                + hashlib.sha256(b"".join(c.signature for c in checkpoints)).hexdigest(),
             )
         )
-        self.metrics.checkpoints.inc(len(heads))
+        if self.on_checkpoints is not None:
+            self.on_checkpoints([c.record() for c in checkpoints]).result(timeout=SEND_TIMEOUT_S)
+        self.metrics.checkpoints.inc(len(checkpoints))
+        return len(checkpoints)
+
+    def _signer(self) -> CheckpointSigner:
+        if self._checkpoint_signer is None:
+            database = self.settings.clickhouse.database
+            self._checkpoint_signer = CheckpointSigner(
+                load_key(self.settings),
+                self.settings.checkpoints.key_id,
+                lambda sandboxes: last_checkpoints(self.service.query_rows, database, sandboxes),
+            )
+        return self._checkpoint_signer
 
     def load_stored_offsets(self, partitions: set[int], ends: dict[int, int]) -> None:
         """For partitions just gained: the highest offset whose rows are stored, from
@@ -458,6 +486,9 @@ def build_app(settings: Settings) -> faust.App:
     dedup_state = DedupPersistence(dedup_table, dedup_stage.window)
     rule_state = _rule_state(app, settings, processor)
     dlq_topic = app.topic(settings.kafka.topic_deadletter, value_type=bytes, key_type=bytes)
+    checkpoints_topic = app.topic(
+        settings.kafka.topic_checkpoints, value_type=bytes, key_type=bytes
+    )
     publish_alerts = _alert_publisher(app, settings, codec)
     progress = _Progress(processor.metrics)
     watchdog = StallWatchdog(app, settings.kafka.topic_events, settings.worker.stall_timeout_s)
@@ -502,9 +533,15 @@ def build_app(settings: Settings) -> faust.App:
                 _publish_dead_letters(dlq_topic, codec, records), loop
             )
 
+        def on_checkpoints(records: list[dict[str, Any]]) -> concurrent.futures.Future[None]:
+            return asyncio.run_coroutine_threadsafe(
+                _publish_checkpoints(checkpoints_topic, records), loop
+            )
+
         # Called in the batch thread, which waits for the send.
         processor.on_alerts = on_alerts
         processor.on_dead_letters = on_dead_letters
+        processor.on_checkpoints = on_checkpoints
         take = stream.take_events(settings.worker.take_messages, settings.worker.take_within_s)
         async for taken in take:
             batch = await _without_skips(taken)
@@ -648,8 +685,22 @@ def build_app(settings: Settings) -> faust.App:
 
         app.timer(settings.rules.reload_check_s)(_check_rules)
 
+    async def _checkpoint_when_idle() -> None:
+        # In the batch thread: after any batch in progress, whose rows are then stored.
+        await asyncio.get_running_loop().run_in_executor(executor, processor.maybe_checkpoint)
+
+    app.timer(max(settings.checkpoints.interval_s / 4, 0.05))(_checkpoint_when_idle)
+
     @app.on_before_shutdown.connect
     async def _stop_retries(_app: Any, /, *_args: Any, signal: Any, **_kw: Any) -> None:
+        # A clean stop signs the heads that advanced since the last checkpoint first.
+        try:
+            await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(executor, processor.checkpoint_now),
+                SHUTDOWN_GRACE_S,
+            )
+        except Exception:
+            log.exception("no checkpoint at shutdown")
         stopping.set()
 
     return app
@@ -711,6 +762,18 @@ async def _partition_ends(app: faust.App, topic: str, batch: list[Any]) -> dict[
         partition, offset = event.message.partition, event.message.offset
         ends[partition] = max(ends.get(partition, 0), offset + 1)
     return ends
+
+
+async def _publish_checkpoints(topic: Any, records: list[dict[str, Any]]) -> None:
+    futures = [
+        await topic.send(
+            key=chain_key(record["tenant"], record["sandbox_id"]).encode(),
+            value=orjson.dumps(record),
+        )
+        for record in records
+    ]
+    if futures:
+        await asyncio.gather(*futures)
 
 
 async def _wait_for_inventory(inventory: InventoryFollower) -> None:

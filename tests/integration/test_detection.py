@@ -177,3 +177,39 @@ def test_a_publisher_that_skips_a_seq_raises_an_integrity_alert(
     assert rows == [("AP-INT-GAP", "sb-gap", [events[3]["event_id"]], list(rows[0][3]))]
     assert "integrity" in rows[0][3]
     assert [a["rule_id"] for a in on_topic] == ["AP-INT-GAP"]
+
+
+def test_the_alerts_of_a_year_old_backfilled_log_are_stored(isolated_settings: Settings) -> None:
+    """Alerts expire by when they were raised: a backfilled year-old log's alerts are
+    stored (ClickHouse drops rows already expired at insert, by their TTL)."""
+    settings = isolated_settings
+    settings.validation.backfill_tenants = {"archive": 400 * 86_400}
+    client = provision(settings)
+    db = settings.clickhouse.database
+    year_ago = time.time_ns() // 1_000_000 - 366 * 86_400_000
+    events = [
+        normalize_event(
+            {
+                "tenant": "archive",
+                "sandbox_id": "sb-old",
+                "seq": n + 1,
+                "ts": year_ago + n,
+                "category": "file",
+                "action": "read",
+                "object": "/etc/shadow",
+                "actor": {"user": "www-data", "process": "cat", "cmdline": "cat /etc/shadow"},
+            },
+            now_ms=year_ago,
+        )
+        for n in range(3)
+    ]
+    with WorkerProcess(settings):
+        publish_events(settings, events)
+        wait_for_rows(client, f"{db}.events", 3)
+        wait_until(lambda: bool(read_topic(settings)), 60, "no alert on the topic")
+        wait_until(
+            lambda: client.command(f"SELECT count() FROM {db}.alerts") > 0,
+            60,
+            "the year-old log's alerts never reached audit.alerts",
+        )
+    assert client.command(f"SELECT min(last_ts) < now() - INTERVAL 365 DAY FROM {db}.alerts") == 1

@@ -314,3 +314,28 @@ def test_with_redaction_on_every_row_is_checked_and_the_marker_exempts_none(
     assert caught.returncode == 1
     assert caught.stdout.startswith("modified ")
     assert f"seq {events[50]['seq']}:" in caught.stdout
+
+
+def test_strict_reports_unchained_rows_of_a_chained_tenant(
+    isolated_settings: Settings, tmp_path: Path
+) -> None:
+    settings = isolated_settings
+    client = store_chain(settings, tmp_path / "spool")
+    db = settings.clickhouse.database
+    tenant, sandbox = client.query(
+        f"SELECT tenant, sandbox_id FROM {db}.events LIMIT 1"
+    ).result_rows[0]
+    # A row inserted past the collectors (a stolen ingest credential): no chain.
+    client.command(
+        f"INSERT INTO {db}.events (event_id, tenant, sandbox_id, seq, ts, category, action, "
+        f"level, outcome, object) VALUES ('forged', '{tenant}', '{sandbox}', 0, now64(3), "
+        f"'file', 'read', 'info', 'success', '/etc/innocent')"
+    )
+    lenient = run_cli(settings, "verify")
+    assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+    assert "1 without a chain" in lenient.stdout
+    strict = run_cli(settings, "verify", "--strict")
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert f"unchained {tenant}/{sandbox} seq 0: 1 rows without a chain (e.g. forged)" in (
+        strict.stdout
+    )
