@@ -160,7 +160,7 @@ class Redactor:
     def mask(self, event: Event) -> bool:
         """Mask the event's secrets in place; True when a value changed."""
         may_match = self._may_match
-        if may_match is not None and may_match(self._joined(event).lower()) is None:
+        if may_match is not None and may_match(_unmasked(self._joined(event).lower())) is None:
             return False  # the common case: one search per event, no rule can apply
         found: list[str] = []
         actor = event["actor"]
@@ -198,7 +198,7 @@ class Redactor:
 
     def _mask(self, value: str, where: str, found: list[str]) -> str:
         lowered = value.lower()
-        if self._may_match is not None and self._may_match(lowered) is None:
+        if self._may_match is not None and self._may_match(_unmasked(lowered)) is None:
             return value
         for rule in self.rules:
             new, count = rule.apply(value, lowered)
@@ -207,3 +207,13 @@ class Redactor:
                 found.append(f"{rule.name}@{where}")
                 value, lowered = new, new.lower()
         return value
+
+
+_MASK = re.compile(r"\[redacted:[a-z0-9_.-]*\]")
+
+
+def _unmasked(lowered: str) -> str:
+    """The lower-cased text without the masks already in it: a mask names its rule
+    (``[redacted:secret_param]``), and those names hold trigger words; an event masked at
+    the edge would otherwise run every rule again in the worker."""
+    return _MASK.sub("", lowered) if "[redacted:" in lowered else lowered

@@ -59,7 +59,6 @@ from pipeline.state import DedupPersistence, RuleStatePersistence
 from pipeline.watchdog import (
     GapGuard,
     StallWatchdog,
-    broker_ends,
     consumer_lag,
     dump_tasks,
     rewind,
@@ -88,7 +87,7 @@ def default_stages(settings: Settings, inventory: Inventory | None = None) -> li
     detect: list[Stage] = [DetectStage(settings.rules)] if settings.rules.enabled else []
     return [
         ValidateStage(settings.validation),
-        DedupStage(settings.dedup),
+        DedupStage(settings.dedup, secret=load_key(settings)),
         EnrichStage(inventory or StaticInventory({})),
         *detect,
         PolicyStage(PolicyFile(settings.policy.file)),
@@ -567,7 +566,7 @@ def build_app(settings: Settings) -> faust.App:
                         # Set by a batch of an earlier assignment that was still running
                         # when the partition was revoked.
                         processor.next_offsets.pop(partition, None)
-                    ends = await _partition_ends(app, settings.kafka.topic_events, batch)
+                    ends = _partition_ends(app, batch)
                     await loop.run_in_executor(
                         executor, processor.load_stored_offsets, gained, ends
                     )
@@ -753,11 +752,18 @@ async def _publish_dead_letters(
         await asyncio.gather(*futures)
 
 
-async def _partition_ends(app: faust.App, topic: str, batch: list[Any]) -> dict[int, int]:
-    """Each partition's end offset, asked of the broker; where it does not answer, one
-    past the batch's last message (a lower bound: a stored offset beyond it is not
-    trusted, and the insert tokens absorb what is processed again)."""
-    ends = {p: e for p, e in (await broker_ends(app, topic)).items() if e is not None}
+def _partition_ends(app: faust.App, batch: list[Any]) -> dict[int, int]:
+    """Each partition's end offset as the consumer last heard it from the broker (the
+    high-water mark of its fetch answers, which brought this batch); where it is not
+    known, one past the batch's last message (a lower bound: a stored offset beyond it
+    is not trusted, and the insert tokens absorb what is processed again)."""
+    consumer: Any = app.consumer
+    ends: dict[int, int] = {}
+    for event in batch:
+        tp = event.message.tp
+        if tp.partition not in ends:
+            highwater = consumer.highwater(tp)
+            ends[tp.partition] = highwater if highwater is not None else 0
     for event in batch:
         partition, offset = event.message.partition, event.message.offset
         ends[partition] = max(ends.get(partition, 0), offset + 1)

@@ -164,3 +164,14 @@ def test_a_changed_chain_hash_alone_is_a_conflict() -> None:
     ctx = BatchContext("t")
     assert stage.process([{**events[0], "hash": b"b" * 32}], ctx) == []
     assert ctx.dead.by_reason == {"conflicting_duplicate": 1}
+
+
+def test_content_digests_are_keyed_by_the_workers_secret() -> None:
+    from pipeline.stages.dedup import content_digest
+
+    event = tagged(1)[0]
+    mine = DedupStage(DedupConfig(), secret=b"worker key")
+    again = DedupStage(DedupConfig(), secret=b"worker key")
+    other = DedupStage(DedupConfig(), secret=b"another key")
+    assert mine.seed == again.seed != other.seed  # stable across restarts, secret
+    assert content_digest(event, mine.seed) != content_digest(event, other.seed)

@@ -144,3 +144,21 @@ def test_a_chained_event_that_still_holds_a_secret_is_dead_lettered_masked() -> 
     assert record["reason"] == "secret_after_chain"
     assert b"s3cretPW" not in record["original"]
     assert raw["actor"]["cmdline"] == "psql postgres://app:s3cretPW@db/prod"  # not changed
+
+
+def test_masks_in_a_value_do_not_make_the_rules_run_again() -> None:
+    from pipeline.redaction import Redactor
+
+    redactor = Redactor(RedactConfig())
+    calls = []
+    for rule in redactor.rules:
+        original = rule.apply
+
+        def counting(value: str, lowered: str, original: Any = original) -> Any:
+            calls.append(value)
+            return original(value, lowered)
+
+        object.__setattr__(rule, "apply", counting)
+    masked = event(cmdline="mysql --password=[REDACTED:secret_param] -h db")
+    assert not redactor.mask(masked)
+    assert calls == []  # the prefilter saw no trigger once the mask was set aside

@@ -90,19 +90,22 @@ class ClickHouseSink:
         while start < rows:
             end = _message_end(events, min(rows, start + self.max_rows))
             block = events[start:end]
+            # Built here, while the insert in flight is still sending: the columns of the
+            # next block overlap the last one's I/O.
+            request = build_event_request(self.table, block, self.signer)
             start = end
             self._wait_in_flight()
             if self.executor is None:
-                self._insert(block)
+                self._insert(block, request)
             else:
-                self._in_flight = self.executor.submit(self._insert, block)
+                self._in_flight = self.executor.submit(self._insert, block, request)
         self._started_since_flush += rows
 
-    def _insert(self, events: Sequence[Event]) -> None:
+    def _insert(self, events: Sequence[Event], request: InsertRequest | None = None) -> None:
         """Insert a block; one refused for its data is split until the bad rows stand
         alone (see the module docstring)."""
         try:
-            self.service.insert(build_event_request(self.table, events, self.signer))
+            self.service.insert(request or build_event_request(self.table, events, self.signer))
         except RowsRejected as exc:
             if self.on_rejected is None:
                 raise
