@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StackError, CannotCheck) as exc:
         print(f"auditpipe: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    except UsageError as exc:
+    except (UsageError, ConfigError) as exc:
         print(f"auditpipe: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

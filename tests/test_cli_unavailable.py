@@ -48,3 +48,20 @@ def test_a_service_down_gives_one_line_and_exit_3(
     (message,) = [m for m in result.stderr.splitlines() if m.startswith("auditpipe:")]
     assert f"{service} at 127.0.0.1:" in message or f"{service} at http://127.0.0.1:" in message
     assert "did not answer" in message
+
+
+def test_a_redaction_rule_re2_cannot_run_is_a_one_line_config_error(tmp_path: Path) -> None:
+    result = run(tmp_path, "worker", "--help")  # parses; then the real start below
+    assert result.returncode == 0
+    env_rule = {"AUDITPIPE_REDACT_RULES": '{"mine": "(?=x)y"}'}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "worker"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "AUDITPIPE_HOME": str(tmp_path), **env_rule},
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("auditpipe: redact.rules.mine: ")
+    assert "Traceback" not in proc.stderr

@@ -162,3 +162,28 @@ def test_masks_in_a_value_do_not_make_the_rules_run_again() -> None:
     masked = event(cmdline="gh auth login [REDACTED:github_token] [REDACTED:aws_secret_key]")
     assert not redactor.mask(masked)
     assert calls == []  # the prefilter saw no trigger once the mask was set aside
+
+
+@pytest.mark.parametrize(
+    ("pattern", "problem"),
+    [(r"(?=secret)\w+", "invalid perl operator: (?="), (r"(a)\1", "invalid escape sequence")],
+)
+def test_an_operator_rule_a_linear_time_engine_cannot_run_is_refused_at_start(
+    pattern: str, problem: str
+) -> None:
+    from pipeline.config import ConfigError
+    from pipeline.redaction import Redactor
+
+    with pytest.raises(ConfigError, match=r"^redact\.rules\.mine: ") as refused:
+        Redactor(RedactConfig(rules={"mine": pattern}))
+    assert problem in str(refused.value) and "RE2" in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_every_rule_runs_on_re2() -> None:
+    import re2
+
+    from pipeline.redaction import Redactor
+
+    rules = Redactor(RedactConfig(rules={"ticket": r"TICKET-\d+"})).rules
+    assert rules and all(isinstance(rule.pattern, re2._Regexp) for rule in rules)
