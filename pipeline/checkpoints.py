@@ -447,8 +447,12 @@ async def read_checkpoint_copy(settings: Settings, timeout_s: float = 30.0) -> l
     try:
         if topic not in await consumer.topics():
             return records
-        partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = consumer.partitions_for_topic(
+            topic
+        ) or await consumer._client._wait_on_metadata(topic)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return records
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)

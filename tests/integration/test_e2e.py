@@ -88,8 +88,13 @@ ENRICHMENT = (
 
 
 def as_comparable(row: dict[str, Any]) -> dict[str, Any]:
-    """The event's own fields (provenance and enrichment columns are checked apart)."""
-    out = {k: v for k, v in row.items() if not k.startswith("kafka_") and k not in ENRICHMENT}
+    """The event's own fields (provenance, the sink's MAC and enrichment columns are
+    checked apart)."""
+    out = {
+        k: v
+        for k, v in row.items()
+        if not k.startswith("kafka_") and k != "sink_mac" and k not in ENRICHMENT
+    }
     out["ts"] = int(row["ts"].replace(tzinfo=UTC).timestamp() * 1000 + 0.5)
     for name in ("prev_hash", "hash"):
         value = row[name]
