@@ -42,6 +42,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,8 @@ ALGORITHM = "hmac-sha256-v2"
 ALGORITHM_V1 = "hmac-sha256"
 GENESIS = bytes(32)
 """The prev_signature of a sandbox's first checkpoint."""
+CHECKPOINT_TTL_MS = 31_536_000_000
+"""How long chain_checkpoints keeps a row (its TTL, migration 0009): 365 days."""
 CHECKPOINT_COLUMNS = (
     "tenant",
     "sandbox_id",
@@ -407,9 +410,14 @@ def _check_copy(
     """Every checkpoint of the Kafka copy must be in ClickHouse (same signature)."""
     stored = {(t, s, counter, sig) for (t, s), chain in chains.items()
               for counter, _, sig, _ in chain}  # fmt: skip
+    # Rows of chain_checkpoints expire after a year (migration 0009); the copy is kept a
+    # little longer, so a record past that age may be gone from ClickHouse by design.
+    expired_before = time.time_ns() // 1_000_000 - CHECKPOINT_TTL_MS
     for record in kafka_copy:
         t, s = record["tenant"], record["sandbox_id"]
         if (tenant and t != tenant) or (sandbox and s != sandbox):
+            continue
+        if int(record["signed_at"]) < expired_before:
             continue
         key = (t, s, int(record["counter"]), bytes.fromhex(record["signature"]))
         if key not in stored:

@@ -4,6 +4,8 @@ number, or dead-lettered by the worker with its reason."""
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -23,6 +25,9 @@ from tests.integration.helpers import (
 
 pytestmark = pytest.mark.integration
 
+RECENT_MS = time.time_ns() // 1_000_000 - 60_000
+"""A minute ago: stored events must be within validation.max_past_s of the worker's clock."""
+
 
 def good(n: int) -> bytes:
     return orjson.dumps(
@@ -32,7 +37,7 @@ def good(n: int) -> bytes:
             "category": "file",
             "action": "read",
             "object": f"/etc/file{n}",
-            "ts": "2026-11-28T10:00:00Z",
+            "ts": datetime.fromtimestamp(RECENT_MS / 1000, UTC).isoformat(),
         }
     )
 
@@ -127,7 +132,7 @@ def test_worker_dead_letters_undecodable_messages_and_goes_on(isolated_settings:
             "events": [
                 {
                     "event_id": "ok-1",
-                    "ts": 1795860000000,
+                    "ts": RECENT_MS,
                     "tenant": "acme",
                     "sandbox_id": "sb-raw",
                     "seq": 1,
@@ -151,7 +156,7 @@ def test_worker_dead_letters_undecodable_messages_and_goes_on(isolated_settings:
                 },
                 {
                     "event_id": "no-tenant",
-                    "ts": 1795860000001,
+                    "ts": RECENT_MS + 1,
                     "tenant": "",
                     "sandbox_id": "sb-raw",
                     "seq": 2,
