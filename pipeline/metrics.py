@@ -96,6 +96,11 @@ class WorkerMetrics:
             "Events too late for a threshold or sequence window (beyond rules.lateness_s)",
             registry=r,
         )
+        self.rule_window_evictions = Counter(
+            "rule_window_evictions",
+            "Window entries dropped because one key held rules.max_window_events",
+            registry=r,
+        )
         self.rules_enabled = Gauge("rules_enabled", "Detection rules in force", registry=r)
         self.rules_reload_failures = Counter(
             "rules_reload_failures", "Rule reloads refused (the old rules stayed)", registry=r

@@ -157,6 +157,7 @@ class BatchProcessor:
         """Per partition, the offset after the last message processed (for the lag)."""
         self._retries_seen = 0
         self._late_seen = 0
+        self._evicted_seen = 0
         self._reload_failures_seen = 0
 
     def process(self, messages: Sequence[RawMessage]) -> BatchResult:
@@ -395,6 +396,9 @@ class BatchProcessor:
                 late = stage.engine.late_events
                 self.metrics.rule_late_events.inc(max(0, late - self._late_seen))
                 self._late_seen = late
+                evicted = stage.engine.window_evictions
+                self.metrics.rule_window_evictions.inc(max(0, evicted - self._evicted_seen))
+                self._evicted_seen = evicted
                 self.metrics.rules_enabled.set(len(stage.engine.rules))
                 failures = stage.source.reload_failures
                 self.metrics.rules_reload_failures.inc(failures - self._reload_failures_seen)

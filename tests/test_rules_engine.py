@@ -179,3 +179,18 @@ def test_the_live_chain_check_keeps_tenants_with_the_same_sandbox_apart() -> Non
             heads[tenant].seal(event)
             events.append(event)
     assert engine.process(events) == []  # interleaved, each chain is whole
+
+
+def test_window_evictions_are_counted_for_the_metrics() -> None:
+    """A flood into one key's window (one value repeated under a distinct-count rule)
+    is capped; what left the window is counted."""
+    flood = DetectionEngine(parse_rules_text("""
+rules:
+  - id: MANY
+    title: many distinct
+    severity: low
+    condition: {category: auth}
+    threshold: {window: 60s, distinct: {field: actor.user, gte: 1000}}
+"""), max_window_events=10)  # fmt: skip
+    assert flood.process([_auth_failure("acme", n, 1_000 + n, "same") for n in range(25)]) == []
+    assert flood.window_evictions == 15

@@ -241,6 +241,12 @@ class DetectionEngine:
     def late_events(self) -> int:
         return sum(w.late for w in self.windows.values())
 
+    @property
+    def window_evictions(self) -> int:
+        """Window entries dropped because a key held rules.max_window_events (a flood
+        into one window: the events are still stored, the window forgets the oldest)."""
+        return sum(w.evicted for w in self.windows.values())
+
     # State: carried over a reload, and persisted by the worker
 
     def adopt_state(self, old: DetectionEngine) -> list[str]:
