@@ -181,6 +181,14 @@ class Redactor:
         event["attributes"][REDACTED_ATTRIBUTE] = f"{before},{named}" if before else named
         return True
 
+    def would_change(self, event: Event) -> bool:
+        """Whether masking would change the event (it is left as it is). The prefilter
+        answers for most events without a copy."""
+        may_match = self._may_match
+        if may_match is not None and may_match(_unmasked(self._joined(event).lower())) is None:
+            return False
+        return self.masked(event) != event
+
     def masked(self, event: Event) -> Event:
         """A masked copy of the event (the event itself is left as it is)."""
         copy = {**event, "actor": dict(event["actor"]), "attributes": dict(event["attributes"])}

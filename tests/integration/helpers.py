@@ -224,3 +224,16 @@ def wait_for_rows(client: Client, table: str, expected: int, timeout: float = 12
     except AssertionError as exc:
         raise AssertionError(f"{exc}: it holds {last[0]}") from None
     return last[0]
+
+
+def collect_events(settings: Settings, spool: Path, events: list[dict[str, Any]]) -> None:
+    """Emit events through a real Collector (chained, spooled, delivered) and wait until
+    Kafka acknowledged them."""
+    from pipeline.collect.collector import Collector
+
+    async def go() -> None:
+        async with Collector(settings, spool_dir=spool) as collector:
+            await collector.emit_many(events)
+            await collector.flush()
+
+    asyncio.run(go())

@@ -3,27 +3,24 @@ finds checkpoints removed, rolled back, or removed together with the newest even
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipeline.collect.collector import Collector
 from pipeline.config import Settings
 from pipeline.simulate import FleetSimulator
-from tests.integration.helpers import WorkerProcess, provision, run_cli, wait_for_rows, wait_until
+from tests.integration.helpers import (
+    WorkerProcess,
+    collect_events,
+    provision,
+    run_cli,
+    wait_for_rows,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def emit(settings: Settings, spool: Path, events: list[dict[str, Any]]) -> None:
-    async def go() -> None:
-        async with Collector(settings, spool_dir=spool) as collector:
-            await collector.emit_many(events)
-
-    asyncio.run(go())
 
 
 def heads(client: Any, db: str) -> dict[str, int]:
@@ -39,7 +36,7 @@ def test_a_quiet_worker_signs_on_its_timer_and_at_a_clean_stop(
     settings.checkpoints.interval_s = 3600  # no batch will ever be late enough
     client = provision(settings)
     db = settings.clickhouse.database
-    emit(settings, tmp_path / "spool", list(FleetSimulator(2, seed=3).events(400)))
+    collect_events(settings, tmp_path / "spool", list(FleetSimulator(2, seed=3).events(400)))
     worker = WorkerProcess(settings).start()
     try:
         wait_for_rows(client, f"{db}.events", 400)
@@ -54,7 +51,7 @@ def test_a_quiet_worker_signs_on_its_timer_and_at_a_clean_stop(
     settings.checkpoints.interval_s = 2
     more = list(FleetSimulator(2, seed=3).events(600))[400:]
     with WorkerProcess(settings):
-        emit(settings, tmp_path / "spool", more)
+        collect_events(settings, tmp_path / "spool", more)
         wait_for_rows(client, f"{db}.events", 600)
         stored = dict(client.query(f"SELECT sandbox_id, max(seq) FROM {db}.events GROUP BY 1")
                       .result_rows)  # fmt: skip
@@ -77,7 +74,7 @@ def test_removed_and_rolled_back_checkpoints_are_found(
     events = list(FleetSimulator(3, seed=9).events(3000))
     with WorkerProcess(settings):
         for start in range(0, 3000, 500):  # several batches: several checkpoints each
-            emit(settings, tmp_path / "spool", events[start : start + 500])
+            collect_events(settings, tmp_path / "spool", events[start : start + 500])
             wait_for_rows(client, f"{db}.events", start + 500)
             time.sleep(0.6)
     counts = dict(client.query(

@@ -4,18 +4,17 @@ a known id replayed with other content is dead-lettered and alerted on."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipeline.collect.collector import Collector
 from pipeline.config import Settings
 from pipeline.schema.event import normalize_event
 from tests.integration.helpers import (
     WorkerProcess,
+    collect_events,
     provision,
     publish_events,
     read_topic,
@@ -54,12 +53,6 @@ def activity(tenant: str, now: int) -> list[dict[str, Any]]:
     return events
 
 
-async def collect(settings: Settings, spool: Path, events: list[dict[str, Any]]) -> None:
-    async with Collector(settings, spool_dir=spool) as collector:
-        await collector.emit_many(events)
-        await collector.flush()
-
-
 def test_two_tenants_with_the_same_sandbox_names_and_event_ids_stay_apart(
     isolated_settings: Settings, tmp_path: Path
 ) -> None:
@@ -72,8 +65,8 @@ def test_two_tenants_with_the_same_sandbox_names_and_event_ids_stay_apart(
     assert put.returncode == 0, put.stderr
     now = time.time_ns() // 1_000_000
     acme, globex = activity("acme", now), activity("globex", now)
-    asyncio.run(collect(settings, tmp_path / "spool-acme", acme))
-    asyncio.run(collect(settings, tmp_path / "spool-globex", globex))
+    collect_events(settings, tmp_path / "spool-acme", acme)
+    collect_events(settings, tmp_path / "spool-globex", globex)
 
     with WorkerProcess(settings):
         wait_for_rows(client, f"{db}.events", 2 * len(IDS))
