@@ -51,6 +51,7 @@ import orjson
 from clickhouse_connect.driver.client import Client
 
 from pipeline.config import Settings
+from pipeline.seals import Retained
 from pipeline.verify import sandbox_filters
 
 ALGORITHM = "hmac-sha256-v2"
@@ -230,13 +231,18 @@ def checkpoint_columns(checkpoints: list[Checkpoint]) -> list[list[Any]]:
 
 def last_checkpoints(client_query: Any, database: str, sandboxes: set[tuple[str, str]]) -> Last:
     """The newest version-2 checkpoint (counter, signature) of each sandbox, from
-    ClickHouse (``client_query(sql, parameters) -> rows``)."""
+    ClickHouse (``client_query(sql, parameters) -> rows``); for a sandbox whose
+    checkpoints all expired by retention, the one its horizon recorded
+    (``pipeline/seals.py``), so its checkpoint chain goes on from there."""
     if not sandboxes:
         return {}
     rows = client_query(
-        f"SELECT tenant, sandbox_id, max(counter), argMax(signature, counter) "
-        f"FROM {database}.chain_checkpoints WHERE algorithm = '{ALGORITHM}' "
-        "AND (tenant, sandbox_id) IN %(sandboxes)s GROUP BY tenant, sandbox_id",
+        f"SELECT tenant, sandbox_id, max(counter), argMax(signature, counter) FROM ("
+        f"SELECT tenant, sandbox_id, counter, signature FROM {database}.chain_checkpoints "
+        f"WHERE algorithm = '{ALGORITHM}' AND (tenant, sandbox_id) IN %(sandboxes)s "
+        f"UNION ALL SELECT tenant, sandbox_id, counter, signature "
+        f"FROM {database}.chain_horizons WHERE (tenant, sandbox_id) IN %(sandboxes)s"
+        ") GROUP BY tenant, sandbox_id",
         {"sandboxes": sorted(sandboxes)},
     )
     return {(str(t), str(s)): (int(c), _bytes(sig)) for t, s, c, sig in rows}
@@ -273,10 +279,12 @@ def verify_checkpoints(
     sandbox: str | None = None,
     require_after_s: float | None = None,
     kafka_copy: list[dict[str, Any]] | None = None,
+    retained: Retained | None = None,
 ) -> CheckpointReport:
     """Every signed checkpoint checked: its signature, its place in its sandbox's
     checkpoint chain, and the stored row (or kept-back link, or collapsed repeat) at its
-    ``seq``. With ``require_after_s``, every chained row stored longer ago than that must
+    ``seq`` (or the retention seal or horizon that shows it expired: ``retained``).
+    With ``require_after_s``, every chained row stored longer ago than that must
     be covered by a checkpoint; with ``kafka_copy``, every checkpoint of the Kafka copy
     must be in ClickHouse."""
     where, params = sandbox_filters(tenant, sandbox, alias="c.")
@@ -296,6 +304,8 @@ def verify_checkpoints(
         parameters=params,
     ).result_rows
     report = CheckpointReport(checked=len(rows))
+    retained = retained or Retained()
+    now_s = time.time_ns() // 1_000_000_000
     chains: dict[tuple[str, str], list[tuple[int, bytes, bytes, int]]] = {}
     for t, s, seq, hash_hex, at_ms, used_key, algorithm, sig, counter, prev, stored in rows:
         t, s, seq, sig, prev = str(t), str(s), int(seq), _bytes(sig), _bytes(prev)
@@ -308,13 +318,16 @@ def verify_checkpoints(
             report.add(t, s, seq, "signature does not match: forged or altered checkpoint")
         else:
             chains.setdefault((t, s), []).append((int(counter), prev, sig, seq))
-        _check_stored(report, t, s, seq, hash_hex, stored)
+        if not retained.covers((t, s), seq, hash_hex, now_s):
+            _check_stored(report, t, s, seq, hash_hex, stored)
     for (t, s), chain in chains.items():
-        _check_chain(report, t, s, chain)
+        horizon = retained.horizons.get((t, s))
+        start = (horizon.counter, bytes.fromhex(horizon.signature)) if horizon else (0, GENESIS)
+        _check_chain(report, t, s, [c for c in chain if c[0] > start[0]], start)
     if require_after_s is not None:
         _check_covered(client, database, report, where.replace("c.", ""), params, require_after_s)
     if kafka_copy is not None:
-        _check_copy(report, chains, kafka_copy, tenant, sandbox)
+        _check_copy(report, chains, kafka_copy, tenant, sandbox, retained)
     return report
 
 
@@ -345,11 +358,16 @@ def _check_stored(
 
 
 def _check_chain(
-    report: CheckpointReport, t: str, s: str, chain: list[tuple[int, bytes, bytes, int]]
+    report: CheckpointReport,
+    t: str,
+    s: str,
+    chain: list[tuple[int, bytes, bytes, int]],
+    start: tuple[int, bytes] = (0, GENESIS),
 ) -> None:
     """Counters 1, 2, ... each signing the one before: a gap is a removed checkpoint, a
-    link to anything else a roll-back or a replacement."""
-    expected, previous = 1, GENESIS
+    link to anything else a roll-back or a replacement. ``start`` is the sandbox's
+    horizon (counter, signature): the checkpoints up to it expired by retention."""
+    expected, previous = start[0] + 1, start[1]
     for counter, prev, sig, seq in chain:
         if counter < expected:
             report.add(t, s, seq, f"checkpoint {counter} appears twice: replaced")
@@ -406,8 +424,10 @@ def _check_copy(
     kafka_copy: list[dict[str, Any]],
     tenant: str | None,
     sandbox: str | None,
+    retained: Retained,
 ) -> None:
-    """Every checkpoint of the Kafka copy must be in ClickHouse (same signature)."""
+    """Every checkpoint of the Kafka copy must be in ClickHouse (same signature), but
+    those before the sandbox's horizon (expired by retention)."""
     stored = {(t, s, counter, sig) for (t, s), chain in chains.items()
               for counter, _, sig, _ in chain}  # fmt: skip
     # Rows of chain_checkpoints expire after a year (migration 0009); the copy is kept a
@@ -417,7 +437,10 @@ def _check_copy(
         t, s = record["tenant"], record["sandbox_id"]
         if (tenant and t != tenant) or (sandbox and s != sandbox):
             continue
-        if int(record["signed_at"]) < expired_before:
+        horizon = retained.horizons.get((t, s))
+        if int(record["signed_at"]) < expired_before or (
+            horizon and int(record["counter"]) <= horizon.counter
+        ):
             continue
         key = (t, s, int(record["counter"]), bytes.fromhex(record["signature"]))
         if key not in stored:

@@ -79,8 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--again", action="store_true", help="include ones already replayed")
     again.add_argument("--dry-run", action="store_true", help="count, send nothing")
 
-    retention = sub.add_parser("retention", help="show or apply how long rows are kept (TTL)")
-    retention.add_argument("action", choices=("show", "apply"))
+    retention = sub.add_parser(
+        "retention",
+        help="show or apply how long rows are kept (TTL); seal what is about to expire",
+        description="show: the configured periods and each table's TTL. apply: set the "
+        "TTLs. seal: sign the chain ranges expiring within --margin-hours (and advance each "
+        "sandbox's horizon), so `verify` tells expiry from deletion; run it hourly.",
+    )
+    retention.add_argument("action", choices=("show", "apply", "seal"))
+    retention.add_argument(
+        "--margin-hours",
+        type=float,
+        default=24.0,
+        help="seal: what expires within this many hours (default 24; more than the "
+        "interval between runs)",
+    )
 
     verify = sub.add_parser(
         "verify",
@@ -256,7 +269,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print(f"auditpipe: {exc}", file=sys.stderr)
             return EXIT_USAGE
     if command == "retention":
-        return _retention(args.action, settings)
+        return _retention(args, settings)
     if command == "verify":
         return _verify(args, settings)
     if command == "deadletter":
@@ -379,14 +392,16 @@ def _since(text: str | None) -> int | None:
         raise UsageError(f"--since: {exc.problem}") from None
 
 
-def _retention(action: str, settings: Settings) -> int:
+def _retention(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import retention
     from pipeline.chclient import connect
 
     client = connect(settings.clickhouse)
     database = settings.clickhouse.database
     config = settings.retention
-    if action == "apply":
+    if args.action == "seal":
+        return _seal(args, settings)
+    if args.action == "apply":
         changed = retention.apply(client, database, config)
         print(f"retention applied to {', '.join(changed)}")
     print(
@@ -400,12 +415,65 @@ def _retention(action: str, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _seal(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import seals
+    from pipeline.chclient import connect
+    from pipeline.checkpoints import NoKey, load_key
+
+    if args.margin_hours <= 0:
+        raise UsageError("--margin-hours must be positive")
+    try:
+        key = load_key(settings, create=False)
+    except NoKey as exc:
+        raise UsageError(f"cannot seal: {exc} (the key `verify` checks seals with)") from None
+    started = time.monotonic()
+    report = seals.seal(
+        connect(settings.clickhouse),
+        settings.clickhouse.database,
+        settings.retention,
+        key,
+        settings.checkpoints.key_id,
+        margin_s=args.margin_hours * 3600,
+    )
+    print(
+        f"sealed {report.items:,} chain items expiring within {args.margin_hours:g} h in "
+        f"{report.seals:,} seals; {report.horizons:,} sandbox horizons advanced "
+        f"({time.monotonic() - started:.2f} s)"
+    )
+    return EXIT_OK
+
+
+def _retained(args: argparse.Namespace, settings: Settings) -> Any:
+    """The seals and horizons of the chains checked, signatures verified (None when
+    there are none and no key to check them)."""
+    from pipeline import seals
+    from pipeline.chclient import connect
+    from pipeline.checkpoints import NoKey, load_key
+    from pipeline.verify import sandbox_filters
+
+    client = connect(settings.clickhouse)
+    database = settings.clickhouse.database
+    try:
+        key = load_key(settings, create=False)
+    except NoKey as exc:
+        stored = client.query(
+            f"SELECT (SELECT count() FROM {database}.chain_seals) + "
+            f"(SELECT count() FROM {database}.chain_horizons)"
+        ).result_rows[0][0]
+        if stored:
+            raise CannotCheck(f"retention seals exist but cannot be checked: {exc}") from None
+        return seals.Retained()
+    where, params = sandbox_filters(args.tenant, args.sandbox)
+    return seals.load(client, database, key, settings.checkpoints.key_id, where, params)
+
+
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.chclient import connect
-    from pipeline.verify import verify
+    from pipeline.verify import Finding, verify
 
     since = _since(args.since)
     started = time.monotonic()
+    retained = _retained(args, settings)
     report = verify(
         connect(settings.clickhouse),
         settings.clickhouse.database,
@@ -413,8 +481,11 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         sandbox=args.sandbox,
         since_ms=since,
         strict_tenants=settings.verify.chained_tenants if args.strict else None,
+        retention=settings.retention,
+        forged=retained,
     )
-    checked, checkpoint_findings = _verify_checkpoints(args, settings)
+    report.findings += [Finding("forged", t, s, q, d) for t, s, q, d in retained.forged]
+    checked, checkpoint_findings = _verify_checkpoints(args, settings, retained)
     elapsed = time.monotonic() - started
     for f in report.findings:
         print(f"{f.kind:<9} {f.tenant}/{f.sandbox_id} seq {f.seq}: {f.detail}")
@@ -425,14 +496,18 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         f"{elapsed:.2f} s ({report.chained / max(elapsed, 1e-9):,.0f} events/s); "
         f"{report.unchained:,} without a chain; {report.redacted:,} masked at the edge "
         f"(content checked); {report.collapsed:,} collapsed repeats and {report.kept_back:,} "
-        f"kept back by the level policy (links checked only); {checked:,} signed checkpoints "
+        f"kept back by the level policy (links checked only); "
+        f"{sum(len(v) for v in retained.seals.values()):,} retention seals; "
+        f"{checked:,} signed checkpoints "
         f"checked; "
         f"{len(report.findings) + len(checkpoint_findings)} findings"
     )
     return EXIT_PARTIAL if report.findings or checkpoint_findings else EXIT_OK
 
 
-def _verify_checkpoints(args: argparse.Namespace, settings: Settings) -> tuple[int, list[Any]]:
+def _verify_checkpoints(
+    args: argparse.Namespace, settings: Settings, retained: Any
+) -> tuple[int, list[Any]]:
     from pipeline.chclient import connect
     from pipeline.checkpoints import (
         CheckpointFinding,
@@ -466,6 +541,7 @@ def _verify_checkpoints(args: argparse.Namespace, settings: Settings) -> tuple[i
         tenant=args.tenant,
         sandbox=args.sandbox,
         require_after_s=require,
+        retained=retained,
         kafka_copy=None if args.no_kafka_copy else asyncio.run(read_checkpoint_copy(settings)),
     )
     return report.checked, report.findings

@@ -292,7 +292,7 @@ class RetentionConfig(_Section):
     info_days: float = Field(30, gt=0)
     """Other events that are not security-relevant."""
     security_days: float = Field(365, gt=0)
-    """Security-relevant events: severity medium or above, permission, auth, config."""
+    """Security-relevant events: level notice or above, denied, permission, auth, config."""
     alerts_days: float = Field(365, gt=0)
     """Alerts (audit.alerts)."""
     deadletter_days: float = Field(90, gt=0)

@@ -46,6 +46,9 @@ class DeadLetters:
     mask: Callable[[Event], Event] | None = None
     """Masks the secrets of a copy of an event (the worker's redaction), so that a dead
     letter of one event stores no raw secret either."""
+    chained: list[tuple[str, str, int]] = field(default_factory=list)
+    """(tenant, sandbox_id, seq) of the chained events dead-lettered: not stored, so no
+    signed checkpoint may name them as a chain's head."""
 
     def message(self, where: Provenance, reason: str, detail: str, original: bytes) -> None:
         """A whole Kafka message failed."""
@@ -53,6 +56,8 @@ class DeadLetters:
 
     def event(self, where: Provenance, reason: str, detail: str, event: Event) -> None:
         """One event of a batch failed; the rest of its message goes on."""
+        if event.get("hash") is not None and event.get("seq") is not None:
+            self.chained.append((event["tenant"], event["sandbox_id"], event["seq"]))
         if self.mask is not None:
             event = self.mask(event)
         payload = {k: v for k, v in event_to_json(event).items() if not k.startswith("kafka_")}

@@ -2,7 +2,9 @@ r"""``auditpipe retention show|apply``: how long each class of rows is kept (Cli
 
 Classes of ``audit.events``:
 
-* **security**: a severity of medium or above, or a permission, auth or config event;
+* **security**: a level of notice or above, a denied outcome, or a permission, auth or
+  config event (the events whose normalised severity is medium or above, and every auth
+  event);
 * **debug**: level debug, and not security;
 * **info**: everything else.
 
@@ -23,13 +25,31 @@ from clickhouse_connect.driver.client import Client
 from pipeline.config import RetentionConfig
 
 SECURITY = (
-    "severity IN ('medium', 'high', 'critical') OR category IN ('permission', 'auth', 'config')"
+    "level IN ('notice', 'warning', 'error', 'critical') OR outcome = 'denied' "
+    "OR category IN ('permission', 'auth', 'config')"
 )
+"""The security class, from fields the hash chain covers only (not the stored
+``severity``, which the worker derives from them and no chain covers): a row cannot be
+moved to a shorter-lived class without its content no longer matching its hash, and the
+sealer (``pipeline/seals.py``) computes each row's expiry from the same expression."""
 DAY_S = 86_400
 
 
 def _after(column: str, days: float) -> str:
-    return f"{column} + toIntervalSecond({round(days * DAY_S)})"
+    return f"{column} + toIntervalSecond({ttl_seconds(days)})"
+
+
+def ttl_seconds(days: float) -> int:
+    return round(days * DAY_S)
+
+
+def expiry_sql(config: RetentionConfig) -> str:
+    """When an ``events`` row expires (a DateTime): exactly what its TTL computes."""
+    return (
+        f"toDateTime(ts) + toIntervalSecond(if({SECURITY}, {ttl_seconds(config.security_days)}, "
+        f"if(level = 'debug', {ttl_seconds(config.debug_days)}, "
+        f"{ttl_seconds(config.info_days)})))"
+    )
 
 
 def events_ttl(config: RetentionConfig) -> str:

@@ -12,6 +12,11 @@ SQL, so the check runs inside the database over all rows at once. Findings:
 * ``unchained`` (with ``strict_tenants``, ``verify --strict``): rows without a chain in
   tenants whose events must all be chained (``verify.chained_tenants``).
 
+Ranges that retention removed are followed through their signed seals, and a sandbox's
+chain starts at its horizon once its early history expired (``pipeline/seals.py``): a
+seal counts only once its expiry is due, and a forged one (checked by the caller with the
+key: ``seals.load``) covers nothing.
+
 Rows without a chain (``hash`` null: events from ``publish``) are counted, not checked.
 No attribute exempts a chained row: secrets are masked at the collector *before* an
 event is sealed (``pipeline/redaction.py``), so a masked row's content hashes like any
@@ -32,49 +37,15 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-GENESIS_HEX = "00" * 32
-
-
-def _ns(expr: str) -> str:
-    """A canonical value: <byte length>:<bytes>."""
-    return f"concat(toString(length({expr})), ':', {expr})"
-
-
-def _ns_nullable(expr: str) -> str:
-    return f"if(isNull({expr}), '~', {_ns(f'toString(assumeNotNull({expr}))')})"
-
-
-CANONICAL_SQL = (
-    "concat("
-    + ", ".join(
-        [
-            _ns("event_id"),
-            _ns("toString(toUnixTimestamp64Milli(ts))"),
-            _ns("toString(tenant)"),
-            _ns("sandbox_id"),
-            _ns("toString(seq)"),
-            _ns("toString(category)"),
-            _ns("toString(action)"),
-            _ns("toString(level)"),
-            _ns("toString(outcome)"),
-            _ns("toString(actor_user)"),
-            _ns_nullable("actor_uid"),
-            _ns_nullable("actor_pid"),
-            _ns_nullable("actor_ppid"),
-            _ns("toString(actor_process)"),
-            _ns("actor_cmdline"),
-            _ns("object"),
-            _ns_nullable("bytes"),
-            _ns("toString(length(attributes))"),
-            "arrayStringConcat(arrayMap(k -> concat("
-            + _ns("k")
-            + ", "
-            + _ns("attributes[k]")
-            + "), arraySort(mapKeys(attributes))))",
-        ]
-    )
-    + ")"
+from pipeline.chain_items import (
+    GENESIS_HEX,
+    RECOMPUTED_SQL,
+    covers_sql,
+    items_sql,
+    uncovered,
 )
+from pipeline.config import RetentionConfig
+from pipeline.seals import Retained
 
 
 @dataclass
@@ -107,7 +78,14 @@ def verify(
     since_ms: int | None = None,
     limit: int = 10_000,
     strict_tenants: list[str] | None = None,
+    retention: RetentionConfig | None = None,
+    covers: bool = True,
+    forged: Retained | None = None,
 ) -> VerifyReport:
+    """Findings in the chains ``tenant``/``sandbox`` select. With ``covers``, the gaps
+    retention left are followed through the seals and horizons whose expiry is due
+    (``pipeline/seals.py``; their signatures are checked by :func:`pipeline.seals.load`,
+    whose result, given as ``forged``, keeps the forged ones from covering anything)."""
     where, params = sandbox_filters(tenant, sandbox)
     report = VerifyReport()
     totals = client.query(
@@ -135,53 +113,50 @@ def verify(
         since_filter = "AND ts >= fromUnixTimestamp64Milli({since:Int64})"
         params["since"] = since_ms
     chained_where = f"{where} {'AND' if where else 'WHERE'} hash IS NOT NULL"
+    modified = f"""
+    SELECT 'modified', tenant, sandbox_id, seq,
+      concat('stored hash ', left(h, 16), '..., content hashes to ', left(recomputed, 16), '...')
+    FROM (SELECT tenant, sandbox_id, seq, ts, hex(assumeNotNull(hash)) AS h,
+            {RECOMPUTED_SQL} AS recomputed
+          FROM {database}.events {chained_where})
+    WHERE recomputed != h {since_filter}
+    ORDER BY tenant, sandbox_id, seq
+    LIMIT {int(limit)}
+    """
+    items = items_sql(database, where, retention or RetentionConfig())
+    if covers:
+        items += " UNION ALL " + covers_sql(database, where, due_only=True, skip_forged=True)
+        params["forged_seals"] = forged.forged_seals if forged else []
+        params["forged_horizons"] = forged.forged_horizons if forged else []
     sql = f"""
-    SELECT kind, tenant, sandbox_id, seq, detail FROM (
-      SELECT tenant, sandbox_id, seq, ts, h, p, redacted, recomputed,
+    SELECT kind, tenant, sandbox_id, lo, detail FROM (
+      SELECT tenant, sandbox_id, lo, seq, ts, h, p,
         lagInFrame(h, 1, '{GENESIS_HEX}') OVER w AS previous_hash,
         lagInFrame(seq, 1, 0) OVER w AS previous_seq,
         count() OVER (PARTITION BY tenant, sandbox_id, seq) AS same_seq
-      FROM (
-        SELECT tenant, sandbox_id, seq, ts, ingested_at,
-          hex(assumeNotNull(hash)) AS h,
-          hex(assumeNotNull(prev_hash)) AS p,
-          mapContains(attributes, 'auditpipe.redacted') AS redacted,
-          hex(SHA256(concat(assumeNotNull(prev_hash), {CANONICAL_SQL}))) AS recomputed
-        FROM {database}.events {chained_where}
-        UNION ALL
-        SELECT tenant, sandbox_id, repeat.1 AS seq, ts, ingested_at,
-          hex(repeat.2) AS h, hex(repeat.3) AS p, false AS redacted, hex(repeat.2) AS recomputed
-        FROM {database}.events
-        ARRAY JOIN arrayZip(repeat_seqs, repeat_hashes, repeat_prev_hashes) AS repeat
-        {where}
-        UNION ALL
-        SELECT tenant, sandbox_id, seq, any(ts), min(ingested_at), hex(hash) AS h,
-          hex(any(prev_hash)), false, h
-        FROM {database}.chain_links {where}
-        GROUP BY tenant, sandbox_id, seq, hash
-      )
+      FROM ({uncovered(items)})
       WINDOW w AS (PARTITION BY tenant, sandbox_id ORDER BY seq, ingested_at
                    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
     )
     ARRAY JOIN [
-      if(recomputed != h, 'modified', ''),
       if(p != previous_hash, 'relinked', ''),
-      if(seq > previous_seq + 1, 'deleted', ''),
+      if(lo > previous_seq + 1, 'deleted', ''),
       if(same_seq > 1 AND seq = previous_seq, 'inserted', '')
     ] AS kind,
     [
-      concat('stored hash ', left(h, 16), '..., content hashes to ', left(recomputed, 16), '...'),
       concat('prev_hash ', left(p, 16), '..., the previous row has ',
              left(previous_hash, 16), '...'),
-      concat('seq ', toString(previous_seq + 1), '..', toString(seq - 1), ' missing'),
+      concat('seq ', toString(previous_seq + 1), '..', toString(lo - 1), ' missing'),
       concat(toString(same_seq), ' rows with seq ', toString(seq))
     ] AS detail
     WHERE kind != '' {since_filter}
     ORDER BY tenant, sandbox_id, seq, kind
     LIMIT {int(limit)}
     """
-    rows: list[Any] = list(client.query(sql, parameters=params).result_rows)
-    report.findings = [Finding(kind, str(t), s, int(q), d) for kind, t, s, q, d in rows]
+    rows: list[Any] = list(client.query(modified, parameters=params).result_rows)
+    rows += client.query(sql, parameters=params).result_rows
+    rows.sort(key=lambda r: (r[1], r[2], int(r[3]), r[0]))
+    report.findings = [Finding(kind, str(t), s, int(q), d) for kind, t, s, q, d in rows[:limit]]
     if strict_tenants is not None:
         report.findings.extend(_unchained(client, database, where, params, strict_tenants))
     return report

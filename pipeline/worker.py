@@ -137,6 +137,8 @@ class BatchProcessor:
         )
         self._rejected_rows = 0
         """Rows ClickHouse refused for good since the last batch (dead-lettered)."""
+        self._rejected_chained: list[tuple[str, str, int]] = []
+        """Chained events the sink dead-lettered in this batch (see ChainMonitor)."""
         self.on_alerts: Callable[[list[Alert]], concurrent.futures.Future[None]] | None = None
         """Sends alerts (called in the batch thread as soon as a chunk raised them)."""
         self.on_dead_letters: (
@@ -193,6 +195,9 @@ class BatchProcessor:
             self.sink.flush()
         stored -= self._rejected_rows
         self._rejected_rows = 0
+        if self.detect is not None and self.detect.engine.chain is not None:
+            self.detect.engine.chain.not_stored(ctx.dead.chained + self._rejected_chained)
+        self._rejected_chained = []
         self._store_policy_rollup(messages)
         self._store_alerts(alerts)
         self.maybe_checkpoint()
@@ -320,6 +325,7 @@ class BatchProcessor:
         self._send_dead_letters(dead, 0)
         self.metrics.add_counts(dead.by_reason, self.metrics.deadletter, "reason")
         self._rejected_rows += len(events)
+        self._rejected_chained += dead.chained
         log.error("ClickHouse refused %d rows for their data (dead-lettered): %s", len(events), why)
 
     def _store_alerts(self, alerts: list[Alert]) -> None:

@@ -75,3 +75,17 @@ def test_events_without_seq_are_not_checked() -> None:
     monitor = ChainMonitor()
     event = example_event({"category": "file"}, 0) | {"seq": None}
     assert monitor.check(event) == []
+
+
+def test_a_checkpoint_never_signs_a_head_that_was_dead_lettered() -> None:
+    """The newest events of a chain were dead-lettered after the check (a secret after
+    sealing, a row ClickHouse refused): the checkpoint signs the newest stored one."""
+    events = chained(5)
+    tenant, sandbox = str(events[0]["tenant"]), str(events[0]["sandbox_id"])
+    monitor = ChainMonitor()
+    for event in events:
+        assert monitor.check(event) == []  # type: ignore[arg-type]
+    monitor.not_stored([(tenant, sandbox, 5), (tenant, sandbox, 4)])
+    (signed,) = monitor.take_checkpoints()
+    assert signed[2] == 3 and bytes.fromhex(signed[3]) == events[2]["hash"]
+    assert monitor.take_checkpoints() == []  # 4 and 5 are never signed later either

@@ -53,13 +53,16 @@ class _Head:
         self.ts = ts
         self.recent = recent
         self.checkpointed = 0
-        """The seq of the last signed checkpoint written for this head."""
+        """The head's seq when the last checkpoint was taken (what it signed, or an
+        earlier stored seq when the newest events were dead-lettered)."""
 
 
 class ChainMonitor(_KeyedState):
     def __init__(self, verify_hashes: bool = True) -> None:
         super().__init__(lateness_ms=0)
         self.verify_hashes = verify_hashes
+        self.unstored: set[tuple[str, str, int]] = set()
+        """Chained events dead-lettered after this check, until the next checkpoint."""
 
     def check(self, event: Event) -> list[tuple[str, str]]:
         """The findings for one event: (gap | fork | hash, detail)."""
@@ -110,15 +113,26 @@ class ChainMonitor(_KeyedState):
             findings.append(("fork", f"seq {seq}: prev_hash does not link to seq {head.seq}"))
         return findings
 
+    def not_stored(self, events: list[tuple[str, str, int]]) -> None:
+        """Chained events seen here but dead-lettered later (tenant, sandbox_id, seq):
+        the next checkpoint signs the newest stored event of their chains instead."""
+        self.unstored.update(events)
+
     def take_checkpoints(self) -> list[tuple[str, str, int, str]]:
-        """(tenant, sandbox_id, seq, hash hex) of each chained head that advanced since
-        the last call."""
+        """(tenant, sandbox_id, seq, hash hex) of each chain's newest stored event, for
+        each chain that advanced since the last call (called once the batch is stored)."""
         heads = []
+        unstored, self.unstored = self.unstored, set()
         for (tenant, sandbox_id), head in self.keys.items():
-            digest = head.recent.get(head.seq)
-            if digest is not None and head.seq > head.checkpointed:
-                heads.append((tenant, sandbox_id, head.seq, digest))
-                head.checkpointed = head.seq
+            if head.seq <= head.checkpointed:
+                continue
+            seq = head.seq
+            while (tenant, sandbox_id, seq) in unstored and seq > head.checkpointed:
+                seq -= 1
+            digest = head.recent.get(seq)
+            if digest is not None and seq > head.checkpointed:
+                heads.append((tenant, sandbox_id, seq, digest))
+            head.checkpointed = head.seq
         return heads
 
     def expire(self, watermarks: Watermarks) -> None:

@@ -14,6 +14,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from pipeline.chclient import connect
+from pipeline.checkpoints import last_checkpoints
 from pipeline.config import ClickHouseConfig, Settings
 from pipeline.publish import EventPublisher
 from pipeline.schema import codec_for
@@ -82,6 +83,16 @@ def test_ingest_cannot_alter_and_analysts_see_their_tenant_only(
         ):
             with pytest.raises(DatabaseError, match=r"ACCESS_DENIED|Not enough privileges"):
                 ingest.command(statement)
+        # What it may read: where each sandbox's checkpoint chain goes on (its newest
+        # checkpoint, or its horizon once they expired).
+        assert (
+            last_checkpoints(
+                lambda sql, params: ingest.query(sql, parameters=params).result_rows,
+                "audit",
+                {("acme", "sb-none")},
+            )
+            == {}
+        )
 
         analyst = as_user(settings, *ANALYST_ACME)
         tenants = analyst.query("SELECT DISTINCT tenant FROM audit.events").result_rows
@@ -129,9 +140,11 @@ def test_every_table_shows_an_analyst_one_tenant_or_is_refused(
             if "tenant" not in columns or "View" in str(engine):
                 continue
             with_tenant.add(table)
-            # Times of now (rows with old ones would expire at insert), counts of 1 (a
-            # SummingMergeTree drops rows whose sums are all zero).
-            filled = {n: "now64(3)" for n, t in columns.items() if t.startswith("DateTime")}
+            # Times of tomorrow (rows with old ones would expire at insert, and a seal's
+            # keep_until is its TTL), counts of 1 (a SummingMergeTree drops rows whose
+            # sums are all zero).
+            filled = {n: "now64(3) + toIntervalDay(1)" for n, t in columns.items()
+                      if t.startswith("DateTime")}  # fmt: skip
             filled |= {n: "1" for n, t in columns.items() if re.match(r"U?Int|Float", t)}
             for tenant in ("acme", "globex"):
                 names = ", ".join(["tenant", *filled])
