@@ -33,13 +33,13 @@ from aiokafka import AIOKafkaConsumer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.e2e import isolated, measure_worker
-from pipeline.alerts_tail import decode_alert
-from pipeline.chclient import connect
+from pipeline.collect.publisher import EventPublisher, now_ms
+from pipeline.commands.alerts import decode_alert
+from pipeline.commands.init import apply_migrations, create_topics, load_migrations
 from pipeline.config import Settings, load_settings
-from pipeline.provision import apply_migrations, create_topics, load_migrations
-from pipeline.publish import EventPublisher, now_ms
+from pipeline.outputs.clickhouse.client import connect
 from pipeline.schema import codec_for
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 from tests.conftest import free_port
 from tests.integration.helpers import WorkerProcess
 
@@ -78,7 +78,7 @@ async def consume_alerts(bootstrap: str, topic: str, out_path: str) -> None:
     It runs apart from the publisher, so arrivals are stamped when they arrive, not when
     a busy publishing loop gets around to it.
     """
-    codec = codec_for(load_settings())
+    codec = codec_for(load_settings().kafka.schema_registry_url)
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     try:
@@ -118,7 +118,9 @@ async def measure_latency(
     tick = 0.01
     total = int(rate * seconds)
     attacks = int(attacks_per_s * seconds)
-    async with EventPublisher(settings, codec_for(settings), client_id="bench-alerts") as publisher:
+    async with EventPublisher(
+        settings, codec_for(settings.kafka.schema_registry_url), client_id="bench-alerts"
+    ) as publisher:
         stream = sim.events(total)
         started = time.monotonic()
         sent = attacked = 0
@@ -167,7 +169,9 @@ def one_run(base: Settings, args: argparse.Namespace, run: int) -> dict[str, flo
         )
 
         async def prepublish() -> None:
-            async with EventPublisher(settings, codec_for(settings)) as publisher:
+            async with EventPublisher(
+                settings, codec_for(settings.kafka.schema_registry_url)
+            ) as publisher:
                 await publisher.add_many(
                     FleetSimulator(args.sandboxes, seed=1).events(args.max_events)
                 )

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import process_memory_mb
 from pipeline.collect.collector import Collector
+from pipeline.commands.init import create_topics
 from pipeline.config import Settings
-from pipeline.provision import create_topics
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 from pipeline.stack.kafka import KafkaBroker
 from tests.conftest import free_ports
 

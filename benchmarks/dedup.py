@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import process_memory_mb
 from pipeline.config import DedupConfig
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 from pipeline.stages.base import BatchContext
 from pipeline.stages.dedup import DedupStage, DedupWindow
 

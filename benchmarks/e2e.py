@@ -43,14 +43,14 @@ from aiokafka import AIOKafkaConsumer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import process_memory_mb
-from pipeline.chclient import connect
+from pipeline.collect.publisher import EventPublisher, now_ms
+from pipeline.commands.init import apply_migrations, create_topics, load_migrations
 from pipeline.config import Settings, load_settings
-from pipeline.provision import apply_migrations, create_topics, load_migrations
-from pipeline.publish import EventPublisher, now_ms
+from pipeline.outputs.clickhouse.client import connect
+from pipeline.outputs.clickhouse.request_builder import build_event_columns
 from pipeline.schema import codec_for
 from pipeline.schema.event import event_to_json
-from pipeline.simulate import FleetSimulator
-from pipeline.sink.clickhouse.request_builder import build_event_columns
+from pipeline.sim.simulate import FleetSimulator
 from pipeline.stages.base import BatchContext
 from pipeline.stages.decode import RawMessage, decode_messages
 from tests.conftest import free_port
@@ -109,7 +109,7 @@ def measure_publish_cli(settings: Settings, source: Path, events: int) -> float:
 
 async def measure_publish_sdk(settings: Settings, events: int, sandboxes: int) -> float:
     generated = list(FleetSimulator(sandboxes, seed=2).events(events))
-    codec = codec_for(settings)
+    codec = codec_for(settings.kafka.schema_registry_url)
     async with EventPublisher(settings, codec, client_id="bench") as publisher:
         started = time.perf_counter()
         await publisher.add_many(generated)
@@ -138,7 +138,7 @@ async def measure_baseline(settings: Settings, total: int) -> float:
     client = connect(settings.clickhouse)
     table = f"{settings.clickhouse.database}.baseline"
     client.command(f"CREATE TABLE {table} AS {settings.clickhouse.database}.events")
-    codec = codec_for(settings)
+    codec = codec_for(settings.kafka.schema_registry_url)
     consumer = AIOKafkaConsumer(
         settings.kafka.topic_events,
         bootstrap_servers=settings.kafka.bootstrap,
@@ -163,7 +163,7 @@ async def measure_baseline(settings: Settings, total: int) -> float:
                 continue
             ctx = BatchContext(settings.kafka.topic_events)
             for part in decode_messages(codec, messages, ctx).values():
-                from pipeline.sink.clickhouse.request_builder import (
+                from pipeline.outputs.clickhouse.request_builder import (
                     EVENT_COLUMNS,
                     REPEAT_COLUMNS,
                 )
@@ -186,7 +186,7 @@ async def measure_latency(
 ) -> tuple[float, float, int]:
     """Emit at `rate` with a worker running; p50/p99 of ingested_at - emit time (ms)."""
     sim = FleetSimulator(sandboxes, seed=3)
-    codec = codec_for(settings)
+    codec = codec_for(settings.kafka.schema_registry_url)
     total = int(rate * seconds)
     tick = 0.01
     async with EventPublisher(settings, codec, client_id="bench-latency") as publisher:

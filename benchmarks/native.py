@@ -27,13 +27,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline import native
-from pipeline.collect import chain
-from pipeline.collect.chain import GENESIS, ChainHead
+from pipeline.chain import hashing as chain
+from pipeline.chain.hashing import GENESIS, ChainHead
 from pipeline.schema import batch
 from pipeline.schema.batch import EventBatchEncoder
 from pipeline.schema.codec import AvroCodec
 from pipeline.schema.registry import SchemaRegistry
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 
 Case = Callable[[list[dict[str, Any]]], None]
 

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.e2e import isolated, measure_publish_cli, write_jsonl
+from pipeline.commands.init import create_topics
 from pipeline.config import load_settings
-from pipeline.provision import create_topics
 
 
 def main() -> None:

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.rules.engine import DetectionEngine
 from pipeline.rules.language import RuleSet, load_rules, parse_rules
-from pipeline.scenarios import SCENARIOS
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.scenarios import SCENARIOS
+from pipeline.sim.simulate import FleetSimulator
 
 BATCH = 5_000
 CATEGORIES = ("process", "file", "network", "permission", "data_transfer", "config", "api", "auth")

@@ -28,16 +28,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.chclient import connect
+from pipeline.commands.init import apply_migrations, load_migrations
 from pipeline.config import load_settings
-from pipeline.provision import apply_migrations, load_migrations
-from pipeline.simulate import FleetSimulator
-from pipeline.sink.clickhouse import ClickHouseSink, InsertService
-from pipeline.sink.clickhouse.request_builder import (
+from pipeline.outputs.clickhouse import ClickHouseSink, InsertService
+from pipeline.outputs.clickhouse.client import connect
+from pipeline.outputs.clickhouse.request_builder import (
     EVENT_COLUMNS,
     REPEAT_COLUMNS,
     build_event_columns,
 )
+from pipeline.sim.simulate import FleetSimulator
 
 MESSAGE_EVENTS = 1_000
 PARTITIONS = 6

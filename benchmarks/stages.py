@@ -6,7 +6,7 @@ Encodes --events simulated events (200 sandboxes) into messages of 1,000, then t
 decode_messages, each stage of the worker's default chain without detection, and
 building the insert requests, over all of them at once (so every decoded event is alive,
 as in a worker's take). ``--gc default`` keeps CPython's collector thresholds; ``tuned``
-applies the worker's (pipeline/runtime.py). No service is needed.
+applies the worker's (pipeline/worker/runtime.py). No service is needed.
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.config import Settings
-from pipeline.runtime import tune_gc
+from pipeline.outputs.clickhouse.request_builder import build_event_request
 from pipeline.schema import codec_for
-from pipeline.simulate import FleetSimulator
-from pipeline.sink.clickhouse.request_builder import build_event_request
+from pipeline.sim.simulate import FleetSimulator
 from pipeline.stages.base import BatchContext
 from pipeline.stages.decode import RawMessage, decode_messages
-from pipeline.worker import default_stages
+from pipeline.worker.runtime import tune_gc
+from pipeline.worker.stages import default_stages
 
 
 def one_run(settings: Settings, messages: list[RawMessage], events: int) -> dict[str, float]:
-    codec = codec_for(settings)
-    stages = default_stages(settings)
+    codec = codec_for(settings.kafka.schema_registry_url)
+    stages = default_stages(settings).all
     ctx = BatchContext("bench")
     costs: dict[str, float] = {}
     started = time.perf_counter()
@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     settings.rules.enabled = False
-    codec = codec_for(settings)
+    codec = codec_for(settings.kafka.schema_registry_url)
     events = list(FleetSimulator(200, seed=1).events(args.events))
     messages = [
         RawMessage(

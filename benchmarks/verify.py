@@ -18,13 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.chclient import connect
-from pipeline.collect.chain import ChainHead
+from pipeline.chain.hashing import ChainHead
+from pipeline.chain.verify import verify
+from pipeline.commands.init import apply_migrations, load_migrations
 from pipeline.config import load_settings
-from pipeline.provision import apply_migrations, load_migrations
-from pipeline.simulate import FleetSimulator
-from pipeline.sink.clickhouse.request_builder import EVENT_COLUMNS, build_event_columns
-from pipeline.verify import verify
+from pipeline.outputs.clickhouse.client import connect
+from pipeline.outputs.clickhouse.request_builder import EVENT_COLUMNS, build_event_columns
+from pipeline.sim.simulate import FleetSimulator
 
 
 def main() -> None:

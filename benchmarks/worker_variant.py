@@ -23,9 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import e2e
-from pipeline.chclient import connect
+from pipeline.commands.init import apply_migrations, create_topics, load_migrations
 from pipeline.config import Settings
-from pipeline.provision import apply_migrations, create_topics, load_migrations
+from pipeline.outputs.clickhouse.client import connect
 from tests.conftest import free_port
 from tests.integration.helpers import WorkerProcess, scalar
 

@@ -29,6 +29,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from pipeline.schema.vocabulary import Category, Level
+
 CONFIG_FILE_ENV = "AUDITPIPE_CONFIG"
 
 
@@ -107,9 +109,6 @@ class PublishConfig(_Section):
     """Largest encoded message; a batch over this is split."""
 
 
-Level = Literal["debug", "info", "notice", "warning", "error", "critical"]
-
-
 class CollectConfig(_Section):
     """Collectors (`auditpipe collect` and the Python SDK)."""
 
@@ -172,20 +171,6 @@ class DedupConfig(_Section):
     """Time buckets the window is kept in; the oldest leaves as a whole."""
     key_fields: list[str] = []
     """Fields that make the key; empty: event_id."""
-
-
-Category = Literal[
-    "process",
-    "file",
-    "network",
-    "permission",
-    "data_transfer",
-    "config",
-    "api",
-    "auth",
-    "resource",
-    "lifecycle",
-]
 
 
 class CollapseConfig(_Section):
@@ -345,11 +330,14 @@ class SinkConfig(_Section):
     """Longest back-off between insert retries."""
 
 
+ENV_PREFIX = "AUDITPIPE_"
+
+
 class Settings(BaseSettings):
     """All of auditpipe's configuration."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AUDITPIPE_",
+        env_prefix=ENV_PREFIX,
         env_nested_delimiter="_",
         env_nested_max_split=1,
         extra="forbid",
@@ -434,15 +422,72 @@ def load_settings(config_file: str | Path | None = None) -> Settings:
         os.environ[CONFIG_FILE_ENV] = str(path)
     elif (named := os.environ.get(CONFIG_FILE_ENV)) and not Path(named).is_file():
         raise ConfigError(f"{CONFIG_FILE_ENV}={named}: no such file")
+    _misspelt_env()
     try:
         return Settings()
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
 
 
+OTHER_ENV = {CONFIG_FILE_ENV, "AUDITPIPE_NATIVE", "AUDITPIPE_REQUIRE_NATIVE", "AUDITPIPE_RESOURCES"}
+"""Variables of the prefix that are not settings."""
+
+
+def known_env() -> set[str]:
+    """Every setting's environment variable."""
+    names = set(OTHER_ENV)
+    for name, info in Settings.model_fields.items():
+        names.add(ENV_PREFIX + name.upper())
+        section = info.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            names.update(f"{ENV_PREFIX}{name.upper()}_{f.upper()}" for f in section.model_fields)
+    return names
+
+
+def _misspelt_env() -> None:
+    """An ``AUDITPIPE_*`` variable that is no setting but nearly spells one is an error
+    (``AUDITPIPE_KAFKA_BOOTSTAP`` would otherwise be ignored, silently)."""
+    import difflib
+
+    known = known_env()
+    for name in os.environ:
+        if name.startswith(ENV_PREFIX) and name not in known:
+            match = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.85)
+            if match:
+                raise ConfigError(f"unknown setting {name}; did you mean {match[0]}?")
+
+
 def _describe(exc: ValidationError) -> str:
+    """One line per problem, naming the setting as the file key and as the environment
+    variable (either may be where it came from), with the closest known name for an
+    unknown one."""
     lines = ["invalid configuration:"]
     for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"])
-        lines.append(f"  {where}: {err['msg']}")
+        parts = [str(part) for part in err["loc"]]
+        where = ".".join(parts)
+        env = ENV_PREFIX + "_".join(parts).upper()
+        if err["type"] == "extra_forbidden":
+            hint = _closest(parts)
+            lines.append(
+                f"  {where} (or {env}): unknown setting"
+                + (f"; did you mean {hint}?" if hint else "")
+            )
+        else:
+            lines.append(f"  {where} (or {env}): {err['msg']}")
     return "\n".join(lines)
+
+
+def _closest(parts: list[str]) -> str | None:
+    """The known setting nearest to a misspelt one (``kafka.bootstap``), if any is near."""
+    import difflib
+
+    model: Any = Settings
+    for depth, part in enumerate(parts):
+        fields = model.model_fields
+        if part not in fields:
+            match = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.6)
+            return ".".join([*parts[:depth], match[0]]) if match else None
+        model = fields[part].annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+    return None

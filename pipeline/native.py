@@ -4,7 +4,7 @@ The extension is built by ``pip install`` where a C compiler and the OpenSSL hea
 found; elsewhere the install goes on without it and the pure-Python code runs instead
 (the same bytes and hashes, several times slower per event). It does these things:
 
-* ``seal`` and ``link``: the hash chain (``pipeline/collect/chain.py`` specifies it);
+* ``seal`` and ``link``: the hash chain (``pipeline/chain/hashing.py`` specifies it);
 * ``encode_event``, ``seal_encode``, ``encode_event_batch`` and ``decode_event_batch``:
   the Avro codec of ``audit_event_batch`` v1, used only for the schema version whose
   fingerprint is `EVENT_BATCH_FINGERPRINT` (the worker's decoder reads untrusted bytes:

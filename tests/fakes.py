@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.sink.clickhouse.request_builder import InsertRequest
+from pipeline.outputs.clickhouse.request_builder import InsertRequest
 
 
 class RecordingService:

@@ -14,7 +14,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from pipeline.provision import load_migrations
+from pipeline.commands.init import load_migrations
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "clickhouse"
 DATABASE = "audit"

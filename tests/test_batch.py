@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from pipeline.collect import chain
-from pipeline.collect.chain import ChainHead
+from pipeline.chain import hashing as chain
+from pipeline.chain.hashing import ChainHead
 from pipeline.schema import batch
 from pipeline.schema.batch import EventBatchEncoder
 from pipeline.schema.codec import AvroCodec
 from pipeline.schema.registry import SchemaRegistry
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 
 CODEC = AvroCodec(SchemaRegistry.load())
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 
-from pipeline.collect.chain import GENESIS, ChainHead, canonical, link
-from pipeline.simulate import FleetSimulator
+from pipeline.chain.hashing import GENESIS, ChainHead, canonical, link
+from pipeline.sim.simulate import FleetSimulator
 
 VECTOR_EVENT = {
     "event_id": "0b7e5c1e-2f7a-4d0c-9a57-1f1f3e9a0001",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.checkpoints import (
+from pipeline.chain.checkpoints import (
     ALGORITHM,
     CHECKPOINT_COLUMNS,
     GENESIS,
@@ -17,7 +17,7 @@ from pipeline.checkpoints import (
     sign,
     valid,
 )
-from pipeline.collect.chain import ChainHead
+from pipeline.chain.hashing import ChainHead
 from pipeline.config import Settings
 from pipeline.rules.examples import example_event
 from pipeline.rules.integrity import ChainMonitor

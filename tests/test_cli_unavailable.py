@@ -7,13 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.conftest import free_port
 
 
-def run(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def run(
+    tmp_path: Path, *args: str, stdin: str = "", **extra_env: str
+) -> subprocess.CompletedProcess[str]:
     env = {
+        **extra_env,
         "PATH": "/usr/bin:/bin",
         "AUDITPIPE_HOME": str(tmp_path),
         "AUDITPIPE_CLICKHOUSE_URL": f"http://127.0.0.1:{free_port()}",
@@ -36,6 +40,12 @@ def run(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProc
         (("verify",), "ClickHouse"),
         (("deadletter", "list"), "ClickHouse"),
         (("publish", "-"), "Kafka"),
+        (("init",), "Kafka"),
+        (("simulate", "--events", "5"), "Kafka"),
+        (("inventory", "put", "--sandbox-id", "s", "--tenant", "t"), "Kafka"),
+        (("alerts", "tail", "--limit", "1", "--idle-timeout", "2"), "Kafka"),
+        (("worker",), "Kafka"),
+        (("retention", "show"), "ClickHouse"),
     ],
 )
 def test_a_service_down_gives_one_line_and_exit_3(
@@ -45,7 +55,9 @@ def test_a_service_down_gives_one_line_and_exit_3(
     result = run(tmp_path, *args, stdin=line)
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr
-    (message,) = [m for m in result.stderr.splitlines() if m.startswith("auditpipe:")]
+    messages = {m for m in result.stderr.splitlines() if m.startswith("auditpipe:")}
+    assert len(messages) == 1, result.stderr
+    (message,) = messages
     assert f"{service} at 127.0.0.1:" in message or f"{service} at http://127.0.0.1:" in message
     assert "did not answer" in message
 
@@ -65,3 +77,28 @@ def test_a_redaction_rule_re2_cannot_run_is_a_one_line_config_error(tmp_path: Pa
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1].startswith("auditpipe: redact.rules.mine: ")
     assert "Traceback" not in proc.stderr
+
+
+def test_collect_exits_3_while_events_are_still_spooled(tmp_path: Path) -> None:
+    """Kafka never takes them: they stay in the spool (delivered at the next start), and
+    the exit status says so instead of 0."""
+    from pipeline.sim.simulate import FleetSimulator
+
+    event = next(iter(FleetSimulator(1, seed=1).events(1)))
+    for chained in ("seq", "hash", "prev_hash"):
+        event.pop(chained, None)
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(orjson.dumps(event) + b"\n")
+    result = run(
+        tmp_path,
+        "collect",
+        "--source",
+        f"jsonl:{source}",
+        AUDITPIPE_COLLECT_TRUST_SOURCE_IDENTITY="true",
+    )
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "collected 1 events from 1 lines; 0 bad lines" in result.stdout
+    (message,) = [m for m in result.stderr.splitlines() if m.startswith("auditpipe:")]
+    assert "did not take 1 groups of events before exit: they stay spooled" in message
+    assert list((tmp_path / "spool").rglob("*"))  # still there

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.schema.codec import AvroCodec, DecodeError
 from pipeline.schema.registry import SchemaRegistry, make_version
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 
 REGISTRY = SchemaRegistry.load()
 

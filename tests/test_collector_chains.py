@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.collect.chain import GENESIS, chain_key, link
+from pipeline.chain.hashing import GENESIS, chain_key, link
 from pipeline.collect.collector import Collector
 from pipeline.config import Settings
 from pipeline.schema.event import normalize_event

@@ -45,7 +45,10 @@ def test_env_beats_yaml_beats_defaults(tmp_path: Path, monkeypatch: pytest.Monke
 def test_invalid_values_name_the_setting(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("kafka:\n  partitions: 0\n")
-    with pytest.raises(ConfigError, match=r"kafka\.partitions: Input should be greater"):
+    with pytest.raises(
+        ConfigError,
+        match=r"kafka\.partitions \(or AUDITPIPE_KAFKA_PARTITIONS\): Input should be greater",
+    ):
         load_settings(config)
 
 
@@ -59,3 +62,30 @@ def test_unknown_settings_are_errors(tmp_path: Path) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_a_misspelt_key_names_its_env_variable_and_the_closest_setting(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("kafka:\n  bootstap: x:1\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(config)
+    assert (
+        "kafka.bootstap (or AUDITPIPE_KAFKA_BOOTSTAP): unknown setting; "
+        "did you mean kafka.bootstrap?"
+    ) in str(exc.value)
+    config.write_text("kafak: {bootstrap: x}\n")
+    with pytest.raises(ConfigError, match=r"did you mean kafka\?"):
+        load_settings(config)
+
+
+def test_a_misspelt_env_variable_is_an_error_not_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDITPIPE_WORKR_TAKE_MESSAGES", "3")
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert str(exc.value) == (
+        "unknown setting AUDITPIPE_WORKR_TAKE_MESSAGES; "
+        "did you mean AUDITPIPE_WORKER_TAKE_MESSAGES?"
+    )
+    monkeypatch.delenv("AUDITPIPE_WORKR_TAKE_MESSAGES")
+    monkeypatch.setenv("AUDITPIPE_UNRELATED_THING", "x")  # nothing near: not ours
+    assert load_settings().worker.take_messages == 1024

@@ -18,7 +18,7 @@ import pytest
 from pipeline.schema.codec import AvroCodec, DecodeError
 from pipeline.schema.confluent import ConfluentRegistry
 from pipeline.schema.registry import SchemaRegistry
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 
 
 class Registry(BaseHTTPRequestHandler):

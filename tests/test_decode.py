@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.schema.codec import AvroCodec
 from pipeline.schema.registry import SchemaRegistry
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 from pipeline.stages.base import BatchContext
 from pipeline.stages.decode import RawMessage, decode_messages
 

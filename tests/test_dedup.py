@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.config import DedupConfig
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 from pipeline.stages.base import BatchContext
 from pipeline.stages.dedup import CONFLICT, DUPLICATE, NEW, DedupStage, DedupWindow, key_hash
-from pipeline.state import _pairs
+from pipeline.worker.state import _pairs
 
 
 def tagged(n: int, partition: int = 0, seed: int = 1) -> list[dict[str, object]]:
@@ -24,17 +24,19 @@ def test_a_replayed_batch_is_dropped_whole() -> None:
     events = tagged(500)
     assert stage.process(events, BatchContext("t")) == events
     now[0] += 300  # five minutes later, other buckets
-    assert stage.process([dict(e) for e in events], BatchContext("t")) == []
-    assert stage.dropped == 500
+    ctx = BatchContext("t")
+    assert stage.process([dict(e) for e in events], ctx) == []
+    assert ctx.counted("events_deduplicated") == 500
 
 
 def test_duplicates_inside_one_batch_keep_the_first() -> None:
     stage = DedupStage(DedupConfig(), clock=lambda: 0.0)
     events = tagged(10)
     batch = [*events[:5], events[2], events[4], *events[5:]]
-    kept = stage.process(batch, BatchContext("t"))
+    ctx = BatchContext("t")
+    kept = stage.process(batch, ctx)
     assert kept == events
-    assert stage.dropped == 2
+    assert ctx.counted("events_deduplicated") == 2
 
 
 def test_keys_leave_with_their_bucket() -> None:
@@ -91,7 +93,7 @@ def test_key_fields_replace_event_id() -> None:
     # events[1] takes events[0]'s key with other content: a conflict, not a duplicate.
     assert stage.process(events, ctx) == events[:1]
     assert ctx.dead.by_reason == {"conflicting_duplicate": 1}
-    assert stage.dropped == 1
+    assert ctx.counted("events_deduplicated") == 1
 
 
 def test_hashes_are_stable_across_processes() -> None:
@@ -129,7 +131,7 @@ def test_two_tenants_with_the_same_ids_and_sandbox_names_are_both_kept() -> None
     ]
     ctx = BatchContext("t")
     assert stage.process(b_events, ctx) == b_events
-    assert not ctx.dead and not ctx.alerts and stage.dropped == 0
+    assert not ctx.dead and not ctx.alerts and not ctx.counts
 
 
 def test_a_replay_with_other_content_is_dead_lettered_and_alerted_not_dropped() -> None:
@@ -142,7 +144,7 @@ def test_a_replay_with_other_content_is_dead_lettered_and_alerted_not_dropped() 
 
     assert stage.process([changed, exact], ctx) == []
 
-    assert stage.dropped == 1  # the exact replay: a duplicate, counted
+    assert ctx.counted("events_deduplicated") == 1  # the exact replay: a duplicate, counted
     (record,) = ctx.dead.records
     assert record["reason"] == "conflicting_duplicate"
     assert record["event_id"] == events[2]["event_id"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline.config import RulesConfig
 from pipeline.rules.examples import example_event
+from pipeline.stages.base import BatchContext
 from pipeline.stages.detect import DetectStage
 
 RULE = "rules:\n  - {{id: {id}, title: t, severity: high, condition: {{object: {object}}}}}\n"
@@ -27,26 +28,36 @@ def _touch(path: Path, text: str) -> None:
     time.sleep(0.01)  # past reload_check_s
 
 
-def test_alerts_are_taken_once(tmp_path: Path) -> None:
+def test_alerts_and_matches_go_on_the_batch_context(tmp_path: Path) -> None:
     stage, _ = _stage(tmp_path)
-    events = stage.process([example_event({"category": "file", "object": "/a"}, 0)], None)
+    ctx = BatchContext()
+    events = stage.process([example_event({"category": "file", "object": "/a"}, 0)], ctx)
     assert events[0]["matched_rules"] == ["R1"]
-    assert [a.rule_id for a in stage.take_alerts()] == ["R1"]
-    assert stage.take_alerts() == []
+    assert [a.rule_id for a in ctx.alerts] == ["R1"]
+    stage.finish(ctx)
+    assert ctx.counted("rule_matches", rule_id="R1") == 1
+    assert ctx.gauges == {"rules_enabled": 1}
+    again = BatchContext()
+    stage.finish(again)  # counted once
+    assert not again.alerts and not again.counts
 
 
 def test_a_changed_file_reloads_and_a_broken_one_keeps_the_rules(tmp_path: Path) -> None:
     stage, path = _stage(tmp_path)
     _touch(path, RULE.format(id="R2", object="/b"))
     stage.check_reload()
-    stage.process([example_event({"category": "file", "object": "/b"}, 1)], None)
-    assert [a.rule_id for a in stage.take_alerts()] == ["R2"]
+    ctx = BatchContext()
+    stage.process([example_event({"category": "file", "object": "/b"}, 1)], ctx)
+    assert [a.rule_id for a in ctx.alerts] == ["R2"]
 
     _touch(path, "rules:\n  - {id: R3, title: t}\n")
     stage.check_reload()
     assert stage.source.reload_failures == 1
-    stage.process([example_event({"category": "file", "object": "/b"}, 2)], None)
-    assert [a.rule_id for a in stage.take_alerts()] == ["R2"]
+    ctx = BatchContext()
+    stage.process([example_event({"category": "file", "object": "/b"}, 2)], ctx)
+    assert [a.rule_id for a in ctx.alerts] == ["R2"]
+    stage.finish(ctx)
+    assert ctx.counted("rules_reload_failures") == 1
 
 
 def test_a_new_file_in_a_rule_directory_is_picked_up(tmp_path: Path) -> None:

@@ -118,7 +118,7 @@ def test_parse_event_line_matches_normalize_event_on_every_kind_of_line() -> Non
     import orjson
 
     from pipeline.schema.event import InvalidEvent, event_to_json, parse_event_line
-    from pipeline.simulate import FleetSimulator
+    from pipeline.sim.simulate import FleetSimulator
 
     lines = [orjson.dumps(event_to_json(e)) for e in FleetSimulator(5, seed=4).events(500)]
     lines += [

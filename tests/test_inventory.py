@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.inventory import SANDBOX_SCHEMA, InventoryFollower, record_key
 from pipeline.schema.codec import AvroCodec
 from pipeline.schema.registry import SchemaRegistry
+from pipeline.stages.base import BatchContext
 from pipeline.stages.enrich import EnrichStage
+from pipeline.worker.inventory import SANDBOX_SCHEMA, InventoryFollower, record_key
 
 CODEC = AvroCodec(SchemaRegistry.load())
 
@@ -38,7 +39,7 @@ def test_two_tenants_with_the_same_sandbox_name_keep_their_own_records() -> None
 
     stage = EnrichStage(follower)
     out = stage.process(
-        [event("acme", "sb-1"), event("globex", "sb-1"), event("evil", "sb-1")], None
+        [event("acme", "sb-1"), event("globex", "sb-1"), event("evil", "sb-1")], BatchContext()
     )
 
     assert [(e["owner"], e["environment"], e["sandbox_known"]) for e in out] == [

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from pipeline import native
-from pipeline.collect import chain
-from pipeline.collect.chain import GENESIS, ChainHead
+from pipeline.chain import hashing as chain
+from pipeline.chain.hashing import GENESIS, ChainHead
 from pipeline.schema.registry import SchemaRegistry
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 
 if not native.available():
     if os.environ.get("AUDITPIPE_REQUIRE_NATIVE") == "1":

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.stages.policy import LINK_COLUMNS, Policy, PolicyError, PolicyFile, PolicyStage
+from pipeline.outputs.clickhouse.tables import LINK_COLUMNS, link_columns, rollup_columns
+from pipeline.stages.base import BatchContext
+from pipeline.stages.policy import Policy, PolicyError, PolicyFile, PolicyStage
 
 MINUTE = 1_795_860_000_000
 
@@ -41,14 +43,17 @@ def test_below_threshold_is_counted_not_kept(tmp_path: Path) -> None:
         ev("info", environment="other"),
         ev("debug", environment="other"),
     ]
-    kept = stage.process(events, None)
+    ctx = BatchContext()
+    kept = stage.process(events, ctx)
     assert [(e["level"], e["environment"]) for e in kept] == [
         ("warning", "prod"),
         ("debug", "dev"),
         ("info", "other"),
     ]
-    assert stage.dropped == {("debug", "file"): 2, ("info", "file"): 1}
-    columns = stage.take_rollup()
+    assert ctx.counted("events_dropped_by_policy", level="debug", category="file") == 2
+    assert ctx.counted("events_dropped_by_policy", level="info", category="file") == 1
+    assert ctx.counted("events_dropped_by_policy") == 3
+    columns = rollup_columns(ctx.kept_back)
     rows = sorted(zip(*columns, strict=True))
     minute = MINUTE // 1000 // 60 * 60
     assert rows == [
@@ -56,7 +61,7 @@ def test_below_threshold_is_counted_not_kept(tmp_path: Path) -> None:
         (minute, "acme", "sb-1", "prod", "file", "debug", 1),
         (minute, "acme", "sb-1", "prod", "file", "info", 1),
     ]
-    assert stage.take_rollup() == []
+    assert rollup_columns(BatchContext().kept_back) == []
 
 
 def test_category_overrides_and_rule_matches_are_kept(tmp_path: Path) -> None:
@@ -67,7 +72,7 @@ def test_category_overrides_and_rule_matches_are_kept(tmp_path: Path) -> None:
             ev("info", "file"),
             ev("info", "file", matched_rules=["reverse-shell"]),
         ],
-        None,
+        BatchContext(),
     )
     assert [(e["category"], bool(e.get("matched_rules"))) for e in kept] == [
         ("auth", False),
@@ -77,13 +82,13 @@ def test_category_overrides_and_rule_matches_are_kept(tmp_path: Path) -> None:
 
 def test_the_file_is_reloaded_when_it_changes_and_a_bad_one_is_refused(tmp_path: Path) -> None:
     stage, path = stage_with(tmp_path, "default: debug\n")
-    assert len(stage.process([ev("debug")], None)) == 1
+    assert len(stage.process([ev("debug")], BatchContext())) == 1
     path.write_text("default: error\n")
     os.utime(path, ns=(1, 10**18))  # a new mtime even within the clock's resolution
-    assert stage.process([ev("warning")], None) == []
+    assert stage.process([ev("warning")], BatchContext()) == []
     path.write_text("default: loud\n")
     os.utime(path, ns=(1, 2 * 10**18))
-    assert stage.process([ev("warning")], None) == []  # the previous policy stays
+    assert stage.process([ev("warning")], BatchContext()) == []  # the previous policy stays
     assert stage.source.policy.default == 4
 
 
@@ -104,7 +109,7 @@ def test_invalid_policies_name_the_place(data: Any, message: str) -> None:
 def test_no_policy_keeps_everything() -> None:
     stage = PolicyStage(PolicyFile(None))
     events = [ev("debug"), ev("info")]
-    assert stage.process(events, None) == events
+    assert stage.process(events, BatchContext()) == events
 
 
 def test_chained_events_kept_back_leave_their_links_for_verify(tmp_path: Path) -> None:
@@ -112,9 +117,10 @@ def test_chained_events_kept_back_leave_their_links_for_verify(tmp_path: Path) -
     chained = ev("debug", seq=7, hash=b"h" * 32, prev_hash=b"p" * 32)
     first = ev("debug", seq=1, hash=b"f" * 32, prev_hash=None)
     unchained = ev("debug", seq=None, hash=None, prev_hash=None)
-    assert stage.process([chained, first, unchained, ev("info")], None) == [ev("info")]
-    columns = dict(zip(LINK_COLUMNS, stage.take_links(), strict=True))
+    ctx = BatchContext()
+    assert stage.process([chained, first, unchained, ev("info")], ctx) == [ev("info")]
+    columns = dict(zip(LINK_COLUMNS, link_columns(ctx.links), strict=True))
     assert columns["seq"] == [7, 1]
     assert columns["hash"] == [b"h" * 32, b"f" * 32]
     assert columns["prev_hash"] == [b"p" * 32, bytes(32)]  # the genesis link
-    assert stage.take_links() == []
+    assert link_columns([]) == []

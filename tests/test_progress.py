@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.sink.clickhouse.progress import ProgressSigner, stored_offsets
-from pipeline.sink.clickhouse.request_builder import EVENT_COLUMNS, build_event_request
+from pipeline.outputs.clickhouse.progress import ProgressSigner, stored_offsets
+from pipeline.outputs.clickhouse.request_builder import EVENT_COLUMNS, build_event_request
 from tests.fakes import event_at
 
 SIGNER = ProgressSigner(b"k" * 32, "audit.events")

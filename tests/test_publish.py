@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.publish import SequenceAssigner
+from pipeline.collect.publisher import SequenceAssigner
 
 
 def test_missing_seq_continues_after_the_highest_seen() -> None:

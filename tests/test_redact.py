@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.config import RedactConfig
 from pipeline.redaction import REDACTED_ATTRIBUTE
+from pipeline.stages.base import BatchContext
 from pipeline.stages.redact import RedactStage
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -55,7 +56,7 @@ def event(cmdline: str = "", obj: str = "", **attributes: str) -> dict[str, Any]
     ],
 )
 def test_default_rules_mask_secrets(value: str, expected: str) -> None:
-    (out,) = RedactStage(RedactConfig()).process([event(cmdline=value)], None)
+    (out,) = RedactStage(RedactConfig()).process([event(cmdline=value)], BatchContext())
     assert out["actor"]["cmdline"] == expected
     assert out["attributes"][REDACTED_ATTRIBUTE].endswith("@actor.cmdline")
 
@@ -72,7 +73,7 @@ def test_default_rules_mask_secrets(value: str, expected: str) -> None:
     ],
 )
 def test_ordinary_values_are_left_alone(value: str) -> None:
-    (out,) = RedactStage(RedactConfig()).process([event(cmdline=value, obj=value)], None)
+    (out,) = RedactStage(RedactConfig()).process([event(cmdline=value, obj=value)], BatchContext())
     assert out["actor"]["cmdline"] == value
     assert out["object"] == value
     assert REDACTED_ATTRIBUTE not in out["attributes"]
@@ -83,23 +84,27 @@ def test_fields_rules_and_counts_follow_the_config() -> None:
         fields=["object"], disable=["email"], rules={"ticket": r"(?P<keep>TICKET-)\d+"}
     )
     stage = RedactStage(config)
+    ctx = BatchContext()
     (out,) = stage.process(
-        [event(cmdline="--password=x", obj="a@b.com TICKET-42", note="--password=y")], None
+        [event(cmdline="--password=x", obj="a@b.com TICKET-42", note="--password=y")], ctx
     )
     assert out["actor"]["cmdline"] == "--password=x"  # not a configured field
     assert out["attributes"]["note"] == "--password=y"
     assert out["object"] == "a@b.com TICKET-[REDACTED:ticket]"
-    assert stage.redactions == {"ticket": 1}
+    assert ctx.counted("redactions", rule="ticket") == 1
+    assert ctx.counted("redactions") == 1
 
 
 def test_disabled_stage_changes_nothing() -> None:
     original = event(cmdline="--password=x")
-    (out,) = RedactStage(RedactConfig(enabled=False)).process([event(cmdline="--password=x")], None)
+    (out,) = RedactStage(RedactConfig(enabled=False)).process(
+        [event(cmdline="--password=x")], BatchContext()
+    )
     assert out == original
 
 
 def test_a_dead_letter_of_one_event_stores_it_masked_and_the_event_is_untouched() -> None:
-    from pipeline.deadletter import DeadLetters, Provenance
+    from pipeline.schema.deadletter import DeadLetters, Provenance
 
     stage = RedactStage(RedactConfig())
     original = event(cmdline="mysql --password=hunter2-Secret! prod", token="Bearer abc.def.ghi")
@@ -133,7 +138,7 @@ def test_an_event_masked_at_the_edge_passes_the_worker_unchanged() -> None:
 
 
 def test_a_chained_event_that_still_holds_a_secret_is_dead_lettered_masked() -> None:
-    from pipeline.deadletter import DeadLetters
+    from pipeline.schema.deadletter import DeadLetters
     from pipeline.stages.base import BatchContext
 
     stage = RedactStage(RedactConfig())

@@ -163,7 +163,7 @@ def test_one_tenants_future_events_do_not_expire_another_tenants_windows() -> No
 
 
 def test_the_live_chain_check_keeps_tenants_with_the_same_sandbox_apart() -> None:
-    from pipeline.collect.chain import ChainHead
+    from pipeline.chain.hashing import ChainHead
     from pipeline.schema.event import normalize_event
 
     engine = DetectionEngine(parse_rules_text("rules: []"), integrity=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.collect.chain import ChainHead
+from pipeline.chain.hashing import ChainHead
 from pipeline.rules.engine import DetectionEngine
 from pipeline.rules.examples import example_event
 from pipeline.rules.integrity import ChainMonitor

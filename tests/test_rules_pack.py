@@ -9,8 +9,8 @@ import pytest
 from pipeline.rules.engine import DetectionEngine
 from pipeline.rules.examples import run_examples
 from pipeline.rules.language import RuleSet, load_rules
-from pipeline.scenarios import SCENARIOS
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.scenarios import SCENARIOS
+from pipeline.sim.simulate import FleetSimulator
 
 PACK = load_rules([])
 

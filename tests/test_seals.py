@@ -1,20 +1,20 @@
-"""Seals and horizons (pipeline/seals.py): what they sign, what they let verify accept,
+"""Seals and horizons (pipeline/chain/seals.py): what they sign, what they let verify accept,
 and the class of a row computed from chained fields only."""
 
 from __future__ import annotations
 
 import re
 
-from pipeline.checkpoints import GENESIS, CheckpointReport, _check_chain, sign
-from pipeline.config import RetentionConfig
-from pipeline.retention import SECURITY, events_ttl, expiry_sql
-from pipeline.seals import (
+from pipeline.chain.checkpoints import GENESIS, CheckpointReport, _check_chain, sign
+from pipeline.chain.retention import SECURITY, events_ttl, expiry_sql
+from pipeline.chain.seals import (
     HorizonRecord,
     Retained,
     SealRecord,
     sign_horizon,
     sign_seal,
 )
+from pipeline.config import RetentionConfig
 
 KEY = b"k" * 32
 SEAL = SealRecord("acme", "sb-1", 11, 20, "aa" * 32, "bb" * 32, 10, 0, 9, 100, 130, 500, 7)

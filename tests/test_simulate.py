@@ -7,7 +7,7 @@ from collections import Counter
 import orjson
 
 from pipeline.schema.event import event_to_json, normalize_event
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 
 
 def test_events_are_valid_schema_v1() -> None:
@@ -50,7 +50,7 @@ def test_same_seed_same_fleet() -> None:
 
 
 def test_scenarios_are_injected_into_the_chain_of_their_sandbox() -> None:
-    from pipeline.scenarios import SCENARIOS
+    from pipeline.sim.scenarios import SCENARIOS
 
     sim = FleetSimulator(8, seed=4)
     events = list(sim.events(4000, scenarios=list(SCENARIOS)))

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from pipeline.sink.clickhouse import InsertService, SinkStopped
-from pipeline.sink.clickhouse.request_builder import build_event_request
-from pipeline.sink.clickhouse.sink import ClickHouseSink
+from pipeline.outputs.clickhouse import InsertService, SinkStopped
+from pipeline.outputs.clickhouse.request_builder import build_event_request
+from pipeline.outputs.clickhouse.sink import ClickHouseSink
 from tests.fakes import RecordingService
 from tests.fakes import event_at as _ev
 
@@ -208,7 +208,7 @@ def test_a_block_refused_for_its_data_is_split_and_only_the_bad_rows_dead_letter
 
 
 def test_without_a_rejection_handler_a_data_error_is_raised_not_retried() -> None:
-    from pipeline.sink.clickhouse.retry import RowsRejected
+    from pipeline.outputs.clickhouse.retry import RowsRejected
 
     client = PoisonClient()
     service = InsertService(lambda: client, retry_initial_s=0.001)
@@ -222,7 +222,7 @@ def test_without_a_rejection_handler_a_data_error_is_raised_not_retried() -> Non
 def test_transport_and_server_availability_errors_are_retried() -> None:
     from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
-    from pipeline.sink.clickhouse.retry import decide
+    from pipeline.outputs.clickhouse.retry import decide
 
     for exc in (
         OperationalError("Error HTTPConnectionPool: connection refused"),

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from pipeline.config import ValidateConfig
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 from pipeline.stages.base import BatchContext
 from pipeline.stages.validate import ValidateStage
 

@@ -10,8 +10,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from pipeline import watchdog as watchdog_module
-from pipeline.watchdog import StallWatchdog, consumer_lag
+from pipeline.worker import watchdog as watchdog_module
+from pipeline.worker.watchdog import StallWatchdog, consumer_lag
 
 TOPIC = "audit.events"
 

@@ -6,14 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.outputs.clickhouse.request_builder import InsertRequest
 from pipeline.schema import codec_for
-from pipeline.simulate import FleetSimulator
-from pipeline.sink.clickhouse.request_builder import InsertRequest
+from pipeline.sim.simulate import FleetSimulator
 from pipeline.stages.decode import RawMessage
-from pipeline.worker import BatchProcessor, default_stages
+from pipeline.worker.batch import BatchProcessor
+from pipeline.worker.stages import default_stages
 
 SETTINGS = Settings()
-CODEC = codec_for(SETTINGS)
+CODEC = codec_for(SETTINGS.kafka.schema_registry_url)
 
 
 class Recorder:
@@ -59,16 +60,16 @@ def test_counters_add_up_and_metrics_are_exposed() -> None:
     processor.process(messages)
     m = processor.metrics
 
-    assert sample(m, "events_in_total") == 301
-    assert sample(m, "events_stored_total") == 294
-    assert sample(m, "events_collapsed_total") == 4
-    assert sample(m, "deadletter_total", reason="invalid_event") == 1
-    assert sample(m, "deadletter_total", reason="ts_in_future") == 1
-    assert sample(m, "deadletter_total", reason="not_avro") == 1
-    assert sample(m, "events_in_total") == (
-        sample(m, "events_stored_total")
-        + sample(m, "events_deduplicated_total")
-        + sample(m, "events_collapsed_total")
+    assert sample(m, "auditpipe_events_in_total") == 301
+    assert sample(m, "auditpipe_events_stored_total") == 294
+    assert sample(m, "auditpipe_events_collapsed_total") == 4
+    assert sample(m, "auditpipe_deadletter_total", reason="invalid_event") == 1
+    assert sample(m, "auditpipe_deadletter_total", reason="ts_in_future") == 1
+    assert sample(m, "auditpipe_deadletter_total", reason="not_avro") == 1
+    assert sample(m, "auditpipe_events_in_total") == (
+        sample(m, "auditpipe_events_stored_total")
+        + sample(m, "auditpipe_events_deduplicated_total")
+        + sample(m, "auditpipe_events_collapsed_total")
         + sum(
             s.value
             for s in m.events_dropped_by_policy.collect()[0].samples
@@ -76,24 +77,28 @@ def test_counters_add_up_and_metrics_are_exposed() -> None:
         )
         + sum(s.value for s in m.deadletter.collect()[0].samples if s.name.endswith("_total"))
     )
-    assert sample(m, "redactions_total", rule="secret_param") == 1
-    assert sample(m, "sink_insert_retries_total") == 2
-    assert sample(m, "batch_events_count") == 1
-    assert sample(m, "stage_duration_seconds_count", stage="redact") >= 1
+    assert sample(m, "auditpipe_redactions_total", rule="secret_param") == 1
+    assert sample(m, "auditpipe_sink_insert_retries_total") == 2
+    assert sample(m, "auditpipe_batch_events_count") == 1
+    assert sample(m, "auditpipe_stage_duration_seconds_count", stage="redact") >= 1
     rows = sum(r.rows for r in service.requests if r.table.endswith(".events"))
     assert rows == 294
     text = m.exposition(lambda: {0: 5}).decode()
     for name in (
-        "events_in_total",
-        "events_stored_total",
-        "events_deduplicated_total",
-        'deadletter_total{reason="not_avro"}',
-        "batch_events_bucket",
-        "stage_duration_seconds_bucket",
-        'consumer_lag{partition="0"} 5.0',
+        "auditpipe_events_in_total",
+        "auditpipe_events_stored_total",
+        "auditpipe_events_deduplicated_total",
+        'auditpipe_deadletter_total{reason="not_avro"}',
+        "auditpipe_batch_events_bucket",
+        "auditpipe_stage_duration_seconds_bucket",
+        'auditpipe_consumer_lag{partition="0"} 5.0',
     ):
         assert name in text, name
     assert processor.next_offsets == {0: 1, 1: 100, 2: 3}
+    # Prometheus naming: every metric carries the project's prefix.
+    names = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+    assert len(names) > 20
+    assert all(name.startswith("auditpipe_") for name in names), names
 
 
 def test_messages_stored_before_a_restart_are_skipped() -> None:
@@ -105,7 +110,7 @@ def test_messages_stored_before_a_restart_are_skipped() -> None:
 
     processor.process(messages)
 
-    assert sample(processor.metrics, "messages_already_stored_total") == 1
+    assert sample(processor.metrics, "auditpipe_messages_already_stored_total") == 1
     stored = [r for r in service.requests if r.table.endswith(".events")]
     assert sum(r.rows for r in stored) == 150
     assert processor.next_offsets == {0: 4, 1: 2, 2: 3}  # skipped messages count as done

@@ -42,7 +42,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from pipeline.collect.chain import CHAIN_SEPARATOR, ChainHead, chain_key
+from pipeline.chain.hashing import CHAIN_SEPARATOR, ChainHead, chain_key
 from pipeline.collect.spool import Group, Spool, SpooledMessage
 from pipeline.config import Settings
 from pipeline.redaction import Redactor
@@ -99,7 +99,7 @@ class Collector:
         min_level: str | None = None,
     ) -> None:
         self.settings = settings
-        self.codec = codec_for(settings)
+        self.codec = codec_for(settings.kafka.schema_registry_url)
         self.spool = Spool(spool_dir, fsync=settings.collect.fsync)
         self.client_id = client_id
         self.min_level = LEVELS.index(min_level) if min_level else 0
@@ -285,6 +285,12 @@ class Collector:
         """Commit and wait until Kafka acknowledged everything emitted so far."""
         await self.commit()
         await self.wait_delivered()
+
+    @property
+    def undelivered_groups(self) -> int:
+        """Committed groups of events Kafka has not acknowledged yet (they stay in the
+        spool, delivered at the next start)."""
+        return max(0, self._committed_group - self._delivered_group)
 
     async def wait_delivered(self) -> None:
         target = self._committed_group

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import orjson
 
-from pipeline.collect.chain import link
+from pipeline.chain.hashing import link
 from pipeline.rules.windows import Key, Watermarks, _KeyedState
 from pipeline.schema.event import Event
 

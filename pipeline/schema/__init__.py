@@ -1,16 +1,18 @@
-"""Avro schemas, the message codec and the validation of events."""
+"""Avro schemas, the message codec, the event vocabulary and the validation of events.
 
-from pipeline.config import Settings
+The bottom layer: imports nothing of the pipeline outside ``pipeline.schema`` (and the
+optional C code), so every other part may use it."""
+
 from pipeline.schema.codec import AvroCodec
 from pipeline.schema.registry import SchemaRegistry
 
 
-def codec_for(settings: Settings) -> AvroCodec:
+def codec_for(registry_url: str | None = None) -> AvroCodec:
     """The codec the configuration asks for: single-object encoding, or the Confluent wire
-    format when ``kafka.schema_registry_url`` is set."""
+    format when a schema registry is set (``kafka.schema_registry_url``)."""
     local = SchemaRegistry.load()
-    if settings.kafka.schema_registry_url:
+    if registry_url:
         from pipeline.schema.confluent import ConfluentRegistry
 
-        return AvroCodec(local, ConfluentRegistry(settings.kafka.schema_registry_url, local))
+        return AvroCodec(local, ConfluentRegistry(registry_url, local))
     return AvroCodec(local)

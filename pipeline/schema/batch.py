@@ -10,7 +10,7 @@ block::
 
 >>> from pipeline.schema.codec import AvroCodec
 >>> from pipeline.schema.registry import SchemaRegistry
->>> from pipeline.simulate import FleetSimulator
+>>> from pipeline.sim.simulate import FleetSimulator
 >>> codec = AvroCodec(SchemaRegistry.load())
 >>> batches = EventBatchEncoder(codec, collector="doc/1")
 >>> events = list(FleetSimulator(1, seed=1).events(3))

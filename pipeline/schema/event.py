@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, get_args
 import msgspec
 import orjson
 
-from pipeline.config import Category, Level
+from pipeline.schema.vocabulary import Category, Level
 
 Outcome = Literal["success", "failure", "denied"]
 CATEGORIES = frozenset(get_args(Category))

@@ -21,8 +21,9 @@ that spans two chunks is stored once per chunk.
 ...     "object": "GET /status", "outcome": "success", "ts": 1_000, "seq": 1,
 ...     "hash": None, "prev_hash": None, "actor": {"user": "ci", "uid": 1, "pid": 7,
 ...     "ppid": 1, "process": "agent", "cmdline": "agent"}}
->>> kept = stage.process([dict(poll), dict(poll, ts=4_000), dict(poll, ts=20_000)], None)
->>> [(e["ts"], e.get("repeat_count", 1)) for e in kept], stage.collapsed
+>>> ctx = BatchContext()
+>>> kept = stage.process([dict(poll), dict(poll, ts=4_000), dict(poll, ts=20_000)], ctx)
+>>> [(e["ts"], e.get("repeat_count", 1)) for e in kept], ctx.counted("events_collapsed")
 ([(1000, 2), (20000, 1)], 1)
 """
 
@@ -30,27 +31,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.collect.chain import GENESIS
+from pipeline.chain.hashing import GENESIS
 from pipeline.config import CollapseConfig
 from pipeline.schema.event import Event
+from pipeline.stages.base import BatchContext, StageBase
 
 
-class CollapseStage:
+class CollapseStage(StageBase):
     name = "collapse"
 
     def __init__(self, config: CollapseConfig) -> None:
         self.windows_ms = {
             category: int(seconds * 1000) for category, seconds in config.windows.items()
         }
-        self.collapsed = 0
-        """Events folded into an earlier one (the worker reads and resets)."""
 
-    def process(self, events: list[Event], ctx: Any) -> list[Event]:
+    def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
         windows_ms = self.windows_ms
         if not windows_ms:
             return events
         runs: dict[tuple[Any, ...], Event] = {}
         kept = []
+        collapsed = 0
         for event in events:
             window_ms = windows_ms.get(event["category"])
             if window_ms is None or event.get("matched_rules"):
@@ -60,10 +61,11 @@ class CollapseStage:
             first = runs.get(key)
             if first is not None and abs(event["ts"] - first["ts"]) <= window_ms:
                 _fold(first, event)
-                self.collapsed += 1
+                collapsed += 1
                 continue
             runs[key] = event
             kept.append(event)
+        ctx.count("events_collapsed", collapsed)
         return kept
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.deadletter import Provenance
 from pipeline.schema.batch import BATCH_SCHEMA
 from pipeline.schema.codec import AvroCodec, DecodeError
+from pipeline.schema.deadletter import Provenance
 from pipeline.schema.event import Event
 from pipeline.stages.base import BatchContext
 

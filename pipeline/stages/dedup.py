@@ -43,14 +43,14 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from pipeline.collect.chain import canonical as _py_canonical
+from pipeline.chain.hashing import canonical as _py_canonical
 from pipeline.config import DedupConfig
-from pipeline.deadletter import Provenance
 from pipeline.native import speedups
 from pipeline.rules.alerts import make_alert
 from pipeline.rules.integrity import INTEGRITY_RULES, INTEGRITY_TAGS
+from pipeline.schema.deadletter import Provenance
 from pipeline.schema.event import Event
-from pipeline.stages.base import BatchContext
+from pipeline.stages.base import BatchContext, StageBase
 
 NEW, DUPLICATE, CONFLICT = 0, 1, 2
 """What `DedupWindow.check` says of each key."""
@@ -212,7 +212,7 @@ def content_digest(event: Event, seed: int = 0) -> int:
 _xxh3 = xxhash.xxh3_64_intdigest
 
 
-class DedupStage:
+class DedupStage(StageBase):
     name = "dedup"
 
     def __init__(self, config: DedupConfig, clock: Any = time.time, secret: bytes = b"") -> None:
@@ -222,8 +222,6 @@ class DedupStage:
         stay comparable)."""
         self.window = DedupWindow(config.window_s, config.buckets)
         self.clock = clock
-        self.dropped = 0
-        """Duplicates dropped since the last time the worker read this (then reset)."""
 
     def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
         if not self.config.enabled or not events:
@@ -253,7 +251,7 @@ class DedupStage:
         conflicts = [event for event, said in zip(events, status, strict=True) if said == CONFLICT]
         for event in conflicts:
             _conflict(event, ctx)
-        self.dropped += len(events) - len(kept) - len(conflicts)
+        ctx.count("events_deduplicated", len(events) - len(kept) - len(conflicts))
         return kept
 
 

@@ -16,14 +16,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import Counter
-from typing import Any
 
 from pipeline.config import RulesConfig
-from pipeline.rules.alerts import Alert
 from pipeline.rules.engine import DetectionEngine
 from pipeline.rules.language import RuleError, RuleSet, load_rules, rule_files
 from pipeline.schema.event import Event
+from pipeline.stages.base import BatchContext, StageBase
 
 log = logging.getLogger("auditpipe.detect")
 EXPIRE_EVERY_S = 10.0
@@ -62,16 +60,20 @@ class RuleSource:
         return True
 
 
-class DetectStage:
+class DetectStage(StageBase):
+    """The detection rules over each chunk: alerts on ``ctx.alerts`` (summaries of
+    suppression windows at the end of the batch), matches and the engine's counters on
+    ``ctx.counts``."""
+
     name = "detect"
 
     def __init__(self, config: RulesConfig, source: RuleSource | None = None) -> None:
         self.config = config
         self.source = source or RuleSource(config)
         self.engine = self._engine(self.source.load())
-        self.alerts: list[Alert] = []
-        """Alerts of the batches since the worker last took them."""
         self.reload_requested = False
+        self._seen = {"late": 0, "evicted": 0, "reload_failures": 0}
+        """The engine's running totals already counted (they only grow)."""
         self._checked_at = time.monotonic()
         self._expired_at = time.monotonic()
         log.info("detection: %d rules enabled", len(self.engine.rules))
@@ -86,22 +88,33 @@ class DetectStage:
             max_window_events=self.config.max_window_events,
         )
 
-    def process(self, events: list[Event], ctx: Any) -> list[Event]:
+    def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
         self.check_reload()
-        self.alerts.extend(self.engine.process(events))
+        ctx.alerts.extend(self.engine.process(events))
         now = time.monotonic()
         if now - self._expired_at >= EXPIRE_EVERY_S:
             self.engine.expire()
             self._expired_at = now
         return events
 
-    def flush(self) -> None:
-        """Release the summaries of suppression windows that closed in wall time."""
-        self.alerts.extend(self.engine.suppressor.due(self.engine.watermarks))
-
-    def take_alerts(self) -> list[Alert]:
-        alerts, self.alerts = self.alerts, []
-        return alerts
+    def finish(self, ctx: BatchContext) -> None:
+        """Release the summaries of suppression windows that closed in wall time, and
+        count what the engine counted."""
+        engine = self.engine
+        ctx.alerts.extend(engine.suppressor.due(engine.watermarks))
+        for rule_id, n in engine.matched.items():
+            ctx.count("rule_matches", n, rule_id=rule_id)
+        engine.matched.clear()
+        ctx.count("alerts_suppressed", engine.suppressor.suppressed)
+        engine.suppressor.suppressed = 0
+        for name, metric, total in (
+            ("late", "rule_late_events", engine.late_events),
+            ("evicted", "rule_window_evictions", engine.window_evictions),
+            ("reload_failures", "rules_reload_failures", self.source.reload_failures),
+        ):
+            ctx.count(metric, max(0, total - self._seen[name]))
+            self._seen[name] = total
+        ctx.gauges["rules_enabled"] = len(engine.rules)
 
     def check_reload(self) -> None:
         """Reload when a file changed or a reload was requested (SIGHUP)."""
@@ -130,8 +143,3 @@ class DetectStage:
             f"; windows restarted for {', '.join(reset)}" if reset else "",
         )
         return True
-
-    def take_matches(self) -> Counter[str]:
-        matched = Counter(self.engine.matched)
-        self.engine.matched.clear()
-        return matched

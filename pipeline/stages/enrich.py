@@ -2,7 +2,7 @@
 
 The inventory (compacted topic ``audit.sandboxes``, written by ``auditpipe inventory``)
 maps a sandbox to its owner, environment, image, labels and creation time; every worker
-holds all of it (``pipeline/inventory.py``). A sandbox is named by its tenant *and* its
+holds all of it (``pipeline/worker/inventory.py``). A sandbox is named by its tenant *and* its
 id: two tenants may use the same sandbox names, and an event naming another tenant's
 sandbox must not gain that tenant's owner, environment and labels (nor, through the
 environment, its level policy). An event gains ``owner``, ``environment``, ``image``,
@@ -20,24 +20,26 @@ happened:
 | category permission (chmod, chown, setuid, capset, ...) | medium |
 | config change, or a process running as uid 0 with outcome denied | medium |
 
+>>> ctx = BatchContext()
 >>> stage = EnrichStage(StaticInventory({("acme", "sb-1"): SandboxInfo("acme", "ana",
 ...     "prod-replica", "python:3.11", {"team": "ml"}, 0)}))
 >>> events = stage.process([{"tenant": "acme", "sandbox_id": "sb-1", "level": "info",
 ...     "outcome": "denied", "category": "file", "actor": {"uid": 1000}}, {"tenant": "evil",
 ...     "sandbox_id": "sb-1", "level": "error", "outcome": "success", "category": "process",
-...     "actor": {"uid": 0}}], None)
+...     "actor": {"uid": 0}}], ctx)
 >>> [(e["environment"], e["owner"], e["sandbox_known"], e["severity"]) for e in events]
 [('prod-replica', 'ana', True, 'medium'), ('unknown', '', False, 'high')]
->>> stage.unknown
+>>> ctx.counted("events_unknown_sandbox")
 1
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from pipeline.schema.event import Event
+from pipeline.stages.base import BatchContext, StageBase
 
 SEVERITIES = ("low", "medium", "high", "critical")
 _LEVEL_SEVERITY = {"debug": 0, "info": 0, "notice": 1, "warning": 1, "error": 2, "critical": 3}
@@ -81,16 +83,15 @@ def severity(event: Event) -> str:
     return SEVERITIES[rank]
 
 
-class EnrichStage:
+class EnrichStage(StageBase):
     name = "enrich"
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
-        self.unknown = 0
-        """Events from sandboxes the inventory does not know (the worker reads and resets)."""
 
-    def process(self, events: list[Event], ctx: Any) -> list[Event]:
+    def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
         found: dict[tuple[str, str], SandboxInfo | None] = {}
+        unknown = 0
         for event in events:
             sandbox = (event["tenant"], event["sandbox_id"])
             if sandbox in found:
@@ -101,7 +102,7 @@ class EnrichStage:
                 event.update(
                     owner="", environment=UNKNOWN, image="", labels={}, sandbox_known=False
                 )
-                self.unknown += 1
+                unknown += 1
             else:
                 event.update(
                     owner=info.owner,
@@ -111,4 +112,5 @@ class EnrichStage:
                     sandbox_known=True,
                 )
             event["severity"] = severity(event)
+        ctx.count("events_unknown_sandbox", unknown)
         return events

@@ -28,24 +28,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from pipeline.collect.chain import GENESIS
+from pipeline.chain.hashing import GENESIS
 from pipeline.schema.event import LEVELS, Event
-from pipeline.stages.base import BatchContext
+from pipeline.stages.base import BatchContext, ChainLink, KeptBack, StageBase
 
 log = logging.getLogger("auditpipe.policy")
-
-ROLLUP_COLUMNS = ("minute", "tenant", "sandbox_id", "environment", "category", "level", "events")
-LINK_COLUMNS = ("tenant", "sandbox_id", "seq", "ts", "hash", "prev_hash")
-"""audit.chain_links: the hash-chain links of chained events kept back."""
-RollupKey = tuple[int, str, str, str, str, str]
-"""(minute in epoch seconds, tenant, sandbox_id, environment, category, level)."""
 
 
 class PolicyError(ValueError):
@@ -134,19 +127,16 @@ class PolicyFile:
         return self.policy
 
 
-class PolicyStage:
+class PolicyStage(StageBase):
+    """Events below the policy's level leave the batch: counted per minute on
+    ``ctx.kept_back`` (and by level and category), their chain links on ``ctx.links``."""
+
     name = "policy"
 
     def __init__(self, source: PolicyFile) -> None:
         self.source = source
-        self.rollup: Counter[RollupKey] = Counter()
-        """Events kept back since the worker last took the rollup."""
-        self.dropped: Counter[tuple[str, str]] = Counter()
-        """(level, category) -> events kept back (for the metrics; the worker resets it)."""
-        self.links: list[tuple[str, str, int, int, bytes, bytes]] = []
-        """Chain links of the chained events kept back (LINK_COLUMNS), for verify."""
 
-    def process(self, events: list[Event], ctx: BatchContext | None) -> list[Event]:
+    def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
         policy = self.source.current()
         if not policy.environments and not policy.overrides and policy.default == 0:
             return events  # everything is stored
@@ -161,8 +151,8 @@ class PolicyStage:
                 kept.append(event)
                 continue
             minute = event["ts"] // 60_000 * 60
-            self.rollup[
-                (
+            ctx.kept_back[
+                KeptBack(
                     minute,
                     event["tenant"],
                     event["sandbox_id"],
@@ -171,10 +161,10 @@ class PolicyStage:
                     event["level"],
                 )
             ] += 1
-            self.dropped[(event["level"], category)] += 1
+            ctx.count("events_dropped_by_policy", level=event["level"], category=category)
             if event.get("hash") is not None:
-                self.links.append(
-                    (
+                ctx.links.append(
+                    ChainLink(
                         event["tenant"],
                         event["sandbox_id"],
                         event["seq"],
@@ -184,14 +174,3 @@ class PolicyStage:
                     )
                 )
         return kept
-
-    def take_links(self) -> list[list[Any]]:
-        """The kept-back events' chain links as columns (LINK_COLUMNS order), and reset."""
-        links, self.links = self.links, []
-        return [list(column) for column in zip(*links, strict=True)] if links else []
-
-    def take_rollup(self) -> list[list[Any]]:
-        """The counts as ClickHouse columns (ROLLUP_COLUMNS order), and reset."""
-        rollup, self.rollup = self.rollup, Counter()
-        rows = [(*key, n) for key, n in rollup.items()]
-        return [list(column) for column in zip(*rows, strict=True)] if rows else []

@@ -28,28 +28,21 @@ is stored. Here:
 
 from __future__ import annotations
 
-from collections import Counter
-
 from pipeline.config import RedactConfig
-from pipeline.deadletter import Provenance
 from pipeline.redaction import Redactor
+from pipeline.schema.deadletter import Provenance
 from pipeline.schema.event import Event
-from pipeline.stages.base import BatchContext
+from pipeline.stages.base import BatchContext, StageBase
 
 
-class RedactStage:
+class RedactStage(StageBase):
     name = "redact"
 
     def __init__(self, config: RedactConfig) -> None:
         self.config = config
         self.redactor = Redactor(config)
 
-    @property
-    def redactions(self) -> Counter[str]:
-        """Values masked, by rule."""
-        return self.redactor.redactions
-
-    def process(self, events: list[Event], ctx: BatchContext | None) -> list[Event]:
+    def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
         if not self.config.enabled:
             return events
         mask = self.redactor.mask
@@ -59,10 +52,12 @@ class RedactStage:
                 mask(event)
             elif self.redactor.would_change(event):
                 refused.append(event)
+        redactions = self.redactor.redactions
+        for rule, n in redactions.items():
+            ctx.count("redactions", n, rule=rule)
+        redactions.clear()
         if not refused:
             return events
-        if ctx is None:
-            raise ValueError("a chained event holds a secret, and there is no batch context")
         for event in refused:
             where = Provenance(ctx.source_topic, event["kafka_partition"], event["kafka_offset"],
                                None)  # fmt: skip

@@ -35,10 +35,10 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from pipeline.config import ValidateConfig
-from pipeline.deadletter import Provenance
+from pipeline.schema.deadletter import Provenance
 from pipeline.schema.event import Event
 from pipeline.schema.storage import INTEGER_COLUMNS, TS_RANGE_MS, out_of_range
-from pipeline.stages.base import BatchContext
+from pipeline.stages.base import BatchContext, StageBase
 
 REQUIRED = ("event_id", "tenant", "sandbox_id", "action")
 _UINT32_MAX = INTEGER_COLUMNS["actor.uid"][1]
@@ -49,7 +49,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class ValidateStage:
+class ValidateStage(StageBase):
     name = "validate"
 
     def __init__(self, config: ValidateConfig, now_ms: Callable[[], int] = _now_ms) -> None:

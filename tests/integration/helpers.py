@@ -17,10 +17,10 @@ import orjson
 import yaml
 from clickhouse_connect.driver.client import Client
 
-from pipeline.chclient import connect
+from pipeline.commands.init import apply_migrations, create_topics, load_migrations
 from pipeline.config import Settings
-from pipeline.provision import apply_migrations, create_topics, load_migrations
-from pipeline.watchdog import STALL_EXIT_STATUS
+from pipeline.outputs.clickhouse.client import connect
+from pipeline.worker.watchdog import STALL_EXIT_STATUS
 
 STARTED_WORKERS: list[WorkerProcess] = []
 """Every worker the running test started, for the failure report (see conftest.py)."""
@@ -61,11 +61,13 @@ def run_cli(
 
 def publish_events(settings: Settings, events: list[dict[str, Any]]) -> None:
     """Publish events through the SDK publisher (one message per sandbox batch)."""
-    from pipeline.publish import EventPublisher
+    from pipeline.collect.publisher import EventPublisher
     from pipeline.schema import codec_for
 
     async def go() -> None:
-        async with EventPublisher(settings, codec_for(settings)) as publisher:
+        async with EventPublisher(
+            settings, codec_for(settings.kafka.schema_registry_url)
+        ) as publisher:
             await publisher.add_many(events)
 
     asyncio.run(go())
@@ -90,7 +92,7 @@ def wait_for_metrics(settings: Settings, expected: str, timeout: float = 30) -> 
 
 def read_topic(settings: Settings, topic: str | None = None) -> list[dict[str, object]]:
     """The alerts on the alerts topic (or topic), from the beginning, as JSON records."""
-    from pipeline.alerts_tail import tail
+    from pipeline.commands.alerts import tail
 
     lines: list[str] = []
     asyncio.run(

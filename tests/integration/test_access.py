@@ -13,10 +13,10 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from pipeline.chclient import connect
-from pipeline.checkpoints import last_checkpoints
+from pipeline.chain.checkpoints import last_checkpoints
+from pipeline.collect.publisher import EventPublisher
 from pipeline.config import ClickHouseConfig, Settings
-from pipeline.publish import EventPublisher
+from pipeline.outputs.clickhouse.client import connect
 from pipeline.schema import codec_for
 from pipeline.schema.event import normalize_event
 from tests.integration.helpers import WorkerProcess, provision, scalar, wait_for_rows
@@ -66,7 +66,9 @@ def test_ingest_cannot_alter_and_analysts_see_their_tenant_only(
         with WorkerProcess(settings):
 
             async def publish() -> None:
-                async with EventPublisher(settings, codec_for(settings)) as publisher:
+                async with EventPublisher(
+                    settings, codec_for(settings.kafka.schema_registry_url)
+                ) as publisher:
                     await publisher.add_many(events)
 
             asyncio.run(publish())

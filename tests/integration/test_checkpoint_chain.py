@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pipeline.config import Settings
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 from tests.integration.helpers import (
     WorkerProcess,
     collect_events,

@@ -18,12 +18,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from pipeline.collect.chain import GENESIS, link
+from pipeline.chain.hashing import GENESIS, link
 from pipeline.collect.collector import Collector
+from pipeline.commands.init import create_topics
 from pipeline.config import Settings
-from pipeline.provision import create_topics
 from pipeline.schema import codec_for
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 from pipeline.stack.kafka import KafkaBroker
 from tests.conftest import TEST_STACK_HOME, free_ports
 from tests.integration.helpers import child_env, wait_until
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 
 
 async def _read_events(settings: Settings, expected: int, wait_s: float) -> list[dict[str, Any]]:
-    codec = codec_for(settings)
+    codec = codec_for(settings.kafka.schema_registry_url)
     consumer = AIOKafkaConsumer(
         settings.kafka.topic_events,
         bootstrap_servers=settings.kafka.bootstrap,

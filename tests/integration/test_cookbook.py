@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.collect.publisher import EventPublisher
 from pipeline.config import Settings
-from pipeline.publish import EventPublisher
-from pipeline.scenarios import SCENARIOS
 from pipeline.schema import codec_for
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.scenarios import SCENARIOS
+from pipeline.sim.simulate import FleetSimulator
 from tests.integration.helpers import (
     WorkerProcess,
     provision,
@@ -35,7 +35,7 @@ def queries() -> list[tuple[str, str]]:
 
 
 async def publish(settings: Settings, events: list[dict[str, object]]) -> None:
-    async with EventPublisher(settings, codec_for(settings)) as publisher:
+    async with EventPublisher(settings, codec_for(settings.kafka.schema_registry_url)) as publisher:
         await publisher.add_many(events)
 
 

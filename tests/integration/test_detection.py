@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Settings
-from pipeline.scenarios import SCENARIOS
 from pipeline.schema.event import normalize_event
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.scenarios import SCENARIOS
+from pipeline.sim.simulate import FleetSimulator
 from tests.integration.helpers import (
     WorkerProcess,
     provision,

@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from pipeline.config import Settings
+from pipeline.outputs.clickhouse.request_builder import EVENT_COLUMNS
 from pipeline.schema.event import event_to_json
-from pipeline.simulate import FleetSimulator
-from pipeline.sink.clickhouse.request_builder import EVENT_COLUMNS
+from pipeline.sim.simulate import FleetSimulator
 from tests.integration.helpers import WorkerProcess, provision, run_cli, wait_for_rows
 
 pytestmark = pytest.mark.integration

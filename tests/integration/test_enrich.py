@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from pipeline.collect.publisher import EventPublisher
+from pipeline.commands.init import apply_migrations, load_migrations
 from pipeline.config import Settings
-from pipeline.provision import apply_migrations, load_migrations
-from pipeline.publish import EventPublisher
 from pipeline.schema import codec_for
 from pipeline.schema.event import normalize_event
 from tests.integration.helpers import (
@@ -43,7 +43,7 @@ def event(sandbox: str, seq: int, **fields: object) -> dict[str, object]:
 
 
 async def publish(settings: Settings, events: list[dict[str, object]]) -> None:
-    async with EventPublisher(settings, codec_for(settings)) as publisher:
+    async with EventPublisher(settings, codec_for(settings.kafka.schema_registry_url)) as publisher:
         await publisher.add_many(events)
 
 
@@ -92,7 +92,7 @@ def test_events_gain_their_sandbox_and_unknown_ones_are_counted(
     db = settings.clickhouse.database
     with WorkerProcess(settings):
         wait_for_rows(client, f"{db}.events", len(events))
-        metrics = wait_for_metrics(settings, "events_unknown_sandbox_total 2.0")
+        metrics = wait_for_metrics(settings, "auditpipe_events_unknown_sandbox_total 2.0")
 
     rows = client.query(
         f"SELECT sandbox_id, seq, owner, environment, image, labels, "
@@ -123,11 +123,11 @@ def test_events_gain_their_sandbox_and_unknown_ones_are_counted(
         ("sb-nobody", 1, "", "unknown", "", {}, False, "low"),
         ("sb-nobody", 2, "", "unknown", "", {}, False, "low"),
     ]
-    assert "events_unknown_sandbox_total 2.0" in metrics
+    assert "auditpipe_events_unknown_sandbox_total 2.0" in metrics
 
 
 def test_a_column_migration_runs_on_a_table_with_data(isolated_settings: Settings) -> None:
-    from pipeline.chclient import connect
+    from pipeline.outputs.clickhouse.client import connect
 
     settings = isolated_settings
     client = connect(settings.clickhouse)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import Settings
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 from tests.integration.helpers import (
     WorkerProcess,
     provision,

@@ -8,9 +8,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from pipeline.chclient import connect
+from pipeline.commands.init import load_migrations
 from pipeline.config import Settings
-from pipeline.provision import load_migrations
+from pipeline.outputs.clickhouse.client import connect
 from tests.integration.helpers import run_cli
 
 pytestmark = pytest.mark.integration

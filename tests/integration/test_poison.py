@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.chclient import connect
 from pipeline.config import Settings
+from pipeline.outputs.clickhouse import ClickHouseSink, InsertService
+from pipeline.outputs.clickhouse.client import connect
 from pipeline.schema.event import normalize_event
-from pipeline.sink.clickhouse import ClickHouseSink, InsertService
 from tests.integration.helpers import (
     WorkerProcess,
     provision,

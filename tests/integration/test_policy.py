@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.collect.publisher import EventPublisher
 from pipeline.config import Settings
-from pipeline.publish import EventPublisher
 from pipeline.schema import codec_for
 from pipeline.schema.event import normalize_event
 from tests.integration.helpers import WorkerProcess, provision, scalar, wait_for_rows, wait_until
@@ -38,7 +38,7 @@ def batch(tag: str, seq_from: int) -> list[dict[str, object]]:
 
 
 async def publish(settings: Settings, events: list[dict[str, object]]) -> None:
-    async with EventPublisher(settings, codec_for(settings)) as publisher:
+    async with EventPublisher(settings, codec_for(settings.kafka.schema_registry_url)) as publisher:
         await publisher.add_many(events)
 
 

@@ -9,12 +9,12 @@ from collections import defaultdict
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from pipeline.collect.chain import chain_key
+from pipeline.chain.hashing import chain_key
+from pipeline.collect.publisher import EventPublisher
+from pipeline.commands.init import create_topics
 from pipeline.config import Settings
-from pipeline.provision import create_topics
-from pipeline.publish import EventPublisher
 from pipeline.schema import codec_for
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ EVENTS = 60_000
 
 async def publish(settings: Settings) -> int:
     sim = FleetSimulator(300, seed=8)
-    async with EventPublisher(settings, codec_for(settings)) as publisher:
+    async with EventPublisher(settings, codec_for(settings.kafka.schema_registry_url)) as publisher:
         for n, event in enumerate(sim.events(EVENTS)):
             await publisher.add(event)
             if n % 5000 == 0:
@@ -32,7 +32,7 @@ async def publish(settings: Settings) -> int:
 
 
 async def read_back(settings: Settings) -> dict[str, list[int]]:
-    codec = codec_for(settings)
+    codec = codec_for(settings.kafka.schema_registry_url)
     consumer = AIOKafkaConsumer(
         settings.kafka.topic_events,
         bootstrap_servers=settings.kafka.bootstrap,

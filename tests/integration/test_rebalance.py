@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 
+from pipeline.collect.publisher import EventPublisher
 from pipeline.config import Settings
-from pipeline.publish import EventPublisher
 from pipeline.schema import codec_for
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 from tests.conftest import free_port
 from tests.integration.helpers import WorkerProcess, provision, scalar, wait_for_rows, wait_until
 
@@ -20,7 +20,7 @@ EVENTS = 120_000
 
 
 async def publish(settings: Settings, events: list[dict[str, object]]) -> None:
-    async with EventPublisher(settings, codec_for(settings)) as publisher:
+    async with EventPublisher(settings, codec_for(settings.kafka.schema_registry_url)) as publisher:
         await publisher.add_many(events)
 
 

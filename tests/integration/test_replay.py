@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from pipeline.collect.publisher import EventPublisher
 from pipeline.config import Settings
-from pipeline.publish import EventPublisher
 from pipeline.schema import codec_for
 from pipeline.schema.event import normalize_event
 from tests.integration.helpers import WorkerProcess, provision, run_cli, scalar, wait_for_rows
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 async def publish(settings: Settings, events: list[dict[str, object]]) -> None:
-    async with EventPublisher(settings, codec_for(settings)) as publisher:
+    async with EventPublisher(settings, codec_for(settings.kafka.schema_registry_url)) as publisher:
         await publisher.add_many(events)
 
 

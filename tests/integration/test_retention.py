@@ -7,8 +7,8 @@ import time
 import pytest
 
 from pipeline.config import Settings
-from pipeline.simulate import FleetSimulator
-from pipeline.sink.clickhouse.request_builder import EVENT_COLUMNS, build_event_columns
+from pipeline.outputs.clickhouse.request_builder import EVENT_COLUMNS, build_event_columns
+from pipeline.sim.simulate import FleetSimulator
 from tests.integration.helpers import provision, run_cli
 
 pytestmark = pytest.mark.integration

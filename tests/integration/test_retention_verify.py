@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.checkpoints import load_key
+from pipeline.chain.checkpoints import load_key
+from pipeline.chain.seals import HORIZON_COLUMNS, HorizonRecord, sign_horizon
 from pipeline.config import Settings
-from pipeline.seals import HORIZON_COLUMNS, HorizonRecord, sign_horizon
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 from tests.integration.helpers import (
     WorkerProcess,
     collect_events,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.commands.init import apply_migrations, load_migrations
 from pipeline.config import Settings
-from pipeline.provision import apply_migrations, load_migrations
-from pipeline.simulate import FleetSimulator
-from pipeline.sink.clickhouse.request_builder import EVENT_COLUMNS, build_event_columns
+from pipeline.outputs.clickhouse.request_builder import EVENT_COLUMNS, build_event_columns
+from pipeline.sim.simulate import FleetSimulator
 from tests.integration.helpers import provision, scalar
 
 pytestmark = pytest.mark.integration

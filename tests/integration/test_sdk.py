@@ -12,9 +12,9 @@ import pytest
 
 from pipeline.collect.collector import Collector
 from pipeline.collect.sync import SyncCollector
+from pipeline.commands.init import create_topics
 from pipeline.config import Settings
-from pipeline.provision import create_topics
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 from tests.integration.test_collector import assert_chains_continuous, read_events
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Settings
-from pipeline.simulate import FleetSimulator
+from pipeline.sim.simulate import FleetSimulator
 from pipeline.stack.clickhouse import ClickHouseServer
 from tests.conftest import free_ports
 from tests.integration.helpers import (

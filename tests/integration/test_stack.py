@@ -11,8 +11,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from pipeline.chclient import connect
 from pipeline.config import Settings
+from pipeline.outputs.clickhouse.client import connect
 from pipeline.stack import LocalStack, StackError
 from tests.conftest import TEST_STACK_HOME, free_ports
 from tests.integration.helpers import run_cli

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from pipeline.collect.publisher import EventPublisher
 from pipeline.config import Settings
-from pipeline.publish import EventPublisher
 from pipeline.schema import codec_for
 from pipeline.schema.event import normalize_event
 from tests.integration.helpers import (
@@ -70,7 +70,7 @@ def events_with_secrets(now_ms: int) -> list[dict[str, object]]:
 
 
 async def publish(settings: Settings, events: list[dict[str, object]]) -> None:
-    async with EventPublisher(settings, codec_for(settings)) as publisher:
+    async with EventPublisher(settings, codec_for(settings.kafka.schema_registry_url)) as publisher:
         await publisher.add_many(events)
 
 
@@ -120,7 +120,7 @@ def test_no_raw_secret_reaches_clickhouse_and_bad_events_are_dead_lettered(
         wait_for_rows(client, f"{db}.events", len(good))
         wait_for_rows(client, f"{db}.deadletter", 2)
         wait_for_rows(client, f"{db}.alerts", 1)  # both in one sandbox: one alert
-        metrics = wait_for_metrics(settings, "events_in_total 7.0")
+        metrics = wait_for_metrics(settings, "auditpipe_events_in_total 7.0")
     on_topic = read_topic(settings)
     assert "T-SECRET-CMD" in {a["rule_id"] for a in on_topic}
     alert_rows = client.query(f"SELECT toJSONString(tuple(*)) FROM {db}.alerts").result_rows
@@ -151,12 +151,12 @@ def test_no_raw_secret_reaches_clickhouse_and_bad_events_are_dead_lettered(
         ).result_rows
     )
     assert reasons == {"ts_in_future": 6, "oversized_field": 7}
-    assert "events_in_total 7.0" in metrics
-    assert "events_stored_total 5.0" in metrics
-    assert 'deadletter_total{reason="ts_in_future"} 1.0' in metrics
+    assert "auditpipe_events_in_total 7.0" in metrics
+    assert "auditpipe_events_stored_total 5.0" in metrics
+    assert 'auditpipe_deadletter_total{reason="ts_in_future"} 1.0' in metrics
     # Masked at the edge (the publisher), so the worker's stage had nothing left to mask.
-    assert 'redactions_total{rule="email"}' not in metrics
-    assert 'consumer_lag{partition="' in metrics
+    assert 'auditpipe_redactions_total{rule="email"}' not in metrics
+    assert 'auditpipe_consumer_lag{partition="' in metrics
     assert (
         orjson.loads(
             client.query(

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from pipeline.collect.chain import ChainHead
+from pipeline.chain.hashing import ChainHead
+from pipeline.chain.verify import verify
 from pipeline.collect.collector import Collector
 from pipeline.config import Settings
-from pipeline.simulate import FleetSimulator
-from pipeline.sink.clickhouse.request_builder import EVENT_COLUMNS, build_event_columns
-from pipeline.verify import verify
+from pipeline.outputs.clickhouse.request_builder import EVENT_COLUMNS, build_event_columns
+from pipeline.sim.simulate import FleetSimulator
 from tests.integration.helpers import (
     WorkerProcess,
     provision,

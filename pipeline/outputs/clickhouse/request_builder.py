@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.outputs.clickhouse.progress import MAC_BYTES, ProgressSigner
 from pipeline.schema.event import Event
-from pipeline.sink.clickhouse.progress import MAC_BYTES, ProgressSigner
 
 EVENT_COLUMNS = (
     "event_id",

@@ -10,6 +10,8 @@ unless ``--again``. A replayed letter that fails again becomes a new dead letter
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +20,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from clickhouse_connect.driver.client import Client
 
+from pipeline.collect.publisher import EventPublisher
+from pipeline.commands.base import EXIT_OK, EXIT_PARTIAL, since_ms
 from pipeline.config import Settings
-from pipeline.publish import EventPublisher
 from pipeline.schema import codec_for
 from pipeline.schema.event import InvalidEvent, normalize_event
 
@@ -70,7 +73,7 @@ def select(
 async def replay(settings: Settings, client: Client, rows: Sequence[Sequence[Any]]) -> ReplayReport:
     report = ReplayReport()
     replayed: list[list[Any]] = []
-    codec = codec_for(settings)
+    codec = codec_for(settings.kafka.schema_registry_url)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka.bootstrap,
         acks="all",
@@ -108,3 +111,38 @@ async def replay(settings: Settings, client: Client, rows: Sequence[Sequence[Any
             column_oriented=True,
         )
     return report
+
+
+def add_parser(sub: Any) -> None:
+    deadletter = sub.add_parser("deadletter", help="list dead letters, or replay them after a fix")
+    dl = deadletter.add_subparsers(dest="deadletter_command", required=True, metavar="ACTION")
+    dl.add_parser("list", help="dead letters by reason")
+    again = dl.add_parser("replay", help="send dead letters through the pipeline again")
+    again.add_argument(
+        "--reason", action="append", default=[], help="only this reason (repeatable)"
+    )
+    again.add_argument("--since", help="only dead letters from then on (epoch ms or RFC 3339)")
+    again.add_argument("--again", action="store_true", help="include ones already replayed")
+    again.add_argument("--dry-run", action="store_true", help="count, send nothing")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.outputs.clickhouse.client import connect
+
+    client = connect(settings.clickhouse)
+    database = settings.clickhouse.database
+    if args.deadletter_command == "list":
+        for reason, count, first, last in summary(client, database):
+            print(f"{reason:<20} {count:>10}  {first} .. {last}")
+        return EXIT_OK
+    since = since_ms(args.since)
+    rows = select(client, database, reasons=args.reason, since_ms=since, again=args.again)
+    if args.dry_run:
+        print(f"would replay {len(rows)} dead letters")
+        return EXIT_OK
+    report = asyncio.run(replay(settings, client, rows))
+    print(
+        f"replayed {report.events} events and {report.messages} messages; "
+        f"{report.unusable} not usable"
+    )
+    return EXIT_PARTIAL if report.unusable else EXIT_OK

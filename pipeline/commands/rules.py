@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 import yaml
 
+from pipeline.commands.base import EXIT_OK, EXIT_USAGE
+from pipeline.commands.base import EXIT_PARTIAL as EXIT_FAILED
 from pipeline.config import Settings
 from pipeline.rules.language import RuleError, RuleSet, load_rules
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_parser(sub: Any) -> None:

@@ -50,9 +50,9 @@ from typing import Any
 import orjson
 from clickhouse_connect.driver.client import Client
 
+from pipeline.chain.seals import Retained
+from pipeline.chain.verify import sandbox_filters
 from pipeline.config import Settings
-from pipeline.seals import Retained
-from pipeline.verify import sandbox_filters
 
 ALGORITHM = "hmac-sha256-v2"
 """Version 2: length-prefixed message, numbered and chained to the previous checkpoint."""
@@ -233,7 +233,7 @@ def last_checkpoints(client_query: Any, database: str, sandboxes: set[tuple[str,
     """The newest version-2 checkpoint (counter, signature) of each sandbox, from
     ClickHouse (``client_query(sql, parameters) -> rows``); for a sandbox whose
     checkpoints all expired by retention, the one its horizon recorded
-    (``pipeline/seals.py``), so its checkpoint chain goes on from there."""
+    (``pipeline/chain/seals.py``), so its checkpoint chain goes on from there."""
     if not sandboxes:
         return {}
     rows = client_query(

@@ -6,15 +6,19 @@ applied ones are recorded in ``<database>.schema_migrations`` with their checksu
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from clickhouse_connect.driver.client import Client
 
+from pipeline.commands.base import EXIT_OK
 from pipeline.config import Settings
 from pipeline.resources import resource_path
 
@@ -111,3 +115,21 @@ def apply_migrations(client: Client, database: str, migrations: list[Migration])
         )
         done.append(migration.name)
     return done
+
+
+def add_parser(sub: Any) -> None:
+    init = sub.add_parser("init", help="create the Kafka topics and ClickHouse tables (idempotent)")
+    init.add_argument("--partitions", type=int, help="partitions per topic (default 6)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.partitions:
+        settings.kafka.partitions = args.partitions
+    from pipeline.outputs.clickhouse.client import connect
+
+    created = asyncio.run(create_topics(settings))
+    print(f"kafka: topics created: {', '.join(created) or 'none (all exist)'}")
+    client = connect(settings.clickhouse)
+    applied = apply_migrations(client, settings.clickhouse.database, load_migrations())
+    print(f"clickhouse: migrations applied: {', '.join(applied) or 'none (up to date)'}")
+    return EXIT_OK

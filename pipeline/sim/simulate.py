@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.scenarios import SCENARIOS
 from pipeline.schema.event import Event
+from pipeline.sim.scenarios import SCENARIOS
 
 TENANTS = ("acme", "globex", "initech", "umbrella", "hooli")
 IMAGES = ("python:3.11-slim", "node:20", "golang:1.26", "rust:1.95", "ubuntu:24.04")
@@ -130,7 +130,7 @@ class FleetSimulator:
         self, count: int, *, start_ms: int | None = None, scenarios: Sequence[str] = ()
     ) -> Iterator[Event]:
         """``count`` benign events, each sandbox starting with a lifecycle ``start`` event,
-        plus the events of each named attack scenario (see ``pipeline.scenarios``), the
+        plus the events of each named attack scenario (see ``pipeline.sim.scenarios``), the
         i-th scenario in sandbox i, spread over the stream."""
         clock = start_ms if start_ms is not None else time.time_ns() // 1_000_000
         started: set[str] = set()

@@ -1,7 +1,7 @@
 r"""Retention-aware tamper evidence: ``auditpipe retention seal``.
 
 Retention removes rows by class from the middle of every chain (debug after 3 days,
-info after 30, security after 365: ``pipeline/retention.py``). Without a record of what
+info after 30, security after 365: ``pipeline/chain/retention.py``). Without a record of what
 left, ``verify`` would see those gaps as deletions, and a real deletion would hide among
 them. So, before rows expire, the sealer signs what the chain needs to stay verifiable:
 
@@ -48,9 +48,9 @@ from typing import Any, NamedTuple
 
 from clickhouse_connect.driver.client import Client
 
-from pipeline.chain_items import GENESIS_HEX, covers_sql, items_sql, uncovered
+from pipeline.chain.items import GENESIS_HEX, covers_sql, items_sql, uncovered
+from pipeline.chain.retention import ttl_seconds
 from pipeline.config import RetentionConfig
-from pipeline.retention import ttl_seconds
 
 CHECKPOINT_TTL_S = 31_536_000
 """How long chain_checkpoints keeps a row (migration 0009)."""

@@ -1,5 +1,5 @@
 """The items of each sandbox's hash chain as ClickHouse SQL, shared by ``verify`` and the
-sealer (``pipeline/seals.py``).
+sealer (``pipeline/chain/seals.py``).
 
 A chain *item* is anything that holds a place in a sandbox's chain: a stored row, a
 repeat the collapse stage folded into a stored row, or the link of an event the level
@@ -17,8 +17,8 @@ it. :func:`uncovered` drops every item that a cover before it spans, in one wind
 
 from __future__ import annotations
 
+from pipeline.chain.retention import expiry_sql, ttl_seconds
 from pipeline.config import RetentionConfig
-from pipeline.retention import expiry_sql, ttl_seconds
 
 GENESIS_HEX = "00" * 32
 
@@ -63,7 +63,7 @@ CANONICAL_SQL = (
     )
     + ")"
 )
-"""The chain's canonical encoding (``pipeline/collect/chain.py``) rebuilt in SQL."""
+"""The chain's canonical encoding (``pipeline/chain/hashing.py``) rebuilt in SQL."""
 
 RECOMPUTED_SQL = f"hex(SHA256(concat(assumeNotNull(prev_hash), {CANONICAL_SQL})))"
 """What a stored row's content hashes to (hex)."""

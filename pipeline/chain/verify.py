@@ -1,6 +1,6 @@
 """``auditpipe verify``: recompute every sandbox's hash chain over the stored rows.
 
-The chain's canonical encoding (``pipeline/collect/chain.py``) is rebuilt in ClickHouse
+The chain's canonical encoding (``pipeline/chain/hashing.py``) is rebuilt in ClickHouse
 SQL, so the check runs inside the database over all rows at once. Findings:
 
 * ``modified``: a row's content no longer hashes to its ``hash`` (a changed field, or
@@ -13,7 +13,7 @@ SQL, so the check runs inside the database over all rows at once. Findings:
   tenants whose events must all be chained (``verify.chained_tenants``).
 
 Ranges that retention removed are followed through their signed seals, and a sandbox's
-chain starts at its horizon once its early history expired (``pipeline/seals.py``): a
+chain starts at its horizon once its early history expired (``pipeline/chain/seals.py``): a
 seal counts only once its expiry is due, and a forged one (checked by the caller with the
 key: ``seals.load``) covers nothing.
 
@@ -37,15 +37,15 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from pipeline.chain_items import (
+from pipeline.chain.items import (
     GENESIS_HEX,
     RECOMPUTED_SQL,
     covers_sql,
     items_sql,
     uncovered,
 )
+from pipeline.chain.seals import Retained
 from pipeline.config import RetentionConfig
-from pipeline.seals import Retained
 
 
 @dataclass
@@ -84,7 +84,7 @@ def verify(
 ) -> VerifyReport:
     """Findings in the chains ``tenant``/``sandbox`` select. With ``covers``, the gaps
     retention left are followed through the seals and horizons whose expiry is due
-    (``pipeline/seals.py``; their signatures are checked by :func:`pipeline.seals.load`,
+    (``pipeline/chain/seals.py``; their signatures are checked by :func:`pipeline.chain.seals.load`,
     whose result, given as ``forged``, keeps the forged ones from covering anything)."""
     where, params = sandbox_filters(tenant, sandbox)
     report = VerifyReport()

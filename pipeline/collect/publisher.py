@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from pipeline.collect.chain import CHAIN_SEPARATOR, chain_key
+from pipeline.chain.hashing import CHAIN_SEPARATOR, chain_key
 from pipeline.config import Settings
 from pipeline.redaction import Redactor
 from pipeline.schema.batch import EventBatchEncoder

@@ -19,8 +19,8 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from pipeline.sink.clickhouse.request_builder import InsertRequest
-from pipeline.sink.clickhouse.retry import REJECT, RowsRejected, decide, short
+from pipeline.outputs.clickhouse.request_builder import InsertRequest
+from pipeline.outputs.clickhouse.retry import REJECT, RowsRejected, decide, short
 
 log = logging.getLogger(__name__)
 

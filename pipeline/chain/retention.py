@@ -31,7 +31,7 @@ SECURITY = (
 """The security class, from fields the hash chain covers only (not the stored
 ``severity``, which the worker derives from them and no chain covers): a row cannot be
 moved to a shorter-lived class without its content no longer matching its hash, and the
-sealer (``pipeline/seals.py``) computes each row's expiry from the same expression."""
+sealer (``pipeline/chain/seals.py``) computes each row's expiry from the same expression."""
 DAY_S = 86_400
 
 

@@ -25,10 +25,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from typing import Protocol
 
+from pipeline.outputs.clickhouse.progress import ProgressSigner
+from pipeline.outputs.clickhouse.request_builder import InsertRequest, build_event_request
+from pipeline.outputs.clickhouse.retry import RowsRejected, short
 from pipeline.schema.event import Event
-from pipeline.sink.clickhouse.progress import ProgressSigner
-from pipeline.sink.clickhouse.request_builder import InsertRequest, build_event_request
-from pipeline.sink.clickhouse.retry import RowsRejected, short
 
 Rejected = Callable[[Sequence[Event], str], None]
 """Takes rows ClickHouse refused for good, with the reason; must store them durably (as

@@ -7,6 +7,7 @@ then prints example analyst queries with their results.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -15,15 +16,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from pipeline.chclient import connect
+from pipeline.collect.publisher import EventPublisher
+from pipeline.commands.init import apply_migrations, create_topics, load_migrations
+from pipeline.commands.simulate import simulation_args
 from pipeline.config import Settings
-from pipeline.provision import apply_migrations, create_topics, load_migrations
-from pipeline.publish import EventPublisher
+from pipeline.outputs.clickhouse.client import connect
 from pipeline.schema import codec_for
-from pipeline.simulate import FleetSimulator, run_paced
+from pipeline.sim.scenarios import SCENARIOS
+from pipeline.sim.simulate import FleetSimulator, run_paced
 from pipeline.stack import LocalStack, StackError
 
 WORKER_READY_MARK = "Worker ready"
@@ -153,7 +157,7 @@ async def _publish(
     duration_s: float,
     scenarios: Sequence[str],
 ) -> int:
-    codec = codec_for(settings)
+    codec = codec_for(settings.kafka.schema_registry_url)
     table = f"{settings.clickhouse.database}.events"
     started = time.monotonic()
     last_shown = 0.0
@@ -204,3 +208,29 @@ def _show_queries(client: Client, database: str, run_filter: str, first_sandbox:
         print("  ".join(n.ljust(w) for n, w in zip(result.column_names, widths, strict=True)))
         for row in result.result_rows:
             print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def add_parser(sub: Any) -> None:
+    run = sub.add_parser(
+        "run",
+        help="the main job: stack up, init, worker, a simulated fleet, "
+        "live progress, then example analyst queries",
+    )
+    simulation_args(run, sandboxes=50, rate=5000, duration=20)
+    run.add_argument(
+        "--benign",
+        action="store_true",
+        help="inject no attack (by default every scenario is injected once, to show alerts)",
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    return run_main_job(
+        settings,
+        sandboxes=args.sandboxes,
+        tenants=args.tenants,
+        rate=args.rate,
+        duration_s=args.duration,
+        seed=args.seed,
+        scenarios=args.scenario or ([] if args.benign else sorted(SCENARIOS)),
+    )

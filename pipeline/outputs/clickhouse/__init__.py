@@ -1,0 +1,6 @@
+"""The batching ClickHouse sink (see sink.py)."""
+
+from pipeline.outputs.clickhouse.service import InsertService, SinkStopped
+from pipeline.outputs.clickhouse.sink import ClickHouseSink
+
+__all__ = ["ClickHouseSink", "InsertService", "SinkStopped"]

@@ -1,0 +1,2 @@
+"""Demo and test data: the fleet simulator (``simulate``) and its attack scenarios
+(``scenarios``)."""

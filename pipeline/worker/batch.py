@@ -1,0 +1,350 @@
+"""One batch of messages through the worker: decode -> stages -> sink, in the batch
+thread, with every side output drained from the typed context (``stages/base.py``): dead
+letters stored and published before the rows after them, alerts published as soon as a
+chunk raised them and stored once, the policy's counts and chain links stored, counters
+to the metrics; and the signed checkpoints of the chain heads, once their rows are
+stored.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.chain.checkpoints import (
+    CHECKPOINT_COLUMNS,
+    CheckpointSigner,
+    checkpoint_columns,
+    last_checkpoints,
+    load_key,
+)
+from pipeline.config import Settings
+from pipeline.outputs.clickhouse import ClickHouseSink, InsertService
+from pipeline.outputs.clickhouse.progress import ProgressSigner, stored_offsets
+from pipeline.outputs.clickhouse.request_builder import InsertRequest
+from pipeline.outputs.clickhouse.tables import (
+    LINK_COLUMNS,
+    ROLLUP_COLUMNS,
+    Tables,
+    link_columns,
+    rollup_columns,
+)
+from pipeline.rules.alerts import ALERT_COLUMNS, Alert, alert_columns
+from pipeline.schema.codec import AvroCodec
+from pipeline.schema.deadletter import DEADLETTER_COLUMNS, DeadLetters, Provenance, record_columns
+from pipeline.schema.event import Event
+from pipeline.stages.base import BatchContext
+from pipeline.stages.decode import DecodedPartition, RawMessage, decode_messages
+from pipeline.worker.metrics import WorkerMetrics
+from pipeline.worker.stages import Stages
+
+log = logging.getLogger("auditpipe.worker")
+
+DECODE_CHUNK_MESSAGES = 64
+DECODE_CHUNK_BYTES = 1 << 20
+SEND_TIMEOUT_S = 60.0
+"""Longest wait for Kafka to take a batch's alerts or dead letters (else the batch fails)."""
+
+
+@dataclass
+class BatchResult:
+    """What a processed batch leaves for the event loop to publish."""
+
+    dead: DeadLetters
+    alerts: list[Alert] = field(default_factory=list)
+
+
+class BatchProcessor:
+    """decode -> stages -> sink for one batch of messages. Runs in the worker's thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        codec: AvroCodec,
+        stages: Stages,
+        service: InsertService,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.stages = stages
+        self.service = service
+        self.metrics = metrics or WorkerMetrics()
+        self.tables = Tables(settings.clickhouse.database)
+        self.sink = ClickHouseSink(
+            service,
+            table=self.tables.events,
+            max_rows=settings.sink.max_rows,
+            max_bytes=settings.sink.max_bytes,
+            executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditpipe-insert"),
+            on_rejected=self._reject_rows,
+            signer=ProgressSigner(load_key(settings), settings.kafka.topic_events),
+        )
+        self._rejected_rows = 0
+        """Rows ClickHouse refused for good since the last batch (dead-lettered)."""
+        self._rejected_chained: list[tuple[str, str, int]] = []
+        """Chained events the sink dead-lettered in this batch (see ChainMonitor)."""
+        self.on_alerts: Callable[[list[Alert]], concurrent.futures.Future[None]] | None = None
+        """Sends alerts (called in the batch thread as soon as a chunk raised them)."""
+        self.on_dead_letters: (
+            Callable[[list[dict[str, Any]]], concurrent.futures.Future[None]] | None
+        ) = None
+        """Publishes dead-letter records on the dead-letter topic."""
+        self._checkpoint_at = time.monotonic()
+        self._checkpoint_signer: CheckpointSigner | None = None
+        self.on_checkpoints: (
+            Callable[[list[dict[str, Any]]], concurrent.futures.Future[None]] | None
+        ) = None
+        """Publishes checkpoint records on the checkpoints topic (their second copy)."""
+        self.stored_upto: dict[int, int] = {}
+        """Per partition gained: the highest offset already stored (see progress.py)."""
+        self.next_offsets: dict[int, int] = {}
+        """Per partition, the offset after the last message processed (for the lag)."""
+        self._retries_seen = 0
+
+    def process(self, messages: Sequence[RawMessage]) -> BatchResult:
+        ctx = BatchContext(source_topic=self.settings.kafka.topic_events)
+        ctx.dead.mask = self.stages.mask
+        metrics = self.metrics
+        decoded_events = stored = dead_sent = 0
+        alerts: list[Alert] = []
+        todo = self._not_stored_yet(messages)
+        # A few messages at a time: decoded events live only until the sink takes them,
+        # so memory follows sink.max_rows, not the size of the take.
+        for chunk in _chunks(todo):
+            with metrics.timed("decode"):
+                decoded = decode_messages(self.codec, chunk, ctx)
+            # The stages run once per chunk, over the events of all its partitions.
+            events = [e for part in decoded.values() for e in part.events]
+            decoded_events += len(events)
+            for stage in self.stages.all:
+                with metrics.timed(stage.name):
+                    events = stage.process(events, ctx)
+            ready = _by_partition(events, decoded)
+            # The chunk's alerts and dead letters are out before any of its rows can be
+            # stored: a replay skips messages whose rows are stored (see _not_stored_yet).
+            alerts.extend(self._send_alerts(ctx))
+            dead_sent = self._send_dead_letters(ctx.dead, dead_sent)
+            for partition, events, size_bytes in ready:
+                self.sink.add(partition, events, size_bytes=size_bytes)
+                stored += len(events)
+        for stage in self.stages.all:
+            stage.finish(ctx)  # e.g. summaries of suppression windows that closed
+        alerts.extend(self._send_alerts(ctx))
+        with metrics.timed("sink"):
+            self.sink.flush()
+        stored -= self._rejected_rows
+        self._rejected_rows = 0
+        if self.stages.chain is not None:
+            self.stages.chain.not_stored(ctx.dead.chained + self._rejected_chained)
+        self._rejected_chained = []
+        self._store_kept_back(ctx, messages)
+        self._store_alerts(alerts)
+        self.maybe_checkpoint()
+        # Counted once stored: "stored" means in ClickHouse.
+        whole_messages = sum(1 for r in ctx.dead.records if r["event_id"] is None)
+        metrics.events_in.inc(decoded_events + whole_messages)
+        metrics.events_stored.inc(stored)
+        metrics.add_counts(ctx.dead.by_reason, metrics.deadletter, "reason")
+        metrics.batch_events.observe(decoded_events)
+        metrics.drain(ctx.counts, ctx.gauges)
+        self._count_retries()
+        for message in messages:
+            self.next_offsets[message.partition] = message.offset + 1
+        return BatchResult(ctx.dead, alerts)
+
+    def maybe_checkpoint(self) -> None:
+        """Every checkpoints.interval_s (after a batch, and on the worker's timer while
+        none comes): sign the chain heads that advanced. Runs in the batch thread, so a
+        head is signed only after its batch's rows were flushed."""
+        if time.monotonic() - self._checkpoint_at >= self.settings.checkpoints.interval_s:
+            self.checkpoint_now()
+
+    def checkpoint_now(self) -> int:
+        """Sign every chain head that advanced since the last checkpoint (also at a clean
+        shutdown): rows in ClickHouse, and the copy on the checkpoints topic. Returns the
+        number signed."""
+        self._checkpoint_at = time.monotonic()
+        chain = self.stages.chain
+        if chain is None or not self.settings.checkpoints.enabled:
+            return 0
+        heads = chain.take_checkpoints()
+        if not heads:
+            return 0
+        checkpoints = self._signer().sign(heads, time.time_ns() // 1_000_000)
+        rows = checkpoint_columns(checkpoints)
+        self.service.insert(
+            InsertRequest(
+                table=self.tables.checkpoints,
+                column_names=CHECKPOINT_COLUMNS,
+                columns=rows,
+                rows=len(checkpoints),
+                dedup_token="checkpoints:"
+                + hashlib.sha256(b"".join(c.signature for c in checkpoints)).hexdigest(),
+            )
+        )
+        if self.on_checkpoints is not None:
+            self.on_checkpoints([c.record() for c in checkpoints]).result(timeout=SEND_TIMEOUT_S)
+        self.metrics.checkpoints.inc(len(checkpoints))
+        return len(checkpoints)
+
+    def _signer(self) -> CheckpointSigner:
+        if self._checkpoint_signer is None:
+            database = self.settings.clickhouse.database
+            self._checkpoint_signer = CheckpointSigner(
+                load_key(self.settings),
+                self.settings.checkpoints.key_id,
+                lambda sandboxes: last_checkpoints(self.service.query_rows, database, sandboxes),
+            )
+        return self._checkpoint_signer
+
+    def load_stored_offsets(self, partitions: set[int], ends: dict[int, int]) -> None:
+        """For partitions just gained: the highest offset whose rows are stored, from
+        signed progress below each partition's end (``progress.py``)."""
+        assert self.sink.signer is not None
+        found = stored_offsets(
+            self.service, self.settings.clickhouse.database, partitions, ends, self.sink.signer
+        )
+        self.stored_upto.update(found.upto)
+        self.metrics.sink_progress_rejected.inc(found.rejected)
+
+    def _not_stored_yet(self, messages: Sequence[RawMessage]) -> list[RawMessage]:
+        """The messages whose rows are not stored already (a crash between an insert and
+        the commit of its offsets replays them; the sink stores whole messages in order)."""
+        upto = self.stored_upto
+        todo = [m for m in messages if m.offset > upto.get(m.partition, -1)]
+        if len(todo) < len(messages):
+            skipped = len(messages) - len(todo)
+            self.metrics.messages_already_stored.inc(skipped)
+            log.info("skipped %d messages stored before a restart", skipped)
+        return todo
+
+    def _send_alerts(self, ctx: BatchContext) -> list[Alert]:
+        """Send the alerts raised so far (``on_alerts``) and wait until they are out: alert
+        latency does not wait for the batch's insert."""
+        alerts, ctx.alerts = ctx.alerts, []
+        if not alerts:
+            return []
+        if self.on_alerts is not None:
+            self.on_alerts(alerts).result(timeout=SEND_TIMEOUT_S)
+        return alerts
+
+    def _send_dead_letters(self, dead: DeadLetters, already: int) -> int:
+        """Store and publish the dead letters after the first ``already``; returns the
+        count sent so far."""
+        records = dead.records[already:]
+        if not records:
+            return already
+        where = ",".join(f"{r['source_partition']}@{r['source_offset']}" for r in records)
+        self.service.insert(
+            InsertRequest(
+                table=self.tables.deadletter,
+                column_names=DEADLETTER_COLUMNS,
+                columns=record_columns(records),
+                rows=len(records),
+                dedup_token="dlq:" + hashlib.sha256(where.encode()).hexdigest(),
+            )
+        )
+        if self.on_dead_letters is not None:
+            self.on_dead_letters(records).result(timeout=SEND_TIMEOUT_S)
+        return len(dead.records)
+
+    def _reject_rows(self, events: Sequence[Event], why: str) -> None:
+        """Rows ClickHouse refused for their data (in the insert thread): stored and
+        published as dead letters before the sink inserts the rows after them."""
+        dead = DeadLetters(mask=self.stages.mask)
+        for event in events:
+            where = Provenance(
+                self.settings.kafka.topic_events,
+                event["kafka_partition"],
+                event["kafka_offset"],
+                None,
+            )
+            dead.event(where, "storage_rejected", why, event)
+        self._send_dead_letters(dead, 0)
+        self.metrics.add_counts(dead.by_reason, self.metrics.deadletter, "reason")
+        self._rejected_rows += len(events)
+        self._rejected_chained += dead.chained
+        log.error("ClickHouse refused %d rows for their data (dead-lettered): %s", len(events), why)
+
+    def _store_alerts(self, alerts: list[Alert]) -> None:
+        """The batch's alerts, stored once in ClickHouse (a replayed batch gives the same
+        alert ids; those already stored are skipped)."""
+        if not alerts:
+            return
+        ids = [a.alert_id for a in alerts]
+        stored = {
+            str(i)
+            for i in self.service.query_column(
+                f"SELECT alert_id FROM {self.tables.alerts} WHERE alert_id IN %(ids)s",
+                {"ids": ids},
+            )
+        }
+        new = [a for a in alerts if a.alert_id not in stored]
+        if new:
+            self.service.insert(
+                InsertRequest(
+                    table=self.tables.alerts,
+                    column_names=ALERT_COLUMNS,
+                    columns=alert_columns(new),
+                    rows=len(new),
+                    dedup_token="alerts:" + hashlib.sha256("".join(ids).encode()).hexdigest(),
+                )
+            )
+        for alert in alerts:
+            self.metrics.alerts.labels(alert.rule_id, alert.severity).inc()
+
+    def _store_kept_back(self, ctx: BatchContext, messages: Sequence[RawMessage]) -> None:
+        """The counts of the events the policy kept back, and their chain links."""
+        first = messages[0]
+        batch = f"{first.partition}:{first.offset}:{len(messages)}"
+        for table, names, columns in (
+            (self.tables.rollup, ROLLUP_COLUMNS, rollup_columns(ctx.kept_back)),
+            (self.tables.links, LINK_COLUMNS, link_columns(ctx.links)),
+        ):
+            if columns:
+                self.service.insert(
+                    InsertRequest(
+                        table=table,
+                        column_names=names,
+                        columns=columns,
+                        rows=len(columns[0]),
+                        dedup_token=f"{table}:{batch}",
+                    )
+                )
+
+    def _count_retries(self) -> None:
+        """Inserts the service retried (a running total): counted, never as dropped."""
+        retries = self.service.retries_total
+        if retries > self._retries_seen:
+            self.metrics.sink_insert_retries.inc(retries - self._retries_seen)
+            self._retries_seen = retries
+
+
+def _chunks(messages: Sequence[RawMessage]) -> Iterator[Sequence[RawMessage]]:
+    """Messages a few at a time, so decoded events live only until the sink takes them:
+    up to DECODE_CHUNK_MESSAGES, or fewer once DECODE_CHUNK_BYTES of them are taken."""
+    start = size = 0
+    for n, message in enumerate(messages):
+        size += len(message.value or b"")
+        if n + 1 - start >= DECODE_CHUNK_MESSAGES or size >= DECODE_CHUNK_BYTES:
+            yield messages[start : n + 1]
+            start, size = n + 1, 0
+    if start < len(messages):
+        yield messages[start:]
+
+
+def _by_partition(
+    events: list[Event], decoded: dict[int, DecodedPartition]
+) -> list[tuple[int, list[Event], int]]:
+    """(partition, events, message bytes) for the sink, in partition order."""
+    grouped: dict[int, list[Event]] = {p: [] for p in decoded}
+    for event in events:
+        grouped[event["kafka_partition"]].append(event)
+    return [(p, grouped[p], decoded[p].size_bytes) for p in decoded]

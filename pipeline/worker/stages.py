@@ -1,0 +1,60 @@
+"""The worker's stages, built from the configuration, in order, with typed handles on
+the few the worker drives itself (no probing of the list by class)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.chain.checkpoints import load_key
+from pipeline.config import Settings
+from pipeline.rules.integrity import ChainMonitor
+from pipeline.schema.event import Event
+from pipeline.stages.base import Stage
+from pipeline.stages.collapse import CollapseStage
+from pipeline.stages.dedup import DedupStage
+from pipeline.stages.detect import DetectStage
+from pipeline.stages.enrich import EnrichStage, Inventory, StaticInventory
+from pipeline.stages.policy import PolicyFile, PolicyStage
+from pipeline.stages.redact import RedactStage
+from pipeline.stages.validate import ValidateStage
+
+
+@dataclass
+class Stages:
+    """The stages in data-flow order, and the handles the worker needs: the dedup window
+    (persisted in a Faust table), the detection stage (its rules reloaded on SIGHUP, its
+    windows persisted, its chain heads signed) and the redaction of dead letters."""
+
+    all: list[Stage]
+    dedup: DedupStage
+    detect: DetectStage | None
+    redact: RedactStage
+
+    @property
+    def chain(self) -> ChainMonitor | None:
+        """The live chain check whose heads the checkpoints sign (None: integrity off)."""
+        return self.detect.engine.chain if self.detect is not None else None
+
+    def mask(self, event: Event) -> Event:
+        """A copy of ``event`` with its secrets masked (dead letters store it)."""
+        return self.redact.masked(event)
+
+
+def default_stages(settings: Settings, inventory: Inventory | None = None) -> Stages:
+    """The stages between decode and the sink, in order.
+
+    Detection runs before the level policy, which keeps every event a rule matched.
+    """
+    dedup = DedupStage(settings.dedup, secret=load_key(settings))
+    detect = DetectStage(settings.rules) if settings.rules.enabled else None
+    redact = RedactStage(settings.redact)
+    stages: list[Stage] = [
+        ValidateStage(settings.validation),
+        dedup,
+        EnrichStage(inventory or StaticInventory({})),
+        *([detect] if detect is not None else []),
+        PolicyStage(PolicyFile(settings.policy.file)),
+        CollapseStage(settings.collapse),
+        redact,
+    ]
+    return Stages(stages, dedup, detect, redact)

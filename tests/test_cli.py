@@ -1,0 +1,70 @@
+"""The command-line contract, for every command: a one-line description in ``--help``,
+``--config`` before or after the command's name, one exit-status table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline import cli
+from pipeline.commands import base
+from pipeline.commands import rules as rules_command
+
+
+def test_every_command_has_a_one_line_description() -> None:
+    text = cli.build_parser().format_help()
+    for name in cli.COMMANDS:
+        lines = [line for line in text.splitlines() if line.strip().startswith(name + " ")]
+        assert lines and len(lines[0].split(None, 1)) == 2, name
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_every_command_parses_its_help(name: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.build_parser().parse_args([name, "--help"])
+    assert exit_.value.code == 0
+
+
+def test_config_is_accepted_before_and_after_the_command(tmp_path: Path) -> None:
+    config = tmp_path / "auditpipe.yaml"
+    config.write_text("clickhouse: {database: from_the_file}\n")
+    parser = cli.build_parser()
+    for argv in (["--config", str(config), "verify"], ["verify", "--config", str(config)]):
+        assert parser.parse_args(argv).config == str(config), argv
+    assert parser.parse_args(["verify"]).config is None
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "AUDITPIPE_HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "database: from_the_file" in result.stdout
+
+
+def test_the_exit_statuses_are_defined_once() -> None:
+    assert (base.EXIT_OK, base.EXIT_PARTIAL, base.EXIT_USAGE, base.EXIT_UNAVAILABLE) == (0, 1, 2, 3)
+    assert rules_command.EXIT_USAGE is base.EXIT_USAGE
+    source = Path(cli.__file__).parent
+    defined = [
+        path.name
+        for path in source.rglob("*.py")
+        if "EXIT_OK, EXIT_PARTIAL" in path.read_text() and " = 0, 1" in path.read_text()
+    ]
+    assert defined == ["base.py"]
+
+
+def test_a_usage_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "retention", "seal", "--margin-hours", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "AUDITPIPE_HOME": str(tmp_path)},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "auditpipe: --margin-hours must be positive"
