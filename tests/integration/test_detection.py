@@ -21,7 +21,7 @@ from tests.integration.helpers import (
     wait_for_rows,
     wait_until,
 )
-from tests.test_rules_pack import EXPECTED
+from tests.rules.test_pack import EXPECTED
 
 pytestmark = pytest.mark.integration
 

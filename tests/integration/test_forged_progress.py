@@ -74,5 +74,7 @@ def test_forged_progress_rows_make_a_restarted_worker_skip_nothing(
         wait_for_rows(client, f"{db}.events", 603, timeout=90)
         page = wait_for_metrics(settings, "auditpipe_sink_progress_rejected_total")
     assert scalar(client, f"SELECT count() FROM {db}.events WHERE event_id LIKE 'after-%'") == 300
-    rejected = [line for line in page.splitlines() if line.startswith("auditpipe_sink_progress_rejected")]
+    rejected = [
+        line for line in page.splitlines() if line.startswith("auditpipe_sink_progress_rejected")
+    ]
     assert float(rejected[0].split()[-1]) >= 2  # both forged rows of the partition loaded

@@ -12,7 +12,7 @@ from pipeline.rules.examples import example_event
 from pipeline.rules.language import parse_rules_text
 from pipeline.rules.sigma_import import SigmaImportError, import_sigma
 
-DATA = Path(__file__).parent / "data" / "sigma"
+DATA = Path(__file__).parents[1] / "data" / "sigma"
 
 
 def _engine(name: str, **mapping: str) -> tuple[DetectionEngine, list[dict[str, object]]]:

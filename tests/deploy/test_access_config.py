@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline.commands.init import load_migrations
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "clickhouse"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "clickhouse"
 DATABASE = "audit"
 
 

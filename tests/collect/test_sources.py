@@ -11,7 +11,7 @@ from pipeline.collect.sources.auditd import AuditdParser
 from pipeline.collect.sources.falco import FalcoParser
 from pipeline.collect.sources.jsonl import JsonLinesParser
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 def parse_all(parser: AuditdParser | FalcoParser, path: Path) -> tuple[list, list[int]]:
