@@ -94,13 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"auditpipe: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from pipeline.outputs.clickhouse.healthcheck import NotReady
     from pipeline.stack import StackError
     from pipeline.worker.runtime import tune_gc
 
     tune_gc()
     try:
         return int(COMMANDS[args.command].run(args, settings))
-    except (StackError, CannotCheck) as exc:
+    except (StackError, CannotCheck, NotReady) as exc:
         print(f"auditpipe: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except (UsageError, ConfigError) as exc:

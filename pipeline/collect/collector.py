@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from pipeline.chain.hashing import CHAIN_SEPARATOR, ChainHead, chain_key
 from pipeline.collect.spool import Group, Spool, SpooledMessage
@@ -49,6 +49,7 @@ from pipeline.redaction import Redactor
 from pipeline.schema import codec_for
 from pipeline.schema.batch import EventBatchEncoder
 from pipeline.schema.event import LEVELS, Event
+from pipeline.topics import read_to_end
 
 log = logging.getLogger("auditpipe.collector")
 
@@ -505,37 +506,20 @@ def _with_tenant(key: str, tenant: str) -> str:
 
 async def delivered_seqs(settings: Settings, chains: set[str], since_ms: int) -> dict[str, int]:
     """The highest seq of each chain in the events topic, from since_ms on (headers only)."""
-    topic = settings.kafka.topic_events
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap,
-        enable_auto_commit=False,
-        client_id="collector-recovery",
-    )
-    await consumer.start()
     highest: dict[str, int] = {}
-    try:
-        partitions = await consumer._client._wait_on_metadata(topic)
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        starts = await consumer.offsets_for_times(dict.fromkeys(tps, max(since_ms, 0)))
-        ends = await consumer.end_offsets(tps)
-        remaining = {}
-        for tp in tps:
-            start = starts[tp].offset if starts.get(tp) is not None else ends[tp]
-            if start < ends[tp]:
-                consumer.seek(tp, start)
-                remaining[tp] = ends[tp]
-        keys = {s.encode() for s in chains}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=2000)
-            for tp, records in batch.items():
-                for record in records:
-                    if record.key in keys:
-                        _note_seq(highest, record)
-                    if record.offset + 1 >= remaining.get(tp, 0):
-                        remaining.pop(tp, None)
-    finally:
-        await consumer.stop()
+    keys = {s.encode() for s in chains}
+
+    def note(record: Any) -> None:
+        if record.key in keys:
+            _note_seq(highest, record)
+
+    await read_to_end(
+        settings.kafka.bootstrap,
+        settings.kafka.topic_events,
+        note,
+        client_id="collector-recovery",
+        since_ms=since_ms,
+    )
     return highest
 
 

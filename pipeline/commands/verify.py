@@ -101,14 +101,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _verify_checkpoints(
     args: argparse.Namespace, settings: Settings, retained: Any
 ) -> tuple[int, list[Any]]:
-    from pipeline.chain.checkpoints import (
+    from pipeline.chain.checkpoint_check import (
         CheckpointFinding,
-        NoKey,
         database_has_checkpoints,
-        load_key,
         read_checkpoint_copy,
         verify_checkpoints,
     )
+    from pipeline.chain.checkpoints import NoKey, load_key
     from pipeline.outputs.clickhouse.client import connect
 
     client = connect(settings.clickhouse)

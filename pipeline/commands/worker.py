@@ -16,30 +16,16 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.outputs import kafka
+    from pipeline.outputs.clickhouse.client import connect
+    from pipeline.outputs.clickhouse.healthcheck import healthcheck
     from pipeline.worker.app import run_worker
 
-    def services_answer() -> None:
-        asyncio.run(_kafka_answers(settings))
-        _clickhouse_answers(settings)
+    def destinations_ready() -> None:
+        # One line and exit 3 when they are not (Faust would print a traceback).
+        asyncio.run(kafka.healthcheck(settings.kafka.bootstrap))
+        clickhouse = settings.clickhouse
+        healthcheck(connect(clickhouse), clickhouse.database, clickhouse.url)
 
-    run_worker(settings, loglevel=args.loglevel, check=services_answer)
+    run_worker(settings, loglevel=args.loglevel, check=destinations_ready)
     return EXIT_OK
-
-
-async def _kafka_answers(settings: Settings) -> None:
-    """Raises KafkaConnectionError when no broker answers (then ``main`` prints one line
-    and exits 3; Faust would print a traceback and exit 1)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
-    try:
-        await admin.start()
-    finally:
-        await admin.close()
-
-
-def _clickhouse_answers(settings: Settings) -> None:
-    """Raises OperationalError when the server does not answer."""
-    from pipeline.outputs.clickhouse.client import connect
-
-    connect(settings.clickhouse).command("SELECT 1")

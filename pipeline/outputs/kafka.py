@@ -20,6 +20,17 @@ DEADLETTER_SCHEMA = "dead_letter"
 ALERT_SCHEMA = "alert"
 
 
+async def healthcheck(bootstrap: str) -> None:
+    """Raises KafkaConnectionError when no broker of ``bootstrap`` answers."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+    finally:
+        await admin.close()
+
+
 async def _sent(futures: list[Any]) -> None:
     if futures:
         await asyncio.gather(*futures)

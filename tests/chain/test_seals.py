@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from pipeline.chain.checkpoints import GENESIS, CheckpointReport, _check_chain, sign
+from pipeline.chain.checkpoint_check import CheckpointReport, _check_chain
+from pipeline.chain.checkpoints import GENESIS, sign
 from pipeline.chain.retention import SECURITY, events_ttl, expiry_sql
 from pipeline.chain.seals import (
     HorizonRecord,

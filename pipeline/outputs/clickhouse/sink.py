@@ -1,4 +1,5 @@
-"""The ClickHouse sink: rows buffered per checkpoint, inserted in as few blocks as possible.
+"""The ClickHouse sink: rows buffered until the batch is flushed, inserted in as few blocks
+as possible.
 
 ``add`` collects the events of each Kafka partition; ``flush`` inserts all of them as one
 block (split only at ``max_rows``, and then between Kafka messages), since ClickHouse
