@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipeline.config import RedactConfig
 from pipeline.redaction import DEFAULT_RULES
 from pipeline.rules.language import Match, Sequence, Step, Threshold
-from pipeline.rules.windows import SequenceWindows, ThresholdWindows
+from pipeline.rules.sequences import SequenceWindows
+from pipeline.rules.thresholds import ThresholdWindows
 from pipeline.stages.redact import RedactStage
 
 KEY = ("tenant", "sb-1")

@@ -30,10 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -43,17 +41,16 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from pipeline.chain.hashing import CHAIN_SEPARATOR, ChainHead, chain_key
+from pipeline.collect.recovery import SEQ_HEADER, delivered_seqs, filtered_counts_event
 from pipeline.collect.spool import Group, Spool, SpooledMessage
 from pipeline.config import Settings
 from pipeline.redaction import Redactor
 from pipeline.schema import codec_for
 from pipeline.schema.batch import EventBatchEncoder
 from pipeline.schema.event import LEVELS, Event
-from pipeline.topics import read_to_end
 
 log = logging.getLogger("auditpipe.collector")
 
-SEQ_HEADER = "auditpipe-seq"
 COLLECTOR_NAME = "auditpipe-collector/0.1"
 """The batches' `collector` field: who sent them."""
 IN_FLIGHT_GROUPS = 8
@@ -332,32 +329,7 @@ class Collector:
                 since=f"{since:.3f}",
                 total=str(sum(counts.values())),
             )
-            await self._accept(
-                {
-                    "event_id": str(uuid.uuid4()),
-                    "ts": time.time_ns() // 1_000_000,
-                    "tenant": tenant,
-                    "sandbox_id": sandbox,
-                    "seq": None,
-                    "category": "lifecycle",
-                    "action": "filtered_counts",
-                    "level": "notice",
-                    "outcome": "success",
-                    "actor": {
-                        "user": "",
-                        "uid": None,
-                        "pid": os.getpid(),
-                        "ppid": None,
-                        "process": "auditpipe-collector",
-                        "cmdline": "",
-                    },
-                    "object": "level-filter",
-                    "bytes": None,
-                    "attributes": attributes,
-                    "prev_hash": None,
-                    "hash": None,
-                }
-            )
+            await self._accept(filtered_counts_event(tenant, sandbox, attributes))
 
     async def _counts_loop(self) -> None:
         while True:
@@ -502,30 +474,3 @@ def _with_tenant(key: str, tenant: str) -> str:
     """A chain key; a key persisted before keys named the tenant is the configured
     tenant's sandbox."""
     return key if CHAIN_SEPARATOR in key else chain_key(tenant, key)
-
-
-async def delivered_seqs(settings: Settings, chains: set[str], since_ms: int) -> dict[str, int]:
-    """The highest seq of each chain in the events topic, from since_ms on (headers only)."""
-    highest: dict[str, int] = {}
-    keys = {s.encode() for s in chains}
-
-    def note(record: Any) -> None:
-        if record.key in keys:
-            _note_seq(highest, record)
-
-    await read_to_end(
-        settings.kafka.bootstrap,
-        settings.kafka.topic_events,
-        note,
-        client_id="collector-recovery",
-        since_ms=since_ms,
-    )
-    return highest
-
-
-def _note_seq(highest: dict[str, int], record: Any) -> None:
-    for name, value in record.headers or ():
-        if name == SEQ_HEADER:
-            last = int(value.split(b"-")[1])
-            chain = record.key.decode()
-            highest[chain] = max(highest.get(chain, 0), last)

@@ -35,14 +35,9 @@ from pipeline.rules.integrity import (
     integrity_findings,
 )
 from pipeline.rules.language import Condition, Rule, RuleSet
-from pipeline.rules.windows import (
-    DEFAULT_MAX_EVENTS,
-    Fired,
-    Key,
-    SequenceWindows,
-    ThresholdWindows,
-    Watermarks,
-)
+from pipeline.rules.sequences import SequenceWindows
+from pipeline.rules.thresholds import ThresholdWindows
+from pipeline.rules.windows import DEFAULT_MAX_EVENTS, Fired, Key, Watermarks
 from pipeline.schema.event import Event
 
 DEFAULT_LATENESS_MS = 60_000
@@ -65,7 +60,7 @@ def field_getter(name: str) -> Callable[[Event], Any]:
 
 def key_getter(fields: tuple[str, ...]) -> Callable[[Event], Key]:
     """A window's key: the tenant first, then the ``by`` fields. Rules parsed from YAML
-    already lead with (tenant, sandbox_id) (``language._by``); a rule built in code with
+    already lead with (tenant, sandbox_id) (``parser._by``); a rule built in code with
     other fields gets the tenant in front, so no key is shared by two tenants."""
     if fields[:1] != ("tenant",):
         fields = ("tenant", *fields)

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from pipeline.rules.language import Match, Sequence, Step, Threshold
-from pipeline.rules.windows import SequenceWindows, ThresholdWindows, Watermarks
+from pipeline.rules.sequences import SequenceWindows
+from pipeline.rules.thresholds import ThresholdWindows
+from pipeline.rules.windows import Watermarks
 
 KEY = ("acme", "sb-1")
 
