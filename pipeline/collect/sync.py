@@ -16,7 +16,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from pipeline.collect.collector import Collector, CollectorStats
+from pipeline.collect.collector import Collector
+from pipeline.collect.delivery import CollectorStats
 from pipeline.config import Settings
 from pipeline.schema.event import Event
 
