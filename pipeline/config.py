@@ -353,6 +353,8 @@ class Settings(BaseSettings):
     publish: PublishConfig = PublishConfig()
     collect: CollectConfig = CollectConfig()
     validation: ValidateConfig = ValidateConfig()
+    """The validate stage's settings (the section is not named ``validate``: that would
+    shadow pydantic's ``BaseModel.validate``)."""
     dedup: DedupConfig = DedupConfig()
     policy: PolicyConfig = PolicyConfig()
     collapse: CollapseConfig = CollapseConfig()
