@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,7 @@ class PolicyStage(StageBase):
         if not policy.environments and not policy.overrides and policy.default == 0:
             return events  # everything is stored
         kept = []
+        dropped: Counter[tuple[str, str]] = Counter()
         levels = LEVELS.index
         for event in events:
             environment = event.get("environment", "")
@@ -161,7 +163,7 @@ class PolicyStage(StageBase):
                     event["level"],
                 )
             ] += 1
-            ctx.count("events_dropped_by_policy", level=event["level"], category=category)
+            dropped[(event["level"], category)] += 1
             if event.get("hash") is not None:
                 ctx.links.append(
                     ChainLink(
@@ -173,4 +175,6 @@ class PolicyStage(StageBase):
                         event.get("prev_hash") or GENESIS,
                     )
                 )
+        for (level, category), n in dropped.items():  # once per pair, not per event
+            ctx.count("events_dropped_by_policy", n, level=level, category=category)
         return kept
