@@ -11,7 +11,6 @@ revoked.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +20,7 @@ import faust
 
 from pipeline.config import Settings
 from pipeline.outputs.clickhouse import SinkStopped
-from pipeline.outputs.kafka import publish_checkpoints, publish_dead_letters
-from pipeline.rules.alerts import Alert
+from pipeline.outputs.kafka import TopicsOutput
 from pipeline.schema.codec import AvroCodec
 from pipeline.stages.decode import RawMessage
 from pipeline.worker.batch import BatchProcessor
@@ -68,32 +66,20 @@ class EventsAgent:
         self.known_partitions: set[int] = set()
         """Partitions of the events topic whose stored offsets were loaded since gained."""
         self.topic = settings.kafka.topic_events
-        self.dlq_topic = app.topic(
-            settings.kafka.topic_deadletter, value_type=bytes, key_type=bytes
-        )
-        self.checkpoints_topic = app.topic(
-            settings.kafka.topic_checkpoints, value_type=bytes, key_type=bytes
-        )
 
-    def connect_outputs(self, loop: asyncio.AbstractEventLoop, publish_alerts: Any) -> None:
-        """The processor's Kafka outputs, called in the batch thread (which waits)."""
-
-        def on_alerts(alerts: list[Alert]) -> concurrent.futures.Future[None]:
-            return asyncio.run_coroutine_threadsafe(publish_alerts(alerts), loop)
-
-        def on_dead_letters(records: list[dict[str, Any]]) -> concurrent.futures.Future[None]:
-            return asyncio.run_coroutine_threadsafe(
-                publish_dead_letters(self.dlq_topic, self.codec, records), loop
+    def connect_outputs(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The topics join the processor's outputs, after ClickHouse (once: Faust may
+        restart the agent)."""
+        if "kafka" in self.processor.outputs.names:
+            return
+        self.processor.outputs.add(
+            TopicsOutput(
+                loop,
+                lambda name: self.app.topic(name, value_type=bytes, key_type=bytes),
+                self.settings,
+                self.codec,
             )
-
-        def on_checkpoints(records: list[dict[str, Any]]) -> concurrent.futures.Future[None]:
-            return asyncio.run_coroutine_threadsafe(
-                publish_checkpoints(self.checkpoints_topic, records), loop
-            )
-
-        self.processor.on_alerts = on_alerts
-        self.processor.on_dead_letters = on_dead_letters
-        self.processor.on_checkpoints = on_checkpoints
+        )
 
     async def run(self, stream: Any, progress: Any) -> None:
         """The agent's body: every taken batch, in order."""

@@ -27,7 +27,6 @@ from pipeline.chain.checkpoints import (
 from pipeline.config import Settings
 from pipeline.outputs.clickhouse import InsertService
 from pipeline.outputs.clickhouse.client import connect
-from pipeline.outputs.kafka import alert_publisher
 from pipeline.schema import codec_for
 from pipeline.worker.agent import SHUTDOWN_GRACE_S, EventsAgent
 from pipeline.worker.batch import BatchProcessor
@@ -85,15 +84,12 @@ def build_app(settings: Settings) -> faust.App:
         watchdog=watchdog,
     )
     _serve_metrics(app, settings, processor, inventory)
-    publish_alerts = alert_publisher(
-        lambda name: app.topic(name, value_type=bytes, key_type=bytes), settings, codec
-    )
     progress = _Progress(processor.metrics)
     events_topic = app.topic(settings.kafka.topic_events, value_type=bytes, key_type=bytes)
 
     @app.agent(events_topic, name="process-events")
     async def process_events(stream: Any) -> None:
-        agent.connect_outputs(asyncio.get_running_loop(), publish_alerts)
+        agent.connect_outputs(asyncio.get_running_loop())
         await agent.run(stream, progress)
 
     @app.on_partitions_revoked.connect

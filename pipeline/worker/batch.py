@@ -8,36 +8,23 @@ stored.
 
 from __future__ import annotations
 
-import concurrent.futures
-import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
-from pipeline.chain.checkpoints import (
-    CHECKPOINT_COLUMNS,
-    CheckpointSigner,
-    checkpoint_columns,
-    last_checkpoints,
-    load_key,
-)
+from pipeline.chain.checkpoints import CheckpointSigner, last_checkpoints, load_key
 from pipeline.config import Settings
+from pipeline.outputs.base import Outputs
 from pipeline.outputs.clickhouse import ClickHouseSink, InsertService
+from pipeline.outputs.clickhouse.output import ClickHouseOutput
 from pipeline.outputs.clickhouse.progress import ProgressSigner, stored_offsets
-from pipeline.outputs.clickhouse.request_builder import InsertRequest
-from pipeline.outputs.clickhouse.tables import (
-    LINK_COLUMNS,
-    ROLLUP_COLUMNS,
-    Tables,
-    link_columns,
-    rollup_columns,
-)
-from pipeline.rules.alerts import ALERT_COLUMNS, Alert, alert_columns
+from pipeline.outputs.clickhouse.tables import Tables
+from pipeline.rules.alerts import Alert
 from pipeline.schema.codec import AvroCodec
-from pipeline.schema.deadletter import DEADLETTER_COLUMNS, DeadLetters, Provenance, record_columns
+from pipeline.schema.deadletter import DeadLetters, Provenance
 from pipeline.schema.event import Event
 from pipeline.stages.base import BatchContext
 from pipeline.stages.decode import DecodedPartition, RawMessage, decode_messages
@@ -48,8 +35,6 @@ log = logging.getLogger("auditpipe.worker")
 
 DECODE_CHUNK_MESSAGES = 64
 DECODE_CHUNK_BYTES = 1 << 20
-SEND_TIMEOUT_S = 60.0
-"""Longest wait for Kafka to take a batch's alerts or dead letters (else the batch fails)."""
 
 
 @dataclass
@@ -90,18 +75,10 @@ class BatchProcessor:
         """Rows ClickHouse refused for good since the last batch (dead-lettered)."""
         self._rejected_chained: list[tuple[str, str, int]] = []
         """Chained events the sink dead-lettered in this batch (see ChainMonitor)."""
-        self.on_alerts: Callable[[list[Alert]], concurrent.futures.Future[None]] | None = None
-        """Sends alerts (called in the batch thread as soon as a chunk raised them)."""
-        self.on_dead_letters: (
-            Callable[[list[dict[str, Any]]], concurrent.futures.Future[None]] | None
-        ) = None
-        """Publishes dead-letter records on the dead-letter topic."""
+        self.outputs = Outputs([ClickHouseOutput(service, self.tables)])
+        """Where side outputs go (``outputs/base.py``); the worker adds its topics."""
         self._checkpoint_at = time.monotonic()
         self._checkpoint_signer: CheckpointSigner | None = None
-        self.on_checkpoints: (
-            Callable[[list[dict[str, Any]]], concurrent.futures.Future[None]] | None
-        ) = None
-        """Publishes checkpoint records on the checkpoints topic (their second copy)."""
         self.stored_upto: dict[int, int] = {}
         """Per partition gained: the highest offset already stored (see progress.py)."""
         self.next_offsets: dict[int, int] = {}
@@ -115,6 +92,7 @@ class BatchProcessor:
         decoded_events = stored = dead_sent = 0
         alerts: list[Alert] = []
         todo = self._not_stored_yet(messages)
+        kept_back = _KeptBackWrites(self.outputs, messages)
         # A few messages at a time: decoded events live only until the sink takes them,
         # so memory follows sink.max_rows, not the size of the take.
         for chunk in _chunks(todo):
@@ -126,17 +104,20 @@ class BatchProcessor:
             for stage in self.stages.all:
                 with metrics.timed(stage.name):
                     events = stage.process(events, ctx)
-            ready = _by_partition(events, decoded)
-            # The chunk's alerts and dead letters are out before any of its rows can be
-            # stored: a replay skips messages whose rows are stored (see _not_stored_yet).
+            # The chunk's alerts, dead letters and kept-back counts are out before any of
+            # its rows can be stored: a replay skips messages whose rows are stored (see
+            # _not_stored_yet), and would not make them again.
             alerts.extend(self._send_alerts(ctx))
             dead_sent = self._send_dead_letters(ctx.dead, dead_sent)
-            for partition, events, size_bytes in ready:
-                self.sink.add(partition, events, size_bytes=size_bytes)
-                stored += len(events)
+            for partition, rows, size_bytes in _by_partition(events, decoded):
+                if self.sink.would_insert(len(rows), size_bytes):
+                    kept_back.write(ctx)
+                self.sink.add(partition, rows, size_bytes=size_bytes)
+                stored += len(rows)
         for stage in self.stages.all:
             stage.finish(ctx)  # e.g. summaries of suppression windows that closed
         alerts.extend(self._send_alerts(ctx))
+        kept_back.write(ctx)
         with metrics.timed("sink"):
             self.sink.flush()
         stored -= self._rejected_rows
@@ -144,8 +125,9 @@ class BatchProcessor:
         if self.stages.chain is not None:
             self.stages.chain.not_stored(ctx.dead.chained + self._rejected_chained)
         self._rejected_chained = []
-        self._store_kept_back(ctx, messages)
-        self._store_alerts(alerts)
+        self.outputs.flush()  # e.g. the batch's alerts, stored once in ClickHouse
+        for alert in alerts:
+            metrics.alerts.labels(alert.rule_id, alert.severity).inc()
         self.maybe_checkpoint()
         # Counted once stored: "stored" means in ClickHouse.
         whole_messages = sum(1 for r in ctx.dead.records if r["event_id"] is None)
@@ -178,19 +160,8 @@ class BatchProcessor:
         if not heads:
             return 0
         checkpoints = self._signer().sign(heads, time.time_ns() // 1_000_000)
-        rows = checkpoint_columns(checkpoints)
-        self.service.insert(
-            InsertRequest(
-                table=self.tables.checkpoints,
-                column_names=CHECKPOINT_COLUMNS,
-                columns=rows,
-                rows=len(checkpoints),
-                dedup_token="checkpoints:"
-                + hashlib.sha256(b"".join(c.signature for c in checkpoints)).hexdigest(),
-            )
-        )
-        if self.on_checkpoints is not None:
-            self.on_checkpoints([c.record() for c in checkpoints]).result(timeout=SEND_TIMEOUT_S)
+        self.outputs.write("checkpoints", checkpoints)
+        self.outputs.flush()
         self.metrics.checkpoints.inc(len(checkpoints))
         return len(checkpoints)
 
@@ -226,33 +197,15 @@ class BatchProcessor:
         return todo
 
     def _send_alerts(self, ctx: BatchContext) -> list[Alert]:
-        """Send the alerts raised so far (``on_alerts``) and wait until they are out: alert
-        latency does not wait for the batch's insert."""
+        """Write the alerts raised so far: a topic has them at once (alert latency does
+        not wait for the batch's insert); the store keeps them until the flush."""
         alerts, ctx.alerts = ctx.alerts, []
-        if not alerts:
-            return []
-        if self.on_alerts is not None:
-            self.on_alerts(alerts).result(timeout=SEND_TIMEOUT_S)
+        self.outputs.write("alerts", alerts)
         return alerts
 
     def _send_dead_letters(self, dead: DeadLetters, already: int) -> int:
-        """Store and publish the dead letters after the first ``already``; returns the
-        count sent so far."""
-        records = dead.records[already:]
-        if not records:
-            return already
-        where = ",".join(f"{r['source_partition']}@{r['source_offset']}" for r in records)
-        self.service.insert(
-            InsertRequest(
-                table=self.tables.deadletter,
-                column_names=DEADLETTER_COLUMNS,
-                columns=record_columns(records),
-                rows=len(records),
-                dedup_token="dlq:" + hashlib.sha256(where.encode()).hexdigest(),
-            )
-        )
-        if self.on_dead_letters is not None:
-            self.on_dead_letters(records).result(timeout=SEND_TIMEOUT_S)
+        """Write the dead letters after the first ``already``; returns the count written."""
+        self.outputs.write("dead_letters", dead.records[already:])
         return len(dead.records)
 
     def _reject_rows(self, events: Sequence[Event], why: str) -> None:
@@ -273,58 +226,33 @@ class BatchProcessor:
         self._rejected_chained += dead.chained
         log.error("ClickHouse refused %d rows for their data (dead-lettered): %s", len(events), why)
 
-    def _store_alerts(self, alerts: list[Alert]) -> None:
-        """The batch's alerts, stored once in ClickHouse (a replayed batch gives the same
-        alert ids; those already stored are skipped)."""
-        if not alerts:
-            return
-        ids = [a.alert_id for a in alerts]
-        stored = {
-            str(i)
-            for i in self.service.query_column(
-                f"SELECT alert_id FROM {self.tables.alerts} WHERE alert_id IN %(ids)s",
-                {"ids": ids},
-            )
-        }
-        new = [a for a in alerts if a.alert_id not in stored]
-        if new:
-            self.service.insert(
-                InsertRequest(
-                    table=self.tables.alerts,
-                    column_names=ALERT_COLUMNS,
-                    columns=alert_columns(new),
-                    rows=len(new),
-                    dedup_token="alerts:" + hashlib.sha256("".join(ids).encode()).hexdigest(),
-                )
-            )
-        for alert in alerts:
-            self.metrics.alerts.labels(alert.rule_id, alert.severity).inc()
-
-    def _store_kept_back(self, ctx: BatchContext, messages: Sequence[RawMessage]) -> None:
-        """The counts of the events the policy kept back, and their chain links."""
-        first = messages[0]
-        batch = f"{first.partition}:{first.offset}:{len(messages)}"
-        for table, names, columns in (
-            (self.tables.rollup, ROLLUP_COLUMNS, rollup_columns(ctx.kept_back)),
-            (self.tables.links, LINK_COLUMNS, link_columns(ctx.links)),
-        ):
-            if columns:
-                self.service.insert(
-                    InsertRequest(
-                        table=table,
-                        column_names=names,
-                        columns=columns,
-                        rows=len(columns[0]),
-                        dedup_token=f"{table}:{batch}",
-                    )
-                )
-
     def _count_retries(self) -> None:
         """Inserts the service retried (a running total): counted, never as dropped."""
         retries = self.service.retries_total
         if retries > self._retries_seen:
             self.metrics.sink_insert_retries.inc(retries - self._retries_seen)
             self._retries_seen = retries
+
+
+class _KeptBackWrites:
+    """The policy's counts and chain links, written to the outputs (and taken off the
+    context) before rows after them may be stored: at the end of the batch, and before
+    the sink inserts in the middle of one."""
+
+    def __init__(self, outputs: Outputs, messages: Sequence[RawMessage]) -> None:
+        first = messages[0]
+        self.outputs = outputs
+        self.batch = f"{first.partition}:{first.offset}:{len(messages)}"
+        self.writes = 0
+
+    def write(self, ctx: BatchContext) -> None:
+        if not ctx.kept_back and not ctx.links:
+            return
+        origin = f"{self.batch}/{self.writes}"
+        self.writes += 1
+        self.outputs.write("rollup", list(ctx.kept_back.items()), origin)
+        self.outputs.write("links", ctx.links, origin)
+        ctx.kept_back, ctx.links = Counter(), []
 
 
 def _chunks(messages: Sequence[RawMessage]) -> Iterator[Sequence[RawMessage]]:

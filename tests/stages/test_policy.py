@@ -53,7 +53,7 @@ def test_below_threshold_is_counted_not_kept(tmp_path: Path) -> None:
     assert ctx.counted("events_dropped_by_policy", level="debug", category="file") == 2
     assert ctx.counted("events_dropped_by_policy", level="info", category="file") == 1
     assert ctx.counted("events_dropped_by_policy") == 3
-    columns = rollup_columns(ctx.kept_back)
+    columns = rollup_columns(ctx.kept_back.items())
     rows = sorted(zip(*columns, strict=True))
     minute = MINUTE // 1000 // 60 * 60
     assert rows == [
@@ -61,7 +61,7 @@ def test_below_threshold_is_counted_not_kept(tmp_path: Path) -> None:
         (minute, "acme", "sb-1", "prod", "file", "debug", 1),
         (minute, "acme", "sb-1", "prod", "file", "info", 1),
     ]
-    assert rollup_columns(BatchContext().kept_back) == []
+    assert rollup_columns(BatchContext().kept_back.items()) == []
 
 
 def test_category_overrides_and_rule_matches_are_kept(tmp_path: Path) -> None:

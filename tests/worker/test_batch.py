@@ -114,3 +114,30 @@ def test_messages_stored_before_a_restart_are_skipped() -> None:
     stored = [r for r in service.requests if r.table.endswith(".events")]
     assert sum(r.rows for r in stored) == 150
     assert processor.next_offsets == {0: 4, 1: 2, 2: 3}  # skipped messages count as done
+
+
+def test_kept_back_counts_and_links_are_written_before_rows_after_them(tmp_path: Any) -> None:
+    """A crash after the sink stored rows replays only later messages: the counts and
+    chain links of events the policy kept back before those rows must be stored first,
+    or they would be lost (and verify would report the links' events as deleted)."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("default: warning\n")
+    settings = Settings(policy={"file": policy}, sink={"max_rows": 40})
+    service = Recorder()
+    processor = BatchProcessor(settings, CODEC, default_stages(settings), service)  # type: ignore[arg-type]
+    events = list(FleetSimulator(3, seed=5).events(1000))
+    messages = [message(n, events[n * 5 : (n + 1) * 5]) for n in range(200)]  # 4 chunks
+
+    processor.process(messages)
+
+    tables = [r.table.rsplit(".", 1)[1] for r in service.requests]
+    assert tables.count("events") > 2  # the sink inserted in the middle of the batch
+    first_rows = tables.index("events")
+    assert "events_policy_rollup" in tables[:first_rows]
+    kept = sum(
+        sum(r.columns[-1]) for r in service.requests if r.table.endswith("events_policy_rollup")
+    )
+    dropped = processor.metrics.events_dropped_by_policy.collect()[0].samples
+    assert kept == sum(s.value for s in dropped if s.name.endswith("_total")) > 0
+    tokens = [r.dedup_token for r in service.requests if r.table.endswith("events_policy_rollup")]
+    assert len(tokens) == len(set(tokens)) > 1

@@ -1,4 +1,5 @@
-"""Events to column-oriented insert requests for ``audit.events``.
+"""Column-oriented insert requests: events for ``audit.events``, and the side outputs
+(dead letters, alerts, counts, links, checkpoints) for their tables.
 
 Columns are built once per batch (one list comprehension per column), never per event
 through the client's row path: clickhouse-connect then writes the Native format directly.
@@ -7,11 +8,23 @@ through the client's row path: clickhouse-connect then writes the Native format 
 from __future__ import annotations
 
 import bisect
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.chain.checkpoints import CHECKPOINT_COLUMNS, checkpoint_columns
+from pipeline.outputs.base import Records
 from pipeline.outputs.clickhouse.progress import MAC_BYTES, ProgressSigner
+from pipeline.outputs.clickhouse.tables import (
+    LINK_COLUMNS,
+    ROLLUP_COLUMNS,
+    Tables,
+    link_columns,
+    rollup_columns,
+)
+from pipeline.rules.alerts import ALERT_COLUMNS, alert_columns
+from pipeline.schema.deadletter import DEADLETTER_COLUMNS, record_columns
 from pipeline.schema.event import Event
 
 EVENT_COLUMNS = (
@@ -179,3 +192,33 @@ def offset_ranges(partitions: list[int], offsets: list[int]) -> str:
         ranges.append(f"{partition}@{min(segment)}-{max(segment)}")
         start = end
     return ",".join(ranges)
+
+
+def side_request(tables: Tables, records: Records) -> InsertRequest:
+    """The insert of a batch's side output (``outputs/base.py``) into its table. The token
+    comes from what identifies the records (their source offsets, ids or signatures) or,
+    for counts and links, from their origin: the same records re-sent are stored once."""
+    items = list(records.items)
+    kind = records.kind
+    names: Sequence[str]
+    if kind == "dead_letters":
+        table, names, columns = tables.deadletter, DEADLETTER_COLUMNS, record_columns(items)
+        where = ",".join(f"{r['source_partition']}@{r['source_offset']}" for r in items)
+        token = "dlq:" + _digest(where.encode())
+    elif kind == "alerts":
+        table, names, columns = tables.alerts, ALERT_COLUMNS, alert_columns(items)
+        token = "alerts:" + _digest("".join(a.alert_id for a in items).encode())
+    elif kind == "checkpoints":
+        table, names, columns = tables.checkpoints, CHECKPOINT_COLUMNS, checkpoint_columns(items)
+        token = "checkpoints:" + _digest(b"".join(c.signature for c in items))
+    elif kind == "rollup":
+        table, names, columns = tables.rollup, ROLLUP_COLUMNS, rollup_columns(items)
+        token = f"{table}:{records.origin}"
+    else:
+        table, names, columns = tables.links, LINK_COLUMNS, link_columns(items)
+        token = f"{table}:{records.origin}"
+    return InsertRequest(table, names, columns, len(items), token)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -72,6 +72,10 @@ class ClickHouseSink:
         if self._rows >= self.max_rows or self._bytes >= self.max_bytes:
             self._start_inserts()
 
+    def would_insert(self, rows: int, size_bytes: int) -> bool:
+        """Whether adding this many rows and bytes starts an insert at once."""
+        return self._rows + rows >= self.max_rows or self._bytes + size_bytes >= self.max_bytes
+
     def pending_rows(self) -> int:
         return self._rows
 

@@ -3,7 +3,7 @@ the stages' side outputs turned into their column-oriented rows."""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,9 +50,9 @@ def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)] if rows else []
 
 
-def rollup_columns(kept_back: Counter[KeptBack]) -> list[list[Any]]:
-    """The policy's counts as columns (ROLLUP_COLUMNS order)."""
-    return _columns([(*key, n) for key, n in kept_back.items()])
+def rollup_columns(kept_back: Iterable[tuple[KeptBack, int]]) -> list[list[Any]]:
+    """The policy's counts, ``(key, count)`` pairs, as columns (ROLLUP_COLUMNS order)."""
+    return _columns([(*key, n) for key, n in kept_back])
 
 
 def link_columns(links: list[ChainLink]) -> list[list[Any]]:

@@ -1,4 +1,4 @@
-"""The worker's Kafka outputs: alerts (to ``audit.alerts`` and the severity routes), dead
+"""Records to topics: alerts (to ``audit.alerts`` and the severity routes), dead
 letters (``audit.deadletter``, Avro) and the second copy of the signed checkpoints
 (``audit.checkpoints``, JSON). Each sends a batch's records and waits until Kafka has
 taken all of them (the batch is not acknowledged before)."""
@@ -6,7 +6,7 @@ taken all of them (the batch is not acknowledged before)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -20,17 +20,6 @@ DEADLETTER_SCHEMA = "dead_letter"
 ALERT_SCHEMA = "alert"
 
 
-async def healthcheck(bootstrap: str) -> None:
-    """Raises KafkaConnectionError when no broker of ``bootstrap`` answers."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        await admin.start()
-    finally:
-        await admin.close()
-
-
 async def _sent(futures: list[Any]) -> None:
     if futures:
         await asyncio.gather(*futures)
@@ -38,7 +27,7 @@ async def _sent(futures: list[Any]) -> None:
 
 def alert_publisher(
     topic_of: Callable[[str], Any], settings: Settings, codec: AvroCodec
-) -> Callable[[list[Alert]], Awaitable[None]]:
+) -> Callable[[list[Alert]], Coroutine[Any, Any, None]]:
     """A coroutine function that sends alerts to the alerts topic and, by severity, to
     its routes (``rules.routes``); ``topic_of(name)`` gives a topic to send to."""
     main = topic_of(settings.kafka.topic_alerts)
