@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -36,7 +36,10 @@ CONFIG_FILE_ENV = "AUDITPIPE_CONFIG"
 
 class _Section(BaseModel):
     # A misspelt setting is an error, not silently ignored.
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    # Assignments are checked too: a secret set in code is still a SecretStr.
+    model_config = ConfigDict(
+        extra="forbid", use_attribute_docstrings=True, validate_assignment=True
+    )
 
 
 class KafkaConfig(_Section):
@@ -71,7 +74,11 @@ class ClickHouseConfig(_Section):
     """HTTP endpoint of the server."""
     user: str = "default"
     """User the sink and `init` connect as."""
-    password: str = ""
+    password: SecretStr = SecretStr("")
+    """Password of that user (a secret: printed masked; prefer password_file or
+    AUDITPIPE_CLICKHOUSE_PASSWORD to the YAML file)."""
+    password_file: Path | None = None
+    """File holding the password (its first line); used when password is empty."""
     database: str = "audit"
     """Database of the pipeline's tables."""
     compression: Literal["lz4", "zstd", "none"] = "lz4"
@@ -251,8 +258,9 @@ class CheckpointsConfig(_Section):
     """Write them (needs rules.integrity, which follows the chain heads)."""
     interval_s: float = Field(60.0, gt=0)
     """How often the worker signs the heads that advanced."""
-    key: str | None = None
-    """HMAC-SHA256 key (a secret: give it as AUDITPIPE_CHECKPOINTS_KEY). None: key_file."""
+    key: SecretStr | None = None
+    """HMAC-SHA256 key (a secret, printed masked: give it as AUDITPIPE_CHECKPOINTS_KEY).
+    None: key_file."""
     key_file: Path | None = None
     """File holding the key; default $AUDITPIPE_HOME/checkpoint.key, created with a
     random key on first use. `auditpipe verify` needs the same key."""

@@ -68,3 +68,41 @@ def test_a_usage_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "auditpipe: --margin-hours must be positive"
+
+
+def test_config_never_prints_a_secret(tmp_path: Path) -> None:
+    """Secrets from the environment, the file or a URL show masked; the password file is
+    read by the client, and its path (not its content) is printed."""
+    config = tmp_path / "auditpipe.yaml"
+    config.write_text(
+        "kafka: {schema_registry_url: 'https://reg:Reg1stry-Pw@registry.example.com'}\n"
+        "clickhouse: {password_file: /run/secrets/ch}\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AUDITPIPE_HOME": str(tmp_path),
+        "AUDITPIPE_CLICKHOUSE_PASSWORD": "Ch-Pass-0042",
+        "AUDITPIPE_CHECKPOINTS_KEY": "5f4dcc3b5aa765d61d8327deb882cf99",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "config", "--config", str(config)],
+        capture_output=True, text=True, check=False, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for secret in ("Ch-Pass-0042", "5f4dcc3b5aa765d61d8327deb882cf99", "Reg1stry-Pw"):
+        assert secret not in result.stdout
+    assert "password: '**********'" in result.stdout
+    assert "https://reg:****@registry.example.com" in result.stdout
+    assert "password_file: /run/secrets/ch" in result.stdout
+
+
+def test_the_clickhouse_password_comes_from_its_file(tmp_path: Path) -> None:
+    from pipeline.config import ClickHouseConfig, ConfigError
+    from pipeline.outputs.clickhouse.client import password
+
+    secret = tmp_path / "ch"
+    secret.write_text("from-the-file\n")
+    assert password(ClickHouseConfig(password_file=secret)) == "from-the-file"
+    assert password(ClickHouseConfig(password="given", password_file=secret)) == "given"
+    with pytest.raises(ConfigError, match=r"clickhouse\.password_file"):
+        password(ClickHouseConfig(password_file=tmp_path / "missing"))

@@ -77,8 +77,8 @@ def load_key(settings: Settings, *, create: bool = True) -> bytes:
     """The signing key: the configured secret, or the key file (created if missing and
     ``create``; else NoKey)."""
     config = settings.checkpoints
-    if config.key:
-        return config.key.encode()
+    if config.key is not None and config.key.get_secret_value():
+        return config.key.get_secret_value().encode()
     path = config.key_file or settings.home / "checkpoint.key"
     if not path.exists() and not create:
         raise NoKey(f"no checkpoint key: set checkpoints.key, or the file {path} is missing")

@@ -73,7 +73,13 @@ class Spool:
         self.folder = folder
         self.segment_bytes = segment_bytes
         self.fsync = fsync
-        folder.mkdir(parents=True, exist_ok=True)
+        # Spooled events are not redacted by the worker yet and may hold what a rule will
+        # mask later: only the collector's user may read them (0700 / 0600), whatever the
+        # umask, and a folder or segment left readable by an older version is narrowed.
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+        for segment in self._segments():
+            os.chmod(segment, 0o600)
         self._file: Any = None
         self._segment_first_group = 0
         self.acked = 0
@@ -178,7 +184,9 @@ class Spool:
     def _open_segment(self, first_group: int) -> None:
         self.close()
         path = self.folder / f"{first_group:012d}{SEGMENT_SUFFIX}"
-        self._file = path.open("ab")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        self._file = os.fdopen(fd, "ab")
         self._segment_first_group = first_group
 
     def _delete_acked_segments(self) -> None:

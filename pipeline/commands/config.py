@@ -1,9 +1,11 @@
 """``auditpipe config [--reference]``: the effective configuration, or every setting's
-reference (the README table is generated from it)."""
+reference (the README table is generated from it). Secrets are never printed: fields
+typed as secrets show as ``**********``, and a password in a URL as ``****``."""
 
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 import yaml
@@ -27,5 +29,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         print(reference_table())
     else:
-        print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), end="")
+        # SecretStr fields dump as "**********"; a password inside a URL is masked too.
+        text = yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False)
+        print(_URL_PASSWORD.sub(r"\1****@", text), end="")
     return EXIT_OK
+
+
+_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")

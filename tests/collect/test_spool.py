@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from pipeline.collect.spool import Spool, SpooledMessage
@@ -90,3 +92,25 @@ def test_fully_acknowledged_segments_are_deleted(tmp_path: Path) -> None:
     remaining = sorted(p.name for p in tmp_path.glob("*.spool"))
     assert remaining == ["000000000005.spool"]
     assert [g.number for g in spool.read_groups(after=4)] == [5]
+
+
+def test_the_spool_is_readable_by_its_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    """Spooled events are not masked by the worker yet: 0700 folder, 0600 segments, also
+    for a folder and segments left readable before."""
+    folder = tmp_path / "spool"
+    old = os.umask(0o002)
+    try:
+        spool = Spool(folder, fsync=False)
+        spool.write_group(1, [message("sb-1", 1, 3)], {})()
+        spool.close()
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        segments = list(folder.iterdir())
+        assert segments and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in segments)
+        folder.chmod(0o755)
+        for path in segments:
+            path.chmod(0o644)
+        Spool(folder, fsync=False).close()
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in segments)
+    finally:
+        os.umask(old)

@@ -8,7 +8,19 @@ from urllib.parse import urlparse
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from pipeline.config import ClickHouseConfig
+from pipeline.config import ClickHouseConfig, ConfigError
+
+
+def password(config: ClickHouseConfig) -> str:
+    """The configured password, else the first line of password_file, else empty."""
+    value = config.password.get_secret_value()
+    if value or config.password_file is None:
+        return value
+    try:
+        lines = config.password_file.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"clickhouse.password_file: cannot read it ({exc.strerror})") from None
+    return lines[0] if lines else ""
 
 
 def connect(config: ClickHouseConfig, **kwargs: Any) -> Client:
@@ -21,7 +33,7 @@ def connect(config: ClickHouseConfig, **kwargs: Any) -> Client:
         port=url.port or (8443 if url.scheme == "https" else 8123),
         secure=url.scheme == "https",
         username=config.user,
-        password=config.password,
+        password=password(config),
         connect_timeout=5,
         send_receive_timeout=120,
         compress=False if config.compression == "none" else config.compression,
