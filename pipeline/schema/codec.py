@@ -42,6 +42,9 @@ class DecodeError(ValueError):
 class SchemaIdResolver(Protocol):
     """A schema registry client (Confluent wire format)."""
 
+    retries_total: int
+    """Requests retried because the registry did not answer (a running total)."""
+
     def id_for(self, version: SchemaVersion) -> int: ...
     def version_for(self, schema_id: int) -> SchemaVersion: ...
 

@@ -51,8 +51,8 @@ def build_app(settings: Settings) -> faust.App:
     """The Faust application with its one agent. Wiring only: what each part does is in
     its module (``agent``, ``batch``, ``stages``, ``state``, ``watchdog``)."""
     app = _faust_app(settings)
-    codec = codec_for(settings.kafka.schema_registry_url)
     stopping = threading.Event()
+    codec = codec_for(settings.kafka.schema_registry_url, stopping)
     service = InsertService(
         lambda: connect(settings.clickhouse),
         retry_initial_s=settings.sink.retry_initial_s,

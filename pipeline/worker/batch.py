@@ -84,6 +84,7 @@ class BatchProcessor:
         self.next_offsets: dict[int, int] = {}
         """Per partition, the offset after the last message processed (for the lag)."""
         self._retries_seen = 0
+        self._registry_retries_seen = 0
 
     def process(self, messages: Sequence[RawMessage]) -> BatchResult:
         ctx = BatchContext(source_topic=self.settings.kafka.topic_events)
@@ -227,11 +228,18 @@ class BatchProcessor:
         log.error("ClickHouse refused %d rows for their data (dead-lettered): %s", len(events), why)
 
     def _count_retries(self) -> None:
-        """Inserts the service retried (a running total): counted, never as dropped."""
+        """Inserts and registry requests retried (running totals): counted, never as
+        dropped."""
         retries = self.service.retries_total
         if retries > self._retries_seen:
             self.metrics.sink_insert_retries.inc(retries - self._retries_seen)
             self._retries_seen = retries
+        resolver = self.codec.resolver
+        if resolver is not None and resolver.retries_total > self._registry_retries_seen:
+            self.metrics.schema_registry_retries.inc(
+                resolver.retries_total - self._registry_retries_seen
+            )
+            self._registry_retries_seen = resolver.retries_total
 
 
 class _KeptBackWrites:

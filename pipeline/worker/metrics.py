@@ -86,6 +86,12 @@ class WorkerMetrics:
             namespace=NAMESPACE,
             registry=r,
         )
+        self.schema_registry_retries = Counter(
+            "schema_registry_retries",
+            "Schema registry requests retried while it did not answer (the partition waits)",
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self.sink_progress_rejected = Counter(
             "sink_progress_rejected",
             "Progress rows ignored: beyond a partition's end or with a wrong MAC (forged?)",

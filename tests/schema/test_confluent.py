@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import pytest
 
 from pipeline.schema.codec import AvroCodec, DecodeError
-from pipeline.schema.confluent import ConfluentRegistry
+from pipeline.schema.confluent import ConfluentRegistry, RegistryStopped
 from pipeline.schema.registry import SchemaRegistry
 from pipeline.sim.simulate import FleetSimulator
 
@@ -84,3 +84,64 @@ def test_unknown_schema_id_is_a_decode_error(registry_url: str) -> None:
     with pytest.raises(DecodeError) as info:
         codec.decode(b"\x00\x00\x00\x00\x63" + b"\x02")
     assert info.value.reason == "unknown_schema"
+
+
+class Flaky(Registry):
+    """Down (connection dropped, then 503) for the first requests, then the registry."""
+
+    failures: ClassVar[list[str]] = []
+    gets: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.gets.append(self.path)
+        if self.failures:
+            failure = self.failures.pop(0)
+            if failure == "drop":
+                self.close_connection = True
+                self.connection.close()
+                return
+            self._reply(int(failure), {"error_code": 50001, "message": "unavailable"})
+            return
+        super().do_GET()
+
+
+def test_a_registry_outage_holds_the_message_and_only_a_404_is_unknown() -> None:
+    """An outage (dropped connections, 5xx, a 401 until the credentials are fixed) is
+    waited out: the message decodes once the registry answers, never a dead letter; a
+    made-up id asked again is not sent to the registry twice."""
+    Flaky.schemas, Flaky.subjects = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        local = SchemaRegistry.load()
+        record = {"sandbox_id": "sb", "collector": "t", "sent_at": 5, "events": []}
+        message = AvroCodec(local, ConfluentRegistry(url, local)).encode(
+            "audit_event_batch", record
+        )
+        Flaky.failures = ["drop", "503", "500", "401"]
+        resolver = ConfluentRegistry(url, local, retry_initial_s=0.01, retry_max_s=0.02)
+        reader = AvroCodec(local, resolver)
+
+        assert reader.decode(message).record == record
+        assert resolver.retries_total == 4 and Flaky.failures == []
+
+        Flaky.gets.clear()
+        for _ in range(3):
+            with pytest.raises(DecodeError) as info:
+                reader.decode(b"\x00\x00\x00\x00\x63\x02")
+            assert info.value.reason == "unknown_schema"
+        assert resolver.retries_total == 4
+        assert Flaky.gets == ["/schemas/ids/99"]
+    finally:
+        server.shutdown()
+
+
+def test_a_stopping_worker_ends_the_wait() -> None:
+    local = SchemaRegistry.load()
+    stopping = threading.Event()
+    stopping.set()
+    resolver = ConfluentRegistry("http://127.0.0.1:9", local, timeout_s=0.5, stopping=stopping)
+    with pytest.raises(RegistryStopped):
+        resolver.version_for(7)
+    assert resolver.retries_total == 1
