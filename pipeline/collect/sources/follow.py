@@ -8,6 +8,13 @@ starts. Following handles what log rotation does:
   during a rotation, the old file is found among the path's siblings by its inode.
 * **truncation** (copytruncate): the file shrinks below the position; reading restarts
   at its start.
+* **replacement**: the file at the position's inode no longer starts with the bytes it
+  started with. A copytruncate that grew back past the position while the collector was
+  down keeps the inode and a size beyond the position, so inode and size alone would skip
+  the new lines silently; the position therefore holds a fingerprint (SHA-256) of the
+  file's first bytes (up to ``HEAD_BYTES``, never past the position), checked on start
+  and at every poll. A mismatch restarts the file at its start: lines are never skipped
+  (at worst read twice, which the chain's sequence numbers and the worker's dedup show).
 
 A last line without its newline is held back until the newline arrives (or, without
 follow, returned at the end of the file).
@@ -16,6 +23,7 @@ follow, returned at the end of the file).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +31,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 READ_BYTES = 1024 * 1024
+HEAD_BYTES = 1024
+"""How much of a file's start its fingerprint covers."""
 
 
 @dataclass
@@ -51,6 +61,7 @@ class FileFollower:
         self.poll_s = poll_s
         self.rotations = 0
         self.truncations = 0
+        self._head = _Head()
 
     async def lines(self) -> AsyncIterator[Line]:
         handle, inode, offset, number = await self._open_start()
@@ -96,6 +107,7 @@ class FileFollower:
                 elif changed == "truncated":
                     handle.seek(0)
                     offset, number, pending = 0, 0, b""
+                    self._head = _Head(handle)
                     self.truncations += 1
                 else:
                     await asyncio.sleep(self.poll_s)
@@ -114,26 +126,32 @@ class FileFollower:
         number = int(position.get("line", 0))
         current = os.stat(self.path)
         if current.st_ino == inode:
-            if current.st_size < offset:  # truncated while we were away
-                self.truncations += 1
-                return self._open(0)
-            return self._open(offset, number)
+            # Truncated while we were away, or replaced: from the start (see _open).
+            return self._open(offset, number, position)
         old = self._find_rotated(inode)
         if old is not None and old.stat().st_size > offset:
-            # Rotated while we were away: finish the old file first.
-            self.rotations += 1
             handle = old.open("rb")
-            handle.seek(offset)
-            return handle, inode, offset, number
+            if _same_head(handle, position):
+                # Rotated while we were away: finish the old file first.
+                self.rotations += 1
+                handle.seek(offset)
+                self._head = _Head(handle, min(offset, HEAD_BYTES))
+                return handle, inode, offset, number
+            handle.close()  # the inode was reused by another file
         return self._open(0)
 
-    def _open(self, offset: int, number: int = 0) -> tuple[BinaryIO, int, int, int]:
+    def _open(
+        self, offset: int, number: int = 0, position: dict[str, Any] | None = None
+    ) -> tuple[BinaryIO, int, int, int]:
         handle = self.path.open("rb")
         inode = os.fstat(handle.fileno()).st_ino
         size = os.fstat(handle.fileno()).st_size
-        if offset > size:
+        if offset > size or (position is not None and not _same_head(handle, position)):
+            if offset:
+                self.truncations += 1  # truncated, or replaced and grown back past it
             offset, number = 0, 0
         handle.seek(offset)
+        self._head = _Head(handle, min(offset, HEAD_BYTES))
         return handle, inode, offset, number
 
     def _changed(self, inode: int, offset: int) -> str | None:
@@ -145,6 +163,8 @@ class FileFollower:
             return "rotated"
         if current.st_size < offset:
             return "truncated"
+        if self._head.changed():
+            return "truncated"  # truncated and grown back past us between two polls
         return None
 
     def _find_rotated(self, inode: int) -> Path | None:
@@ -156,6 +176,50 @@ class FileFollower:
                 continue
         return None
 
-    @staticmethod
-    def _pos(inode: int, offset: int, number: int) -> dict[str, Any]:
-        return {"inode": inode, "offset": offset, "line": number}
+    def _pos(self, inode: int, offset: int, number: int) -> dict[str, Any]:
+        head = self._head
+        if head.length < HEAD_BYTES and offset > head.length and head.handle is not None:
+            head.take(min(offset, HEAD_BYTES))
+        return {
+            "inode": inode,
+            "offset": offset,
+            "line": number,
+            "head": head.digest,
+            "head_len": head.length,
+        }
+
+
+class _Head:
+    """The fingerprint of the first ``length`` bytes of the open file."""
+
+    def __init__(self, handle: BinaryIO | None = None, length: int = 0) -> None:
+        self.handle = handle
+        self.length = 0
+        self.digest = ""
+        if handle is not None and length:
+            self.take(length)
+
+    def take(self, length: int) -> None:
+        """Cover the first ``length`` bytes, if the bytes covered so far are unchanged;
+        else the file was replaced under us (``changed`` says so at the next poll)."""
+        assert self.handle is not None
+        data = os.pread(self.handle.fileno(), length, 0)
+        if self.length and hashlib.sha256(data[: self.length]).hexdigest() != self.digest:
+            return
+        self.length, self.digest = len(data), hashlib.sha256(data).hexdigest()
+
+    def changed(self) -> bool:
+        if not self.length or self.handle is None:
+            return False
+        data = os.pread(self.handle.fileno(), self.length, 0)
+        return hashlib.sha256(data).hexdigest() != self.digest
+
+
+def _same_head(handle: BinaryIO, position: dict[str, Any]) -> bool:
+    """Whether the file still starts with the bytes the position was taken after (a
+    position written before fingerprints were kept is taken as matching)."""
+    length = int(position.get("head_len", 0))
+    if not length or "head" not in position:
+        return True
+    data = os.pread(handle.fileno(), length, 0)
+    return bool(hashlib.sha256(data).hexdigest() == position["head"])
