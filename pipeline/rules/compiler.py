@@ -198,8 +198,26 @@ class _Gen:
             return "(" + " and ".join(f"{v!r} in {var}" for v in values) + ")"
         if op in ("startswith", "endswith"):
             return f"{var}.{op}({values!r})"
-        pattern = re.compile("|".join(f"(?:{v})" for v in values))
-        return f"({self.const(pattern.search)}({var}) is not None)"
+        return f"({self.const(_search_any(values))}({var}) is not None)"
+
+
+def _search_any(patterns: tuple[str, ...]) -> Any:
+    """One search for any of the patterns: joined into one alternation when they can be;
+    a pattern with global inline flags (``(?i)`` not at the start once joined) cannot,
+    and then each is searched in turn."""
+    try:
+        return re.compile("|".join(f"(?:{p})" for p in patterns)).search
+    except re.error:
+        searches = [re.compile(p).search for p in patterns]
+
+        def search(text: str) -> Any:
+            for one in searches:
+                found = one(text)
+                if found is not None:
+                    return found
+            return None
+
+        return search
 
 
 def categories_of(cond: Condition) -> frozenset[str] | None:

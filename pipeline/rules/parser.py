@@ -5,6 +5,7 @@ lint``). The YAML loader keeps each mapping's and list's line number."""
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from typing import Any
 
@@ -140,8 +141,7 @@ class _Parser:
             self.error(line, f"unknown field {name!r} (see docs/rules.md, 'Fields')")
             return None
         if not isinstance(spec, dict) or set(spec) == {"list"}:
-            values = self._values(spec, line)
-            return None if values is None else Match(name, "equals", values)
+            return self._op(name, kind, "equals", spec, False, line)  # the same checks
         nocase = bool(spec.get("nocase", False))
         matches: list[Condition] = []
         for op, raw in spec.items():
@@ -187,8 +187,8 @@ class _Parser:
         op = "equals" if op == "in" else op
         if kind == "text" or op == "cidr":
             values = tuple(str(v) for v in values)
-        elif kind == "number" and not all(isinstance(v, int | float) for v in values):
-            self.error(line, f"{name} is a number field; {values!r} are not all numbers")
+        elif kind == "number" and not all(_finite(v) for v in values):
+            self.error(line, f"{name} is a number field; {values!r} are not all finite numbers")
             return None
         return Match(name, op, values, nocase and kind == "text")
 
@@ -198,8 +198,10 @@ class _Parser:
             return None
         try:
             number = float(values[0])
-        except (TypeError, ValueError):
-            self.error(line, f"{name}: {op} takes a number, not {values[0]!r}")
+        except (TypeError, ValueError, OverflowError):
+            number = math.nan
+        if not math.isfinite(number):  # .inf/.nan would compile to code that raises
+            self.error(line, f"{name}: {op} takes a finite number, not {values[0]!r}")
             return None
         return Match(name, op, (number,))
 
@@ -340,8 +342,8 @@ class _Parser:
             self.error(line, f"threshold.{aggregate} needs one of gt, gte, lt, lte and a number")
             return None
         op, value = comparisons[0]
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            self.error(line, f"threshold.{aggregate}.{op} must be a number, not {value!r}")
+        if not _finite(value):
+            self.error(line, f"threshold.{aggregate}.{op} must be a finite number, not {value!r}")
             return None
         if op in ("lt", "lte"):
             self.error(line, f"threshold.{aggregate}.{op}: a window fires when it rises above")
@@ -404,3 +406,14 @@ class _Parser:
                 )
             )
         return out[0], out[1]
+
+
+def _finite(value: Any) -> bool:
+    """A YAML number (not a bool) that a comparison can use: .inf, .nan and integers past
+    a float's range are refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False

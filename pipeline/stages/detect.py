@@ -131,11 +131,19 @@ class DetectStage(StageBase):
         """Load the rule files again; on failure the rules in force stay."""
         try:
             engine = self._engine(self.source.load())
+            reset = engine.adopt_state(self.engine)
         except RuleError as exc:
             self.source.reload_failures += 1
             log.error("rules not reloaded, the previous rules stay in force:\n%s", exc)
             return False
-        reset = engine.adopt_state(self.engine)
+        except Exception as exc:  # a fault of ours must not stop detection either
+            self.source.reload_failures += 1
+            log.exception(
+                "rules not reloaded (%s: %s), the previous rules stay in force",
+                type(exc).__name__,
+                exc,
+            )
+            return False
         self.engine = engine
         log.info(
             "rules reloaded: %d enabled%s",

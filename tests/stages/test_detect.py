@@ -76,3 +76,60 @@ def test_sighup_forces_a_check(tmp_path: Path) -> None:
     stage.check_reload()  # at once, though reload_check_s has not passed
     assert stage.reload_requested is False and stage.engine is not first
     assert stage.engine.rules == first.rules
+
+
+HOSTILE = {
+    "inf": "condition: {category: file, bytes: {gt: .inf}}",
+    "nan": "condition: {category: file, bytes: {lte: .nan}}",
+    "neg_inf_list": "condition: {category: file, bytes: [1, -.inf]}",
+    "neg_inf": "condition: {category: file, bytes: -.inf}",
+    "huge_int": "condition: {category: file, bytes: {gte: " + "9" * 400 + "}}",
+    "threshold_nan": "condition: {category: file}\n    threshold: {count: {gte: .nan}, window: 1m}",
+    "threshold_inf": "condition: {category: file}\n    threshold: {count: .inf, window: 1m}",
+    "late_flag": "condition: {category: file, object: {regex: ['^/etc/', '(?i)/ROOT/']}}",
+    "flag_first": "condition: {category: file, object: {regex: ['(?i)^/ETC/', '/root/']}}",
+}
+
+
+def test_no_rule_value_or_pattern_compiles_into_code_that_raises(tmp_path: Path) -> None:
+    """Each hostile file is refused (the old rules stay) or loads and runs over events of
+    every kind without raising."""
+    stage, path = _stage(tmp_path)
+    events = [
+        example_event({"category": "file", "object": "/Root/x", "bytes": 5}, 1),
+        example_event({"category": "file", "object": "/etc/passwd", "bytes": 10**18}, 2),
+        example_event({"category": "process", "object": "", "bytes": 0}, 3),
+    ]
+    refused = set()
+    for n, (name, body) in enumerate(HOSTILE.items()):
+        _touch(path, f"rules:\n  - id: H{n}\n    title: {name}\n    severity: low\n    {body}\n")
+        before, failures = stage.engine, stage.source.reload_failures
+        stage.process([dict(e) for e in events], BatchContext())  # reloads; never raises
+        if stage.source.reload_failures > failures:
+            assert stage.engine is before, name
+            refused.add(name)
+        else:
+            assert [r.id for r in stage.engine.rules] == [f"H{n}"], name
+    assert refused == set(list(HOSTILE)[:7])  # the numbers; the patterns load
+
+
+def test_a_regex_list_with_a_later_inline_flag_matches_each_pattern(tmp_path: Path) -> None:
+    stage, path = _stage(tmp_path)
+    body = HOSTILE["late_flag"]
+    _touch(path, f"rules:\n  - id: F\n    title: t\n    severity: low\n    {body}\n")
+    assert stage.reload()
+    ctx = BatchContext()
+    stage.process([example_event({"category": "file", "object": "/Root/x"}, 1)], ctx)
+    assert [a.rule_id for a in ctx.alerts] == ["F"]
+
+
+def test_any_fault_in_a_reload_keeps_the_rules_in_force(tmp_path: Path) -> None:
+    stage, _ = _stage(tmp_path)
+    before = stage.engine
+
+    def broken() -> None:
+        raise KeyError("a fault of ours, not of the file")
+
+    stage.source.load = broken  # type: ignore[method-assign,assignment]
+    assert stage.reload() is False
+    assert stage.engine is before and stage.source.reload_failures == 1
