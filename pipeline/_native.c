@@ -885,9 +885,21 @@ static void forget(Last *last) {
 
 static PyObject *BATCH_KEYS[4]; /* sandbox_id, collector, sent_at, events */
 
-static PyObject *decode_event_batch(PyObject *module, PyObject *arg) {
+/* decode_event_batch(body[, max_events]): with max_events >= 0, a body holding more
+   events raises ValueError("too many events ...") before the rest is decoded, so a
+   message of many tiny events cannot make millions of Python objects. */
+static PyObject *decode_event_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "decode_event_batch(body[, max_events])");
+        return NULL;
+    }
+    long long max_events = -1;
+    if (nargs == 2) {
+        max_events = PyLong_AsLongLong(args[1]);
+        if (max_events == -1 && PyErr_Occurred()) return NULL;
+    }
     Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
     Reader r = {view.buf, 0, view.len};
     Last last[L_COUNT] = {{NULL, NULL, 0}};
     PyObject *events = NULL, *record = PyDict_New();
@@ -911,6 +923,11 @@ static PyObject *decode_event_batch(PyObject *module, PyObject *arg) {
         int64_t count;
         if (read_block_count(&r, &count) < 0) goto fail;
         if (count == 0) break;
+        if (max_events >= 0 && count > max_events - (long long)PyList_GET_SIZE(events)) {
+            PyErr_Format(PyExc_ValueError, "too many events: more than %lld in one message",
+                         max_events);
+            goto fail;
+        }
         for (int64_t i = 0; i < count; i++) {
             PyObject *event = read_event(&r, last);
             if (event == NULL || PyList_Append(events, event) < 0) {
@@ -950,9 +967,10 @@ static PyMethodDef METHODS[] = {
      "seal_encode(event, seq, prev_hash) -> bytes\n\n"
      "Give the event seq + 1, prev_hash and its hash, and return its Avro binary; the event "
      "is not changed when it cannot be encoded."},
-    {"decode_event_batch", (PyCFunction)decode_event_batch, METH_O,
-     "decode_event_batch(body) -> dict\n\nThe audit_event_batch v1 record of an Avro body; "
-     "ValueError names what is wrong with corrupt bytes."},
+    {"decode_event_batch", (PyCFunction)(void (*)(void))decode_event_batch, METH_FASTCALL,
+     "decode_event_batch(body[, max_events]) -> dict\n\nThe audit_event_batch v1 record of an "
+     "Avro body; ValueError names what is wrong with corrupt bytes, or that it holds more "
+     "than max_events events."},
     {"canonical", (PyCFunction)canonical, METH_O,
      "canonical(event) -> bytes\n\nThe event's canonical bytes (chain version 1)."},
     {"link", (PyCFunction)(void (*)(void))chain_link_py, METH_FASTCALL,

@@ -314,6 +314,13 @@ class WorkerConfig(_Section):
     faust-streaming failure, seen here after restarts under load) exits with status 75
     after this long, so that its supervisor restarts it; it resumes where the stored rows
     end. 0: never."""
+    max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    """Largest message the worker decodes (after Kafka's decompression); a larger one is
+    a dead letter (message_too_large) holding its first 64 KiB, its size and SHA-256."""
+    max_events_per_message: int = Field(50_000, ge=1)
+    """Most events one message may hold (collectors send publish.batch_events); more is
+    a dead letter (too_many_events), refused before the events are built: a message of
+    tiny events would otherwise become about 50 times its size in Python objects."""
     table_store: Literal["memory://", "rocksdb://"] = "rocksdb://"
     """Where Faust keeps table state (the dedup window) between changelog reads:
     rocksdb (via rocksdict) holds large windows on disk."""

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 from pipeline.schema.registry import END_MARK, SchemaRegistry, SchemaVersion, UnknownSchemaError
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+TOO_MANY = "too many events"
+"""How the C decoder's error for a batch over its limit begins."""
 CONFLUENT_MAGIC = b"\x00"
 
 
@@ -93,16 +95,19 @@ class AvroCodec:
                 raise DecodeError("unknown_schema", str(exc)) from None
         raise DecodeError("not_avro", f"no known header in the first bytes {bytes(data[:10])!r}")
 
-    def decode(self, data: bytes) -> Decoded:
-        """Decode one message, resolving its writer schema to the newest reader version."""
+    def decode(self, data: bytes, max_items: int = -1) -> Decoded:
+        """Decode one message, resolving its writer schema to the newest reader version.
+        With ``max_items`` >= 0, a batch of more events is a ``too_many_events``
+        DecodeError (refused before the events are built where the C decoder runs)."""
         writer = self.writer_of(data)
         reader = self.registry.latest(writer.name)
         header = 10 if data[:1] == SINGLE_OBJECT_MAGIC[:1] else 5
         if reader is writer and writer.decode_body is not None:
             try:
-                return Decoded(writer, writer.decode_body(memoryview(data)[header:]))
+                return Decoded(writer, writer.decode_body(memoryview(data)[header:], max_items))
             except ValueError as exc:
-                raise DecodeError("corrupt_body", str(exc)) from None
+                reason = "too_many_events" if str(exc).startswith(TOO_MANY) else "corrupt_body"
+                raise DecodeError(reason, str(exc)) from None
         schema = writer.fast_checked if reader is writer else self._resolve(writer, reader)
         try:
             checked = schema.binary_decode(bytes(data[header:]) + END_MARK)
@@ -110,6 +115,11 @@ class AvroCodec:
             raise DecodeError("corrupt_body", f"{type(exc).__name__}: {exc}") from None
         if checked["end"] != END_MARK:
             raise DecodeError("corrupt_body", "bytes after the record")
+        items = checked["record"].get("events") if isinstance(checked["record"], dict) else None
+        if max_items >= 0 and items is not None and len(items) > max_items:
+            raise DecodeError(
+                "too_many_events", f"{TOO_MANY}: more than {max_items} in one message"
+            )
         return Decoded(writer, checked["record"])
 
     def _resolve(self, writer: SchemaVersion, reader: SchemaVersion) -> Any:

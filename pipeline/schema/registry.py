@@ -60,7 +60,8 @@ class SchemaVersion:
     encode_body: Callable[[Any], bytes] = field(repr=False)
     """The Avro binary body of a record: cavro's encoder, or for the event batch the C
     one where it is built (`pipeline.native`; the same bytes, ~13x faster)."""
-    decode_body: Callable[[Any], Any] | None = field(repr=False, default=None)
+    decode_body: Callable[[Any, int], Any] | None = field(repr=False, default=None)
+    """The C decoder of a batch body: (body, max_events or -1) -> record."""
     """For the event batch where the C code is built: a body (bytes-like, all of it) to
     its record, the same dicts cavro reads; ValueError on corrupt bytes."""
 

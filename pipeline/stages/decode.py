@@ -1,11 +1,14 @@
 """Decode stage: Kafka messages (Avro event batches) to events.
 
 A message that cannot be decoded goes to the dead letters whole, with the reason; the
-other messages of the batch go on.
+other messages of the batch go on. Limits bound what one message may cost before it is
+decoded: its size (``message_too_large``: the dead letter keeps its first 64 KiB, its
+size and SHA-256, not the whole) and its number of events (``too_many_events``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +27,15 @@ class RawMessage:
     value: bytes
 
 
+@dataclass(frozen=True)
+class DecodeLimits:
+    max_message_bytes: int = 16 * 1024 * 1024
+    max_events: int = 50_000
+
+
+KEPT_OF_A_LARGE_MESSAGE = 64 * 1024
+
+
 @dataclass
 class DecodedPartition:
     events: list[Event]
@@ -31,15 +43,26 @@ class DecodedPartition:
 
 
 def decode_messages(
-    codec: AvroCodec, messages: Sequence[RawMessage], ctx: BatchContext
+    codec: AvroCodec,
+    messages: Sequence[RawMessage],
+    ctx: BatchContext,
+    limits: DecodeLimits = DecodeLimits(),
 ) -> dict[int, DecodedPartition]:
     """Events per partition, each tagged with the partition and offset it came from."""
     out: dict[int, DecodedPartition] = {}
     for msg in messages:
         where = Provenance(ctx.source_topic, msg.partition, msg.offset, msg.key)
         value = msg.value or b""
+        if len(value) > limits.max_message_bytes:
+            detail = (
+                f"{len(value)} bytes, over worker.max_message_bytes {limits.max_message_bytes}; "
+                f"sha256 {hashlib.sha256(value).hexdigest()}, first {KEPT_OF_A_LARGE_MESSAGE} "
+                "bytes kept"
+            )
+            ctx.dead.message(where, "message_too_large", detail, value[:KEPT_OF_A_LARGE_MESSAGE])
+            continue
         try:
-            decoded = codec.decode(value)
+            decoded = codec.decode(value, limits.max_events)
         except DecodeError as exc:
             ctx.dead.message(where, exc.reason, exc.detail, value)
             continue

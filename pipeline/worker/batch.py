@@ -27,7 +27,7 @@ from pipeline.schema.codec import AvroCodec
 from pipeline.schema.deadletter import DeadLetters, Provenance
 from pipeline.schema.event import Event
 from pipeline.stages.base import BatchContext
-from pipeline.stages.decode import DecodedPartition, RawMessage, decode_messages
+from pipeline.stages.decode import DecodedPartition, DecodeLimits, RawMessage, decode_messages
 from pipeline.worker.metrics import WorkerMetrics
 from pipeline.worker.stages import Stages
 
@@ -62,6 +62,9 @@ class BatchProcessor:
         self.service = service
         self.metrics = metrics or WorkerMetrics()
         self.tables = Tables(settings.clickhouse.database)
+        self.limits = DecodeLimits(
+            settings.worker.max_message_bytes, settings.worker.max_events_per_message
+        )
         self.sink = ClickHouseSink(
             service,
             table=self.tables.events,
@@ -98,7 +101,7 @@ class BatchProcessor:
         # so memory follows sink.max_rows, not the size of the take.
         for chunk in _chunks(todo):
             with metrics.timed("decode"):
-                decoded = decode_messages(self.codec, chunk, ctx)
+                decoded = decode_messages(self.codec, chunk, ctx, self.limits)
             # The stages run once per chunk, over the events of all its partitions.
             events = [e for part in decoded.values() for e in part.events]
             decoded_events += len(events)
