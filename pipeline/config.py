@@ -207,10 +207,16 @@ class RedactConfig(_Section):
     fields: list[str] = ["actor.cmdline", "actor.user", "object", "attributes"]
     """Where to look: actor.<field>, object, and attributes (every value)."""
     disable: list[str] = []
-    """Default rules to turn off: private_key, aws_access_key, aws_secret_key,
-    bearer_token, url_password, secret_param, github_token, email."""
+    """Default rules to turn off (docs/stages.md lists them), e.g. email."""
     rules: dict[str, str] = {}
     """Extra rules, name -> regular expression (a group named keep is kept)."""
+    key: SecretStr | None = None
+    """Key of the tags in masks ([REDACTED:rule:tag], a keyed hash of the secret): give
+    every collector and worker the same one to correlate secrets fleet-wide. None:
+    key_file."""
+    key_file: Path | None = None
+    """File holding that key; default $AUDITPIPE_HOME/redact.key, created with a random
+    key on first use."""
 
 
 class RulesConfig(_Section):

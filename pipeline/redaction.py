@@ -39,11 +39,18 @@ values (paths, ordinary command lines) contain none and cost no regex at all.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 import re
+import secrets
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import ahocorasick
 import re2
 
 from pipeline.config import ConfigError, RedactConfig
@@ -59,24 +66,103 @@ class Rule:
     """A compiled RE2 pattern (linear-time matching)."""
     triggers: tuple[str, ...]
     """Lower-case substrings one of which a value must hold for the rule to run."""
+    spare: Callable[[str, int, int, str], bool] | None = None
+    """Given the value, a match's span and the secret it would mask: True to leave that
+    match (evidence, e.g. the user@host an ssh command connects to is not an e-mail
+    address to hide, a path after ``--private-key`` is where a key is, not the key)."""
 
-    def apply(self, value: str, lowered: str) -> tuple[str, int]:
-        if self.triggers and not any(t in lowered for t in self.triggers):
-            return value, 0
-        mask = f"[REDACTED:{self.name}]"
+    def apply(self, value: str, key: bytes | None = None) -> tuple[str, int]:
+        """The value with this rule's matches masked, and how many were (the caller has
+        checked the triggers)."""
         groups = self.pattern.groupindex
-        keep, after = "keep" in groups, "after" in groups
-        if not (keep or after):
-            return self.pattern.subn(mask, value)  # type: ignore[no-any-return]
-        return self.pattern.subn(  # type: ignore[no-any-return]
-            lambda m: (
-                ((m.group("keep") or "") if keep else "")
-                + mask
-                + ((m.group("after") or "") if after else "")
-            ),
-            value,
-        )
+        keep, after = groups.get("keep"), groups.get("after")
+        masked = 0
 
+        def replace(m: Any) -> str:
+            nonlocal masked
+            start, end = m.span()
+            head = m.end(keep) if keep is not None and m.start(keep) >= 0 else start
+            tail = m.start(after) if after is not None and m.start(after) >= 0 else end
+            secret = value[head:tail]
+            if (
+                _inside_mask(value, head)
+                or secret.strip("'\"").startswith("[REDACTED:")
+                or (self.spare is not None and self.spare(value, start, end, secret))
+            ):
+                return value[start:end]  # masked already, or evidence to keep
+            masked += 1
+            return value[start:head] + _mask(self.name, secret, key) + value[tail:end]
+
+        new = self.pattern.sub(replace, value)
+        return new, masked
+
+
+def _inside_mask(value: str, position: int) -> bool:
+    """Whether ``position`` is inside a mask already in the value (a mask's rule name,
+    ``url_password``, must not read as a parameter to mask)."""
+    opening = value.rfind("[REDACTED:", 0, position)
+    return opening >= 0 and value.find("]", opening) >= position
+
+
+def _mask(rule: str, secret: str, key: bytes | None) -> str:
+    """``[REDACTED:<rule>:<tag>]``, the tag a keyed hash of the secret (8 hex digits), so
+    that an analyst sees that two events used the same secret without learning it; a
+    quoted secret keeps its quotes, and is hashed without them. No key, no tag: an
+    unkeyed hash of a short password could be tested against guesses."""
+    quote = secret[0] if len(secret) >= 2 and secret[0] == secret[-1] in "'\"" else ""
+    if quote:
+        secret = secret[1:-1]
+    if key is None:
+        return f"{quote}[REDACTED:{rule}]{quote}"
+    tag = hmac.new(key, secret.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return f"{quote}[REDACTED:{rule}:{tag[:8]}]{quote}"
+
+
+_SSH_LIKE = frozenset(
+    ("ssh", "scp", "sftp", "rsync", "git", "sshpass", "mosh", "ssh-copy-id", "autossh",
+     "ssh-keyscan", "sshfs")
+)  # fmt: skip
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def _connection_target(value: str, start: int, end: int, secret: str) -> bool:
+    """Whether a user@host is where a command connects, not an address to hide: an
+    ``scp``/``git``/``rsync`` target (``user@host:path``), a URL's user
+    (``scheme://user@host``), or any user@host of an ssh-like command line."""
+    if value[end : end + 1] == ":" or value[max(0, start - 3) : start] == "://":
+        return True
+    for word in value.split(None, 8):
+        if _ASSIGNMENT.match(word) or word in ("sudo", "env", "exec", "nohup", "time"):
+            continue
+        return word.rsplit("/", 1)[-1] in _SSH_LIKE
+    return False
+
+
+_VALUE = r"""(?:'[^'\n]*'|"[^"\n]*"|[^\s'"\-][^\s'"]*)"""
+"""A command-line argument: quoted (quotes and all), or a bare word not starting with -."""
+_PARAM_VALUE = r"""(?:'[^'\n]*'|"[^"\n]*"|[^\s&'",;}\])]+)"""
+"""A parameter's value: quoted, or up to a separator of URLs, JSON or shell."""
+_SECRET_TRIGGERS = (
+    "pass", "pwd", "secret", "token", "credential",
+    *(f"{word}{sep}key" for word in ("api", "access", "account", "auth", "private")
+      for sep in ("", "_", "-")),
+)  # fmt: skip
+"""What a value holds when one of the _SECRET_WORDS may be in it (lower case)."""
+
+_NOT_A_SECRET = re.compile(r"""^['"]?(?:[/~$]|\.{0,2}/|[A-Za-z_][A-Za-z0-9_]*=[^=\s'"])""")
+
+
+def _reference(value: str, start: int, end: int, secret: str) -> bool:
+    """Whether a flag's or parameter's value names where a secret is rather than being
+    one: a path (``--private-key ~/.ssh/id``), a variable (``$DB_PASSWORD``) or options
+    (``--secret id=npm,src=/run/npmrc``)."""
+    return _NOT_A_SECRET.match(secret) is not None
+
+
+_SECRET_WORDS = (
+    r"password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|account[_-]?key"
+    r"|auth[_-]?key|private[_-]?key|client[_-]?secret|credentials?|storepass|keypass"
+)
 
 # Order matters: a password in a URL is masked before the e-mail rule could see it.
 DEFAULT_RULES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -87,29 +173,114 @@ DEFAULT_RULES: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "aws_access_key": (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", ("akia", "asia")),
     "aws_secret_key": (
-        r"(?i)(?P<keep>aws_secret_access_key\s*[=:]\s*['\"]?)"
-        r"[A-Za-z0-9/+=]{40}",
+        r"(?i)(?P<keep>aws_secret_access_key['\"]?\s*[=:\s]\s*['\"]?)[A-Za-z0-9/+=]{40}",
         ("aws_secret",),
     ),
+    "jwt": (r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*", ("eyj",)),
     "bearer_token": (r"(?i)(?P<keep>\bbearer\s+)[A-Za-z0-9\-._~+/]+=*", ("bearer",)),
+    "basic_auth": (r"(?i)(?P<keep>\bbasic\s+)[A-Za-z0-9+/]{8,}={0,2}", ("basic",)),
     "url_password": (
-        r"(?P<keep>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:)[^@\s/]+(?P<after>@)",
+        r"(?P<keep>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]+(?P<after>@)",
         ("://",),
     ),
-    "secret_param": (
-        r"(?i)(?P<keep>\b(?:password|passwd|pwd|secret|token|api[_-]?key)"
-        r"\s*[=:]\s*['\"]?)[^\s&'\"]+",
-        ("pass", "pwd", "secret", "token", "api_key", "api-key", "apikey"),
+    "auth_header": (
+        r"(?i)(?P<keep>\bauthorization\s*:\s*(?:token|digest|apikey)\s+)[^\s'\"]+",
+        ("authorization",),
     ),
-    "github_token": (r"\bgh[pousr]_[A-Za-z0-9]{36,}\b", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    "docker_auth": (r"(?P<keep>\"auth\"\s*:\s*\")[A-Za-z0-9+/=]{8,}", ('"auth"',)),
+    "openai_key": (
+        r"\bsk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,}|\bsk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}",
+        ("sk-",),
+    ),
+    "anthropic_key": (r"\bsk-ant-[a-z]+\d*-[A-Za-z0-9_-]{40,}", ("sk-ant-",)),
+    "huggingface_token": (r"\bhf_[A-Za-z0-9]{34,}\b", ("hf_",)),
+    "sendgrid_key": (r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b", ("sg.",)),
+    "slack_token": (
+        r"\bxox[abposr]-[A-Za-z0-9-]{10,}|\bxapp-\d-[A-Za-z0-9-]{10,}",
+        ("xox", "xapp-"),
+    ),
+    "slack_webhook": (
+        r"(?P<keep>hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/)[A-Za-z0-9]{16,}",
+        ("hooks.slack.com",),
+    ),
+    "stripe_key": (r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}", ("_live_", "_test_")),
+    "npm_token": (r"\bnpm_[A-Za-z0-9]{36}\b", ("npm_",)),
+    "pypi_token": (r"\bpypi-AgE[A-Za-z0-9_-]{50,}", ("pypi-age",)),
+    "gitlab_token": (
+        r"\bgl(?:pat|ptt|dt|rt|cbt|oas|soat|ft|imt|agent)-[A-Za-z0-9_-]{20,}",
+        tuple(
+            f"gl{kind}-"
+            for kind in ("pat", "ptt", "dt", "rt", "cbt", "oas", "soat", "ft", "imt", "agent")
+        ),
+    ),
+    "google_api_key": (r"\bAIza[0-9A-Za-z_-]{35}", ("aiza",)),
+    "github_token": (
+        r"\bgh[pousr]_[A-Za-z0-9]{36,}\b|\bgithub_pat_[A-Za-z0-9_]{22,}",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    ),
+    "curl_user": (
+        r"(?P<keep>\bcurl\b[^|;&\n]*?\s(?:-u|--user)(?:\s+|=)['\"]?[^\s:'\"]*:)[^\s'\"]+",
+        ("curl",),
+    ),
+    "password_flag": (
+        # The short flags that take a password, for the commands where they do (-p is a
+        # port or a parent directory elsewhere): attached (mysql -pPW, 7z -pPW) or not.
+        r"(?P<keep>\b(?:(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump|sshpass|7z|7za)\b"
+        r"[^|;&\n]*?\s-p|(?:sshpass|docker\s+login|podman\s+login|helm\s+registry\s+login"
+        r"|twine\s+upload|az\s+login|mongo|mongosh|mongodump|mongorestore|mongoexport"
+        r"|mongoimport)\b[^|;&\n]*?\s-p\s+|redis-cli\b[^|;&\n]*?\s-a\s+"
+        r"|(?:ldapsearch|ldapmodify|ldapadd|ldapdelete|ldappasswd|ldapwhoami)\b[^|;&\n]*?\s-w\s*"
+        r"|(?:sqlcmd|bcp|osql)\b[^|;&\n]*?\s-P\s*|(?:zip|unzip)\b[^|;&\n]*?\s-P\s+"
+        r"|ssh-keygen\b[^|;&\n]*?\s-[NP]\s+|smbclient\b[^|;&\n]*?\s-U\s*[^\s%]+%"
+        r"|htpasswd(?:\s+-[a-zA-Z]+)*?\s+-[a-zA-Z]*b[a-zA-Z]*(?:\s+-[a-zA-Z]+)*\s+[^\s-]\S*\s+\S+\s+"
+        r"|\bpass:))" + _VALUE,
+        (
+            "mysql",
+            "mariadb",
+            "sshpass",
+            "login",
+            "twine",
+            "redis-cli",
+            "pass:",
+            "7z",
+            "mongo",
+            "ldap",
+            "sqlcmd",
+            "bcp",
+            "osql",
+            "zip",
+            "ssh-keygen",
+            "smbclient",
+            "htpasswd",
+        ),
+    ),
+    "secret_flag": (
+        r"(?i)(?P<keep>(?:^|\s)--?[a-z0-9-]*(?:" + _SECRET_WORDS + r")(?:=|\s+))" + _VALUE,
+        _SECRET_TRIGGERS,
+    ),
+    "secret_param": (
+        r"(?i)(?P<keep>(?:^|[^a-z0-9])[a-z0-9_.-]*(?:"
+        + _SECRET_WORDS
+        + r")['\"]?\s*[=:]\s*)"
+        + _PARAM_VALUE,
+        _SECRET_TRIGGERS,
+    ),
     "email": (r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b", ("@",)),
+}
+"""name -> (RE2 pattern, trigger substrings). A group named ``keep`` stays before the
+mask, one named ``after`` behind it."""
+
+_SPARE: dict[str, Callable[[str, int, int, str], bool]] = {
+    "email": _connection_target,
+    "secret_flag": _reference,
+    "secret_param": _reference,
 }
 
 
 def build_rules(config: RedactConfig) -> list[Rule]:
     """The default rules (minus those the config turns off) and the config's own."""
     rules = [
-        Rule(name, _compile(name, pattern), triggers)
+        Rule(name, _compile(name, pattern), triggers, _SPARE.get(name))
         for name, (pattern, triggers) in DEFAULT_RULES.items()
         if name not in config.disable
     ]
@@ -140,28 +311,51 @@ class Redactor:
     a value would really change.
     """
 
-    def __init__(self, config: RedactConfig) -> None:
+    def __init__(self, config: RedactConfig, key: bytes | None = None) -> None:
         self.config = config
+        self.key = key
+        """Keys the tags of masks (``_mask``); None: masks without a tag."""
         self.rules = build_rules(config)
-        # One search in C per value decides whether any rule can apply at all.
-        triggers = [t for rule in self.rules for t in rule.triggers]
-        untriggered = any(not rule.triggers for rule in self.rules)
-        # (Lower-casing first and a case-sensitive search: 0.5 us a value, where an
-        # IGNORECASE alternation measured 3.4 us.)
-        self._may_match = (
-            None if untriggered else re.compile("|".join(map(re.escape, triggers))).search
-        )
+        # One pass of an Aho-Corasick automaton over the lower-cased value finds every
+        # trigger in it: most values hold none and cost no regex at all, and the others
+        # run only the rules whose triggers they hold. (Over simulated events: 0.7 us,
+        # where an alternation of the ~70 triggers took 1.8 us on RE2, 4.3 us on re.)
+        self._triggers = ahocorasick.Automaton()
+        rules_of: dict[str, set[int]] = {}
+        for number, rule in enumerate(self.rules):
+            for trigger in rule.triggers:
+                rules_of.setdefault(trigger, set()).add(number)
+        for trigger, numbers in rules_of.items():
+            self._triggers.add_word(trigger, frozenset(numbers))
+        self._always = frozenset(n for n, rule in enumerate(self.rules) if not rule.triggers)
+        """Rules without triggers (an operator's own): they run on every value."""
+        if rules_of:
+            self._triggers.make_automaton()
         self.redactions: Counter[str] = Counter()
         """Values masked, by rule."""
         self._actor_fields = [f.split(".", 1)[1] for f in config.fields if f.startswith("actor.")]
         self._object = "object" in config.fields
         self._attributes = "attributes" in config.fields
 
+    def _may_match(self, lowered: str) -> bool:
+        if self._always:
+            return True
+        if self._triggers.kind != ahocorasick.AHOCORASICK:
+            return False  # no trigger at all
+        return next(self._triggers.iter(_unmasked(lowered)), None) is not None
+
+    def _rules_for(self, lowered: str) -> frozenset[int]:
+        """The numbers of the rules whose triggers the value holds (and the untriggered)."""
+        found = set(self._always)
+        if self._triggers.kind == ahocorasick.AHOCORASICK:
+            for _, numbers in self._triggers.iter(_unmasked(lowered)):
+                found |= numbers
+        return frozenset(found)
+
     def mask(self, event: Event) -> bool:
         """Mask the event's secrets in place; True when a value changed."""
-        may_match = self._may_match
-        if may_match is not None and may_match(_unmasked(self._joined(event).lower())) is None:
-            return False  # the common case: one search per event, no rule can apply
+        if not self._may_match(self._joined(event).lower()):
+            return False  # the common case: one pass per event, no rule can apply
         found: list[str] = []
         actor = event["actor"]
         for field in self._actor_fields:
@@ -184,8 +378,7 @@ class Redactor:
     def would_change(self, event: Event) -> bool:
         """Whether masking would change the event (it is left as it is). The prefilter
         answers for most events without a copy."""
-        may_match = self._may_match
-        if may_match is not None and may_match(_unmasked(self._joined(event).lower())) is None:
+        if not self._may_match(self._joined(event).lower()):
             return False
         return self.masked(event) != event
 
@@ -205,19 +398,21 @@ class Redactor:
         return "\n".join(parts)
 
     def _mask(self, value: str, where: str, found: list[str]) -> str:
-        lowered = value.lower()
-        if self._may_match is not None and self._may_match(_unmasked(lowered)) is None:
+        numbers = self._rules_for(value.lower())
+        if not numbers:
             return value
-        for rule in self.rules:
-            new, count = rule.apply(value, lowered)
+        for number, rule in enumerate(self.rules):
+            if number not in numbers:
+                continue
+            new, count = rule.apply(value, self.key)
             if count and new != value:  # a masked secret masked again stays the same
                 self.redactions[rule.name] += count
                 found.append(f"{rule.name}@{where}")
-                value, lowered = new, new.lower()
+                value = new
         return value
 
 
-_MASK = re.compile(r"\[redacted:[a-z0-9_.-]*\]")
+_MASK = re.compile(r"\[redacted:[a-z0-9_.-]*(?::[0-9a-f]*)?\]")
 
 
 def _unmasked(lowered: str) -> str:
@@ -225,3 +420,21 @@ def _unmasked(lowered: str) -> str:
     (``[redacted:secret_param]``), and those names hold trigger words; an event masked at
     the edge would otherwise run every rule again in the worker."""
     return _MASK.sub("", lowered) if "[redacted:" in lowered else lowered
+
+
+def redaction_key(config: RedactConfig, home: Path) -> bytes:
+    """The key of the masks' tags: ``redact.key``, else the key file (``redact.key_file``,
+    default ``$AUDITPIPE_HOME/redact.key``, created 0600 with a random key on first use).
+    Collectors and workers that should give one secret the same tag share the key."""
+    if config.key is not None and config.key.get_secret_value():
+        return config.key.get_secret_value().encode()
+    path = config.key_file or home / "redact.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # made by another process meanwhile
+            return path.read_text().strip().encode()
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()

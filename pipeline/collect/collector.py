@@ -43,7 +43,7 @@ from pipeline.collect.delivery import MEMORY_GROUPS, CollectorStats, Delivery, _
 from pipeline.collect.recovery import filtered_counts_event
 from pipeline.collect.spool import Group, Spool, SpooledMessage
 from pipeline.config import Settings
-from pipeline.redaction import Redactor
+from pipeline.redaction import Redactor, redaction_key
 from pipeline.schema import codec_for
 from pipeline.schema.batch import EventBatchEncoder
 from pipeline.schema.event import LEVELS, Event
@@ -73,7 +73,11 @@ class Collector(Delivery):
         self.stats = CollectorStats()
         self.sources: dict[str, Any] = {}
         """The position each source reached, as of the last commit (after start: resume)."""
-        self._redactor = Redactor(settings.redact) if settings.redact.enabled else None
+        self._redactor = (
+            Redactor(settings.redact, redaction_key(settings.redact, settings.home))
+            if settings.redact.enabled
+            else None
+        )
         """Masks secrets before an event is sealed: the chain covers what is stored."""
         self._heads: dict[str, ChainHead] = {}
         """Per chain (``chain_key(tenant, sandbox_id)``), its head: two tenants' sandboxes

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.chain.hashing import CHAIN_SEPARATOR, chain_key
 from pipeline.config import Settings
-from pipeline.redaction import Redactor
+from pipeline.redaction import Redactor, redaction_key
 from pipeline.schema.batch import EventBatchEncoder
 from pipeline.schema.codec import AvroCodec
 from pipeline.schema.event import Event, InvalidEvent, parse_event_line
@@ -88,7 +88,11 @@ class EventPublisher:
         self.batch_events = settings.publish.batch_events
         self.stats = PublishStats()
         self._batches = EventBatchEncoder(codec, collector=COLLECTOR_NAME)
-        self._redactor = Redactor(settings.redact) if settings.redact.enabled else None
+        self._redactor = (
+            Redactor(settings.redact, redaction_key(settings.redact, settings.home))
+            if settings.redact.enabled
+            else None
+        )
         """Masks the secrets of events without a chain before they reach Kafka."""
         self._buffers: dict[str, list[bytes]] = {}
         """Per chain (tenant and sandbox), its events not sent yet, each encoded when it

@@ -38,9 +38,9 @@ from pipeline.stages.base import BatchContext, StageBase
 class RedactStage(StageBase):
     name = "redact"
 
-    def __init__(self, config: RedactConfig) -> None:
+    def __init__(self, config: RedactConfig, key: bytes | None = None) -> None:
         self.config = config
-        self.redactor = Redactor(config)
+        self.redactor = Redactor(config, key)
 
     def process(self, events: list[Event], ctx: BatchContext) -> list[Event]:
         if not self.config.enabled:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from pipeline.chain.checkpoints import load_key
 from pipeline.config import Settings
+from pipeline.redaction import redaction_key
 from pipeline.rules.integrity import ChainMonitor
 from pipeline.schema.event import Event
 from pipeline.stages.base import Stage
@@ -47,7 +48,7 @@ def default_stages(settings: Settings, inventory: Inventory | None = None) -> St
     """
     dedup = DedupStage(settings.dedup, secret=load_key(settings))
     detect = DetectStage(settings.rules) if settings.rules.enabled else None
-    redact = RedactStage(settings.redact)
+    redact = RedactStage(settings.redact, redaction_key(settings.redact, settings.home))
     stages: list[Stage] = [
         ValidateStage(settings.validation),
         dedup,

@@ -45,7 +45,7 @@ def event(cmdline: str = "", obj: str = "", **attributes: str) -> dict[str, Any]
             "git clone https://deploy:s3cr3t@git.example.com/repo.git",
             "git clone https://deploy:[REDACTED:url_password]@git.example.com/repo.git",
         ),
-        ("mysql --password=hunter2 -h db", "mysql --password=[REDACTED:secret_param] -h db"),
+        ("mysql --password=hunter2 -h db", "mysql --password=[REDACTED:secret_flag] -h db"),
         ("app --api-key: 12345abc", "app --api-key: [REDACTED:secret_param]"),
         (
             "gh auth login --with-token ghp_" + "a" * 36,
@@ -112,7 +112,7 @@ def test_a_dead_letter_of_one_event_stores_it_masked_and_the_event_is_untouched(
     dead = DeadLetters(mask=stage.masked)
     dead.event(Provenance("t", 0, 5, None), "oversized_field", "x", original)
     stored = dead.records[0]["original"]
-    assert b"hunter2-Secret!" not in stored and b"[REDACTED:secret_param]" in stored
+    assert b"hunter2-Secret!" not in stored and b"[REDACTED:secret_flag]" in stored
     assert original["actor"]["cmdline"] == "mysql --password=hunter2-Secret! prod"
 
 
@@ -159,12 +159,12 @@ def test_masks_in_a_value_do_not_make_the_rules_run_again() -> None:
     for rule in redactor.rules:
         original = rule.apply
 
-        def counting(value: str, lowered: str, original: Any = original) -> Any:
+        def counting(value: str, key: Any = None, original: Any = original) -> Any:
             calls.append(value)
-            return original(value, lowered)
+            return original(value, key)
 
         object.__setattr__(rule, "apply", counting)
-    masked = event(cmdline="gh auth login [REDACTED:github_token] [REDACTED:aws_secret_key]")
+    masked = event(cmdline="gh auth [REDACTED:github_token] [REDACTED:aws_secret_key:0a1b2c3d]")
     assert not redactor.mask(masked)
     assert calls == []  # the prefilter saw no trigger once the mask was set aside
 

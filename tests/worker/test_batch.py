@@ -77,7 +77,7 @@ def test_counters_add_up_and_metrics_are_exposed() -> None:
         )
         + sum(s.value for s in m.deadletter.collect()[0].samples if s.name.endswith("_total"))
     )
-    assert sample(m, "auditpipe_redactions_total", rule="secret_param") == 1
+    assert sample(m, "auditpipe_redactions_total", rule="secret_flag") == 1
     assert sample(m, "auditpipe_sink_insert_retries_total") == 2
     assert sample(m, "auditpipe_batch_events_count") == 1
     assert sample(m, "auditpipe_stage_duration_seconds_count", stage="redact") >= 1
