@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint unit integration bench docs reference install clean
+.PHONY: run test lint unit integration bench docs reference install clean sanitize
 
 run: $(STAMP)
 	$(BIN)/auditpipe run $(ARGS)
@@ -34,6 +34,13 @@ bench: $(STAMP)
 # tests/test_docs.py fails on a stale configuration reference.
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --quiet
+
+# The C extension under AddressSanitizer and UndefinedBehaviorSanitizer (clang): the
+# native tests, then a coverage-guided fuzzer (atheris) on each parser of untrusted bytes
+# for FUZZ_SECONDS each (tests/fuzz/sanitized.sh).
+FUZZ_SECONDS ?= 30
+sanitize: $(STAMP)
+	bash tests/fuzz/sanitized.sh $(FUZZ_SECONDS)
 
 # Regenerate the configuration reference in docs/configuration.md after a config change.
 reference: $(STAMP)

@@ -796,12 +796,16 @@ static PyObject *read_optional_sha256(Reader *r) {
     return digest;
 }
 
-/* A block count; a negative count is followed by the block's size in bytes. */
-static int read_block_count(Reader *r, int64_t *count) {
+/* A block count; a negative count is followed by the block's size in bytes, which
+   *size gets (else -1): the caller checks that the items took exactly that many bytes,
+   as Avro readers that skip blocks by their size would read them. */
+static int read_block_count(Reader *r, int64_t *count, int64_t *size) {
+    *size = -1;
     if (read_long(r, count) < 0) return -1;
     if (*count < 0) {
-        int64_t size;
-        if (*count == INT64_MIN || read_long(r, &size) < 0) return corrupt("bad block", r);
+        if (*count == INT64_MIN || read_long(r, size) < 0 || *size < 0 ||
+            *size > r->end - r->pos)
+            return corrupt("bad block", r);
         *count = -*count;
     }
     /* every item takes at least one byte */
@@ -813,9 +817,10 @@ static PyObject *read_attributes(Reader *r) {
     PyObject *map = PyDict_New();
     if (map == NULL) return NULL;
     for (;;) {
-        int64_t count;
-        if (read_block_count(r, &count) < 0) goto fail;
+        int64_t count, size;
+        if (read_block_count(r, &count, &size) < 0) goto fail;
         if (count == 0) return map;
+        Py_ssize_t start = r->pos;
         for (int64_t i = 0; i < count; i++) {
             PyObject *key = read_string(r);
             if (key == NULL) goto fail;
@@ -827,6 +832,10 @@ static PyObject *read_attributes(Reader *r) {
             }
             Py_DECREF(key);
             Py_DECREF(value);
+        }
+        if (size >= 0 && r->pos - start != size) {
+            corrupt("block size does not match its items", r);
+            goto fail;
         }
     }
 fail:
@@ -920,9 +929,10 @@ static PyObject *decode_event_batch(PyObject *module, PyObject *const *args, Py_
     events = PyList_New(0);
     if (events == NULL) goto fail;
     for (;;) {
-        int64_t count;
-        if (read_block_count(&r, &count) < 0) goto fail;
+        int64_t count, size;
+        if (read_block_count(&r, &count, &size) < 0) goto fail;
         if (count == 0) break;
+        Py_ssize_t start = r.pos;
         if (max_events >= 0 && count > max_events - (long long)PyList_GET_SIZE(events)) {
             PyErr_Format(PyExc_ValueError, "too many events: more than %lld in one message",
                          max_events);
@@ -935,6 +945,10 @@ static PyObject *decode_event_batch(PyObject *module, PyObject *const *args, Py_
                 goto fail;
             }
             Py_DECREF(event);
+        }
+        if (size >= 0 && r.pos - start != size) {
+            corrupt("block size does not match its items", &r);
+            goto fail;
         }
     }
     if (r.pos != r.end) {

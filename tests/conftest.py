@@ -24,6 +24,10 @@ import pytest
 
 from pipeline.config import Settings
 
+# The fuzz harness runs under atheris (tests/fuzz/sanitized.sh); importing it here, for
+# --doctest-modules, would instrument the pipeline for nothing.
+collect_ignore = ["fuzz/fuzz_inputs.py"]
+
 REPO = Path(__file__).resolve().parent.parent
 TEST_STACK_HOME = REPO / ".auditpipe" / "test-stack"
 

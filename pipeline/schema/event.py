@@ -157,9 +157,10 @@ def _optional_int(field: str, value: Any, *, minimum: int, maximum: int = MAX_LO
 def _choice(field: str, value: Any, allowed: frozenset[str], default: str | None) -> str:
     if value is None and default is not None:
         return default
-    if value not in allowed:
-        raise InvalidEvent(field, f"{value!r} is not one of {', '.join(sorted(allowed))}")
-    return str(value)
+    if not isinstance(value, str) or value not in allowed:  # a list or object is no choice
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise InvalidEvent(field, f"{shown} is not one of {', '.join(sorted(allowed))}")
+    return value
 
 
 def _actor(value: Any) -> dict[str, Any]:

@@ -264,7 +264,11 @@ def _sockaddr(by_type: dict[str, list[dict[str, str]]]) -> str:
 def _cmdline(by_type: dict[str, list[dict[str, str]]]) -> str:
     execve = by_type.get("EXECVE", [None])[0]
     if execve is not None:
-        count = int(execve.get("argc", "0"))
+        # argc is a number in the record, not a bound to trust: a forged
+        # argc=4277777772 would loop for hours. The arguments are the aN fields present.
+        argc = execve.get("argc", "0")
+        present = sum(1 for name in execve if name[:1] == "a" and name[1:].isdigit())
+        count = min(int(argc) if argc.isdigit() else 0, present)
         return " ".join(execve.get(f"a{i}", "") for i in range(count))
     title = by_type.get("PROCTITLE", [{}])[0].get("proctitle", "")
     return title.replace("\0", " ")

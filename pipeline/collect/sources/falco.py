@@ -99,6 +99,8 @@ class FalcoParser:
 
     def _map(self, alert: dict[str, Any]) -> dict[str, Any]:
         fields: dict[str, Any] = alert.get("output_fields") or {}
+        if not isinstance(fields, dict):
+            raise ValueError(f"output_fields is {type(fields).__name__}, not an object")
         evt_type = str(fields.get("evt.type") or "alert")
         sandbox = (
             self.sandbox_id
