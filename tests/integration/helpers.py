@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import yaml
 from clickhouse_connect.driver.client import Client
+from pydantic import SecretStr
 
 from pipeline.commands.init import apply_migrations, create_topics, load_migrations
 from pipeline.config import Settings
@@ -30,8 +31,22 @@ def config_file(settings: Settings) -> Path:
     """The settings as a YAML file (what a user would write), for child processes."""
     path = settings.home / "auditpipe.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    path.write_text(yaml.safe_dump(revealed(settings.model_dump(mode="python"))))
     return path
+
+
+def revealed(value: Any) -> Any:
+    """Settings as plain YAML values, secrets included (``mode="json"`` masks them, as
+    `auditpipe config` must; a child process needs them)."""
+    if isinstance(value, dict):
+        return {key: revealed(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [revealed(item) for item in value]
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def child_env(settings: Settings) -> dict[str, str]:
