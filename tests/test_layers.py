@@ -17,6 +17,7 @@ LAYERS = [
     ("pipeline.resources", 0),
     ("pipeline.config", 1),
     ("pipeline.redaction", 1),
+    ("pipeline.redaction_rules", 1),
     ("pipeline.topics", 1),
     ("pipeline.chain", 2),
     ("pipeline.collect", 3),
