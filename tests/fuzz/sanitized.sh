@@ -6,6 +6,8 @@
 # non-zero status and the input written as crash-*/timeout-* in build/sanitized/.
 #
 #   bash tests/fuzz/sanitized.sh [SECONDS]        (make sanitize FUZZ_SECONDS=...)
+# FUZZ_SEED (default 1) fixes libFuzzer's seed, so that CI explores the same way each
+# time; longer runs by hand should vary it.
 set -euo pipefail
 seconds=${1:-30}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -35,6 +37,7 @@ export PYTHONMALLOC=malloc AUDITPIPE_REQUIRE_NATIVE=1 PYTHONPATH=$work
 for target in decoder auditd falco jsonl; do
   echo "fuzz $target for ${seconds}s"
   "$python" -m tests.fuzz.fuzz_inputs "$target" -max_total_time="$seconds" -timeout=10 \
+    -seed="${FUZZ_SEED:-1}" \
     -print_final_stats=1 2>&1 | grep -E "^(stat::number_of_executed_units|stat::peak_rss|#.*DONE)|ERROR|SUMMARY|Error|crash-|timeout-" || true
   if compgen -G "crash-*" >/dev/null || compgen -G "timeout-*" >/dev/null; then
     echo "fuzz $target: a finding, written to $work (see above)" >&2

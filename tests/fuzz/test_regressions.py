@@ -38,6 +38,25 @@ def test_a_block_whose_size_does_not_match_its_items_is_corrupt() -> None:
         native.speedups.decode_event_batch(body)
 
 
+@pytest.mark.skipif(not native.available(), reason="the C extension is not built")
+def test_a_negative_block_count_with_its_size_reads_as_fastavro_reads_it() -> None:
+    """Found by the decoder target: valid Avro (a block of -1 items, 20 bytes) that the C
+    decoder and fastavro read alike; cavro refused it, so the oracle is fastavro now."""
+    import io
+
+    import fastavro
+
+    from pipeline.schema.registry import SchemaRegistry, without_logical_types
+
+    assert native.speedups is not None
+    body = bytes.fromhex("0475620263020128004900000000000000000000000000000000000000")
+    raw = without_logical_types(SchemaRegistry.load().latest("audit_event_batch").raw)
+    schema = fastavro.parse_schema(raw)
+    reference = fastavro.schemaless_reader(io.BytesIO(body), schema, schema)
+    assert native.speedups.decode_event_batch(body) == reference
+    assert reference["events"][0]["ts"] == -37
+
+
 def test_a_forged_argc_does_not_hold_the_auditd_parser() -> None:
     """Found by the auditd target: argc=4277777772 looped over every index."""
     parser = AuditdParser(tenant="t", sandbox_id="sb")
