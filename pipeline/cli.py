@@ -128,6 +128,12 @@ def _unavailable(exc: BaseException, settings: Settings) -> str | None:
         return f"ClickHouse at {settings.clickhouse.url} did not answer: {first}"
     if isinstance(exc, KafkaConnectionError | KafkaTimeoutError):
         return f"Kafka at {settings.kafka.bootstrap} did not answer: {first}"
+    from pipeline.schema.confluent import RegistryError
+
+    if isinstance(exc, RegistryError):
+        return (
+            f"the schema registry at {settings.kafka.schema_registry_url} did not answer: {first}"
+        )
     if isinstance(exc, ConnectionError | TimeoutError):
         return f"a service did not answer ({type(exc).__name__}): {first}"
     return None

@@ -42,6 +42,10 @@ class RegistryError(RuntimeError):
         self.status = status
 
 
+class RegistryUnavailable(RegistryError):
+    """The registry did not answer, and the caller does not wait for it (a command)."""
+
+
 class RegistryStopped(RuntimeError):
     """The worker stopped while the registry was still not answering."""
 
@@ -62,6 +66,9 @@ class ConfluentRegistry:
         self.timeout_s = timeout_s
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
+        self.waits = stopping is not None
+        """Only a caller that can be stopped (the worker) waits out an outage; a command
+        gets RegistryUnavailable at once (one line, exit 3)."""
         self.stopping = stopping or threading.Event()
         self.retries_total = 0
         self._ids: dict[bytes, int] = {}
@@ -95,6 +102,8 @@ class ConfluentRegistry:
                 raise UnknownSchemaError(f"schema id {schema_id}: not in the registry")
         try:
             reply = self._asked_until_answered("GET", f"/schemas/ids/{schema_id}")
+        except RegistryUnavailable:
+            raise
         except RegistryError as exc:  # the registry's own word: no such id
             self._remember_unknown(schema_id)
             raise UnknownSchemaError(f"schema id {schema_id}: {exc}") from None
@@ -122,6 +131,8 @@ class ConfluentRegistry:
             except RegistryError as exc:
                 if exc.status == 404:
                     raise
+                if not self.waits:
+                    raise RegistryUnavailable(f"{exc}", exc.status) from None
                 attempt += 1
                 self.retries_total += 1
                 log.warning(

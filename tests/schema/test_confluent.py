@@ -120,7 +120,9 @@ def test_a_registry_outage_holds_the_message_and_only_a_404_is_unknown() -> None
             "audit_event_batch", record
         )
         Flaky.failures = ["drop", "503", "500", "401"]
-        resolver = ConfluentRegistry(url, local, retry_initial_s=0.01, retry_max_s=0.02)
+        resolver = ConfluentRegistry(
+            url, local, retry_initial_s=0.01, retry_max_s=0.02, stopping=threading.Event()
+        )
         reader = AvroCodec(local, resolver)
 
         assert reader.decode(message).record == record
@@ -145,3 +147,19 @@ def test_a_stopping_worker_ends_the_wait() -> None:
     with pytest.raises(RegistryStopped):
         resolver.version_for(7)
     assert resolver.retries_total == 1
+
+
+def test_a_command_does_not_wait_for_a_registry_that_does_not_answer() -> None:
+    """Only the worker waits; a command gets one line and exit 3 (cli._unavailable)."""
+    from pipeline.cli import _unavailable
+    from pipeline.config import Settings
+    from pipeline.schema.confluent import RegistryUnavailable
+
+    local = SchemaRegistry.load()
+    resolver = ConfluentRegistry("http://127.0.0.1:9", local, timeout_s=0.5)
+    with pytest.raises(RegistryUnavailable) as info:
+        resolver.version_for(7)
+    assert resolver.retries_total == 0
+    settings = Settings(kafka={"schema_registry_url": "http://127.0.0.1:9"})
+    line = _unavailable(info.value, settings)
+    assert line is not None and line.startswith("the schema registry at http://127.0.0.1:9 ")
