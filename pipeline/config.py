@@ -56,6 +56,10 @@ class KafkaConfig(_Section):
     topic_checkpoints: str = "audit.checkpoints"
     """Topic of the second copy of the signed chain-head checkpoints (JSON), which
     `auditpipe verify` compares with ClickHouse."""
+    topic_deferred: str = "audit.events.deferred"
+    """Where the worker moves messages of a sandbox or tenant over its rate limit
+    (``fairness``): stored later, from a lower-priority path. Same partitions as
+    topic_events (a message keeps its partition), so one worker holds both."""
     topic_sandboxes: str = "audit.sandboxes"
     """Compacted inventory topic: sandbox_id -> owner, environment, image, labels."""
     partitions: int = Field(6, ge=1)
@@ -299,6 +303,38 @@ class RetentionConfig(_Section):
     """The policy rollup (counts of events kept back)."""
 
 
+class FairnessConfig(_Section):
+    """Per-sandbox and per-tenant rate limits at the worker (docs/fairness.md).
+
+    Events over a limit are neither dropped nor allowed to delay other tenants: their
+    messages move to ``kafka.topic_deferred`` and are stored from there when the worker
+    has room (at least one batch per ``deferred_every_s``), counted in
+    ``auditpipe_events_deferred_total``; a sandbox over a limit raises a ``flooding``
+    alert (AP-FLOOD). Rates are measured on the messages' Kafka timestamps, never ahead
+    of the worker's clock, so a backlog read after an outage is judged by when it was
+    sent and a forged timestamp earns nothing.
+    """
+
+    enabled: bool = True
+    """Apply the limits (off: every message is processed in arrival order)."""
+    sandbox_events_per_s: float = Field(5_000.0, gt=0)
+    """Sustained events per second one sandbox may send (a worker stores about 28,000
+    per core: benchmarks/RESULTS.md)."""
+    sandbox_burst: int = Field(50_000, ge=1)
+    """Events one sandbox may send at once above its rate (the bucket's size)."""
+    tenant_events_per_s: float | None = Field(None, gt=0)
+    """Sustained events per second all sandboxes of one tenant may send together; a
+    tenant's fair share depends on how many share the workers, so it has no default
+    (none: no tenant limit)."""
+    tenant_burst: int = Field(100_000, ge=1)
+    """Events one tenant may send at once above its rate."""
+    deferred_every_s: float = Field(1.0, gt=0)
+    """While the events topic keeps the worker busy, the deferred path still gets one
+    batch at least this often (it gets all the room the events topic leaves)."""
+    alert_interval_s: float = Field(300.0, ge=0)
+    """One flooding alert per sandbox per this long (in message time) while it floods."""
+
+
 class WorkerConfig(_Section):
     """The Faust worker."""
 
@@ -384,6 +420,7 @@ class Settings(BaseSettings):
     checkpoints: CheckpointsConfig = CheckpointsConfig()
     verify: VerifyConfig = VerifyConfig()
     retention: RetentionConfig = RetentionConfig()
+    fairness: FairnessConfig = FairnessConfig()
     worker: WorkerConfig = WorkerConfig()
     sink: SinkConfig = SinkConfig()
 

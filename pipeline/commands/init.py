@@ -31,6 +31,9 @@ async def create_topics(settings: Settings) -> list[str]:
     compacted = {"cleanup.policy": "compact"}
     wanted = {
         kafka.topic_events: {},
+        # Messages over a rate limit, stored later; the same partitions as the events
+        # topic (a message keeps its partition and the worker holds both together).
+        kafka.topic_deferred: {},
         kafka.topic_alerts: {},
         kafka.topic_deadletter: {},
         kafka.topic_sandboxes: compacted,

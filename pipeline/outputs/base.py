@@ -1,8 +1,9 @@
 """The output contract: every destination the worker's side outputs go to.
 
 A batch leaves, besides its events (``clickhouse/sink.py``, which owns the offsets),
-records of five kinds: dead letters, alerts, the policy's counts of what it kept back
-(``rollup``), the chain links of kept-back events (``links``) and signed checkpoints.
+records of six kinds: dead letters, alerts, the policy's counts of what it kept back
+(``rollup``), the chain links of kept-back events (``links``), signed checkpoints and the
+messages the fairness stage deferred (``deferred``, to be stored later).
 Each destination is one folder under ``outputs/`` with one ``Output``: it names the
 kinds it takes and writes them. The worker writes every kind to ``Outputs``, which hands
 it to each destination that takes it, in the order they were added (the store first,
@@ -17,7 +18,8 @@ The contract, which every destination keeps:
   derived from their evidence). Dead letters, counts, links and checkpoints are not made
   again for messages whose rows are already stored, so they are never kept back.
 - A failure that may pass is retried inside ``write`` (back-off, the worker waits:
-  backpressure); one that cannot pass raises. Nothing is dropped silently.
+  backpressure); one that cannot pass raises. Nothing is dropped silently: a kind that
+  no destination takes is an error when records of it are written.
 - ``origin`` names where the records came from (the batch's first message and size, a
   write number): a destination that deduplicates re-sent writes derives its token from it
   and from the records, so the same records re-sent are stored once.
@@ -29,11 +31,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-Kind = Literal["dead_letters", "alerts", "rollup", "links", "checkpoints"]
-KINDS: tuple[Kind, ...] = ("dead_letters", "alerts", "rollup", "links", "checkpoints")
+Kind = Literal["dead_letters", "alerts", "rollup", "links", "checkpoints", "deferred"]
+KINDS: tuple[Kind, ...] = ("dead_letters", "alerts", "rollup", "links", "checkpoints", "deferred")
 """dead_letters: ``schema.deadletter`` records (dicts); alerts: ``rules.alerts.Alert``;
 rollup: ``(stages.base.KeptBack, count)`` pairs; links: ``stages.base.ChainLink``;
-checkpoints: ``chain.checkpoints.Checkpoint``."""
+checkpoints: ``chain.checkpoints.Checkpoint``; deferred: ``stages.decode.RawMessage``
+(the message as it arrived)."""
+
+
+class NoDestination(Exception):
+    """Records of a kind that no destination takes (they would be lost)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,10 @@ class Outputs:
         if not items:
             return
         records = Records(kind, items, origin)
-        for output in self._by_kind[kind]:
+        destinations = self._by_kind[kind]
+        if not destinations:
+            raise NoDestination(f"no output takes {kind} (outputs: {', '.join(self.names)})")
+        for output in destinations:
             output.write(records)
 
     def flush(self) -> None:

@@ -58,6 +58,11 @@ class BatchContext:
     gauges: dict[str, float] = field(default_factory=dict)
     kept_back: Counter[KeptBack] = field(default_factory=Counter)
     links: list[ChainLink] = field(default_factory=list)
+    arrivals: dict[tuple[int, int], tuple[bytes | None, int]] = field(default_factory=dict)
+    """(partition, offset) -> the message's Kafka key and timestamp in ms (set by decode)."""
+    deferred: list[tuple[int, int]] = field(default_factory=list)
+    """(partition, offset) of the messages moved to the deferred topic (the fairness
+    stage took their events out of the chunk); sent before any row after them."""
 
     def count(self, metric: str, n: int = 1, **labels: str) -> None:
         if n:

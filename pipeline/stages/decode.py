@@ -25,6 +25,8 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes
+    timestamp_ms: int = 0
+    """The Kafka timestamp (0: unknown; the fairness stage then takes its own clock)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ def decode_messages(
             )
             continue
         events = decoded.record["events"]
+        ctx.arrivals[(msg.partition, msg.offset)] = (msg.key, msg.timestamp_ms)
         for event in events:
             event["kafka_partition"] = msg.partition
             event["kafka_offset"] = msg.offset

@@ -1,6 +1,12 @@
-"""The worker's agent: takes batches of messages off ``audit.events``, runs each through
-the batch processor in the batch thread, and lets Faust acknowledge a batch only once
+"""The worker's agents: each takes batches of messages off its topic (``audit.events``,
+and ``audit.events.deferred`` for messages over a rate limit), runs each through its
+batch processor in the one batch thread, and lets Faust acknowledge a batch only once
 its rows are stored or dead-lettered.
+
+The events topic goes first (``Priority``): the deferred agent takes its turn when the
+events agent has caught up, or once per ``fairness.deferred_every_s`` while it has not,
+and then processes one slice of about a MiB of messages before it asks again, so a
+deferred flood costs the other tenants at most a slice's time per interval.
 
 Partition bookkeeping lives here: which partitions' stored offsets are loaded (on gaining
 a partition, before its first batch), what each partition's position is, which messages
@@ -11,8 +17,11 @@ revoked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
+import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -33,6 +42,33 @@ log = logging.getLogger("auditpipe.worker")
 INVENTORY_WAIT_S = 30.0
 SHUTDOWN_GRACE_S = 30.0
 """How long a stopping worker waits for the batch in progress to be stored."""
+DEFERRED_SLICE_BYTES = 1 << 20
+"""Messages the deferred agent processes per turn (about 0.2 s of work, measured)."""
+
+
+class Priority:
+    """The events topic before the deferred one: the deferred agent's turn comes when
+    the events agent's last take was not full (it has caught up), or ``every_s`` after
+    the deferred agent's last turn."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self.caught_up = asyncio.Event()
+        self.caught_up.set()
+        self.last_turn = time.monotonic()
+
+    def events_taken(self, full: bool) -> None:
+        if full:
+            self.caught_up.clear()
+        else:
+            self.caught_up.set()
+
+    async def deferred_turn(self) -> None:
+        wait = self.every_s - (time.monotonic() - self.last_turn)
+        if wait > 0 and not self.caught_up.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.caught_up.wait(), wait)
+        self.last_turn = time.monotonic()
 
 
 class EventsAgent:
@@ -51,6 +87,8 @@ class EventsAgent:
         stopping: threading.Event,
         executor: ThreadPoolExecutor,
         watchdog: StallWatchdog,
+        priority: Priority,
+        deferred: bool = False,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -62,10 +100,30 @@ class EventsAgent:
         self.stopping = stopping
         self.executor = executor
         self.watchdog = watchdog
+        self.priority = priority
+        self.deferred = deferred
         self.gaps = GapGuard()
         self.known_partitions: set[int] = set()
-        """Partitions of the events topic whose stored offsets were loaded since gained."""
-        self.topic = settings.kafka.topic_events
+        """Partitions of the topic whose stored offsets were loaded since gained."""
+        self.topic = processor.topic
+
+    def deferred_agent(self) -> EventsAgent:
+        """The agent of the deferred topic: the same state, thread and priority; the
+        deferred path of this agent's processor."""
+        return EventsAgent(
+            self.app,
+            self.settings,
+            self.processor.deferred_path(),
+            codec=self.codec,
+            inventory=self.inventory,
+            dedup_state=self.dedup_state,
+            rule_state=self.rule_state,
+            stopping=self.stopping,
+            executor=self.executor,
+            watchdog=self.watchdog,
+            priority=self.priority,
+            deferred=True,
+        )
 
     def connect_outputs(self, loop: asyncio.AbstractEventLoop) -> None:
         """The topics join the processor's outputs, after ClickHouse (once: Faust may
@@ -85,20 +143,45 @@ class EventsAgent:
         """The agent's body: every taken batch, in order."""
         settings = self.settings.worker
         async for taken in stream.take_events(settings.take_messages, settings.take_within_s):
+            full = len(taken) >= settings.take_messages
+            if not self.deferred:
+                self.priority.events_taken(full)
             batch = await self._without_skips(taken)
             if not batch:
                 continue
-            await self._process(batch, caught_up=len(taken) < settings.take_messages)
-            self.watchdog.batch_done()
+            for start, end in self._slices(batch):
+                try:
+                    if self.deferred:
+                        await self.priority.deferred_turn()
+                    await self._process(batch[start:end], caught_up=end == len(batch) and not full)
+                except BaseException:
+                    # take_events acks the whole take on the way out: what was not
+                    # processed stays out of the commits (a replay skips what is stored).
+                    self._keep_out_of_commits(batch[start:])
+                    raise
+            if not self.deferred:
+                self.watchdog.batch_done()
             progress.maybe_log()
+
+    def _slices(self, batch: Sequence[Any]) -> Iterator[tuple[int, int]]:
+        """(start, end) of the batch whole (events topic), or of its slices of about
+        DEFERRED_SLICE_BYTES (deferred topic: the events topic may go between them)."""
+        if not self.deferred:
+            yield 0, len(batch)
+            return
+        start = size = 0
+        for n, event in enumerate(batch):
+            size += len(event.value or b"")
+            if size >= DEFERRED_SLICE_BYTES and n + 1 < len(batch):
+                yield start, n + 1
+                start, size = n + 1, 0
+        yield start, len(batch)
 
     async def _process(self, batch: list[Any], caught_up: bool) -> None:
         """One batch in the batch thread. Leaving with an error stops the worker without
         committing the batch's offsets (they are consumed again after a restart)."""
         loop = asyncio.get_running_loop()
-        messages = [
-            RawMessage(e.message.partition, e.message.offset, e.key, e.value) for e in batch
-        ]
+        messages = [_raw(e) for e in batch]
         completed = False
         try:
             event_of_partition = await self._prepare(batch)
@@ -142,7 +225,8 @@ class EventsAgent:
         gained loaded, the Faust tables' state of its partitions in place."""
         if not self.inventory.ready.is_set():
             await _wait_for_inventory(self.inventory)
-        assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.topic}
+        assignment = self.app.consumer.assignment()
+        assigned = {tp.partition for tp in assignment if tp.topic == self.topic}
         event_of_partition = {e.message.partition: e for e in batch}
         self.known_partitions.intersection_update(assigned)
         gained = set(event_of_partition) - self.known_partitions
@@ -156,9 +240,13 @@ class EventsAgent:
                 self.executor, self.processor.load_stored_offsets, gained, ends
             )
             self.known_partitions.update(gained)
-        self.dedup_state.prepare(set(event_of_partition), assigned)
+        # The stages' state is the events topic's partitions' (the deferred topic has the
+        # same partitions, assigned together: a message keeps its partition).
+        events_topic = self.settings.kafka.topic_events
+        held = {tp.partition for tp in assignment if tp.topic == events_topic}
+        self.dedup_state.prepare(set(event_of_partition), held)
         if self.rule_state is not None:
-            self.rule_state.prepare(set(event_of_partition), assigned, event_of_partition)
+            self.rule_state.prepare(set(event_of_partition), held, event_of_partition)
         return event_of_partition
 
     async def _after_batch(self, event_of_partition: dict[int, Any], caught_up: bool) -> None:
@@ -208,6 +296,12 @@ class EventsAgent:
                 self.known_partitions.discard(tp.partition)
                 self.processor.next_offsets.pop(tp.partition, None)
                 self.gaps.forget(tp.partition)
+
+
+def _raw(event: Any) -> RawMessage:
+    message = event.message
+    sent_ms = int((message.timestamp or 0) * 1000)
+    return RawMessage(message.partition, message.offset, event.key, event.value, sent_ms)
 
 
 def _partition_ends(app: faust.App, batch: list[Any]) -> dict[int, int]:

@@ -1,4 +1,5 @@
-"""The Faust worker: consume ``audit.events``, run the stages, store in ClickHouse.
+"""The Faust worker: consume ``audit.events`` (and ``audit.events.deferred``, what the
+rate limits put off), run the stages, store in ClickHouse.
 
 The agent takes messages in batches (``worker.take_messages`` within
 ``worker.take_within_s``); each message already carries a batch of events, so Faust's
@@ -28,7 +29,7 @@ from pipeline.config import Settings
 from pipeline.outputs.clickhouse import InsertService
 from pipeline.outputs.clickhouse.client import connect
 from pipeline.schema import codec_for
-from pipeline.worker.agent import SHUTDOWN_GRACE_S, EventsAgent
+from pipeline.worker.agent import SHUTDOWN_GRACE_S, EventsAgent, Priority
 from pipeline.worker.batch import BatchProcessor
 from pipeline.worker.inventory import InventoryFollower
 from pipeline.worker.metrics import WorkerMetrics
@@ -71,6 +72,9 @@ def build_app(settings: Settings) -> faust.App:
         "dedup-window", partitions=settings.kafka.partitions, key_type=bytes, value_type=bytes
     )
     watchdog = StallWatchdog(app, settings.kafka.topic_events, settings.worker.stall_timeout_s)
+    # Two agents, one batch thread, the same stages and state: the events topic, and the
+    # deferred topic (messages over a rate limit, stages/fairness.py), which always runs
+    # (turning the limits off leaves no backlog behind).
     agent = EventsAgent(
         app,
         settings,
@@ -82,19 +86,29 @@ def build_app(settings: Settings) -> faust.App:
         stopping=stopping,
         executor=executor,
         watchdog=watchdog,
+        priority=Priority(settings.fairness.deferred_every_s),
     )
+    deferred = agent.deferred_agent()
     _serve_metrics(app, settings, processor, inventory)
     progress = _Progress(processor.metrics)
-    events_topic = app.topic(settings.kafka.topic_events, value_type=bytes, key_type=bytes)
 
-    @app.agent(events_topic, name="process-events")
+    def topic(name: str) -> Any:
+        return app.topic(name, value_type=bytes, key_type=bytes)
+
+    @app.agent(topic(settings.kafka.topic_events), name="process-events")
     async def process_events(stream: Any) -> None:
         agent.connect_outputs(asyncio.get_running_loop())
         await agent.run(stream, progress)
 
+    @app.agent(topic(settings.kafka.topic_deferred), name="process-deferred")
+    async def process_deferred(stream: Any) -> None:
+        deferred.connect_outputs(asyncio.get_running_loop())
+        await deferred.run(stream, progress)
+
     @app.on_partitions_revoked.connect
     async def _forget_revoked(_app: Any, /, *args: Any, signal: Any, **_kw: Any) -> None:
         agent.forget(args[0])
+        deferred.forget(args[0])
 
     _timers_and_signals(app, settings, processor, executor, watchdog, stopping)
     return app

@@ -55,12 +55,19 @@ class BatchProcessor:
         stages: Stages,
         service: InsertService,
         metrics: WorkerMetrics | None = None,
+        *,
+        deferred: bool = False,
     ) -> None:
         self.settings = settings
         self.codec = codec
         self.stages = stages
         self.service = service
         self.metrics = metrics or WorkerMetrics()
+        self.deferred = deferred
+        """Whether this processor takes the deferred topic (``deferred_path``)."""
+        self.topic = settings.kafka.topic_deferred if deferred else settings.kafka.topic_events
+        self.main: BatchProcessor | None = None
+        """For the deferred path: the events topic's processor, which signs checkpoints."""
         self.tables = Tables(settings.clickhouse.database)
         self.limits = DecodeLimits(
             settings.worker.max_message_bytes, settings.worker.max_events_per_message
@@ -72,7 +79,7 @@ class BatchProcessor:
             max_bytes=settings.sink.max_bytes,
             executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="auditpipe-insert"),
             on_rejected=self._reject_rows,
-            signer=ProgressSigner(load_key(settings), settings.kafka.topic_events),
+            signer=ProgressSigner(load_key(settings), self.topic, deferred=deferred),
         )
         self._rejected_rows = 0
         """Rows ClickHouse refused for good since the last batch (dead-lettered)."""
@@ -89,14 +96,30 @@ class BatchProcessor:
         self._retries_seen = 0
         self._registry_retries_seen = 0
 
+    def deferred_path(self) -> BatchProcessor:
+        """The processor of the deferred topic (``stages/fairness.py``): the same stages
+        and their state (but the fairness stage), outputs, metrics and checkpoints; its
+        own sink, whose rows are marked deferred and whose progress is kept apart."""
+        other = BatchProcessor(
+            self.settings,
+            self.codec,
+            self.stages.for_deferred(),
+            self.service,
+            self.metrics,
+            deferred=True,
+        )
+        other.outputs = self.outputs
+        other.main = self
+        return other
+
     def process(self, messages: Sequence[RawMessage]) -> BatchResult:
-        ctx = BatchContext(source_topic=self.settings.kafka.topic_events)
+        ctx = BatchContext(source_topic=self.topic)
         ctx.dead.mask = self.stages.mask
         metrics = self.metrics
         decoded_events = stored = dead_sent = 0
         alerts: list[Alert] = []
         todo = self._not_stored_yet(messages)
-        kept_back = _KeptBackWrites(self.outputs, messages)
+        kept_back = _KeptBackWrites(self.outputs, messages, self.topic)
         # A few messages at a time: decoded events live only until the sink takes them,
         # so memory follows sink.max_rows, not the size of the take.
         for chunk in _chunks(todo):
@@ -113,6 +136,7 @@ class BatchProcessor:
             # _not_stored_yet), and would not make them again.
             alerts.extend(self._send_alerts(ctx))
             dead_sent = self._send_dead_letters(ctx.dead, dead_sent)
+            self._send_deferred(ctx, chunk)
             for partition, rows, size_bytes in _by_partition(events, decoded):
                 if self.sink.would_insert(len(rows), size_bytes):
                     kept_back.write(ctx)
@@ -135,7 +159,8 @@ class BatchProcessor:
         self.maybe_checkpoint()
         # Counted once stored: "stored" means in ClickHouse.
         whole_messages = sum(1 for r in ctx.dead.records if r["event_id"] is None)
-        metrics.events_in.inc(decoded_events + whole_messages)
+        deferred = ctx.counted("events_deferred")  # counted in when taken from there
+        metrics.events_in.inc(decoded_events - deferred + whole_messages)
         metrics.events_stored.inc(stored)
         metrics.add_counts(ctx.dead.by_reason, metrics.deadletter, "reason")
         metrics.batch_events.observe(decoded_events)
@@ -143,12 +168,18 @@ class BatchProcessor:
         self._count_retries()
         for message in messages:
             self.next_offsets[message.partition] = message.offset + 1
+        if self.deferred and self.stages.fair is not None:
+            self.stages.fair.drained(m.key for m in messages)
         return BatchResult(ctx.dead, alerts)
 
     def maybe_checkpoint(self) -> None:
         """Every checkpoints.interval_s (after a batch, and on the worker's timer while
         none comes): sign the chain heads that advanced. Runs in the batch thread, so a
-        head is signed only after its batch's rows were flushed."""
+        head is signed only after its batch's rows were flushed. The deferred path's are
+        signed by the events topic's processor (one signer: the checkpoints chain)."""
+        if self.main is not None:
+            self.main.maybe_checkpoint()
+            return
         if time.monotonic() - self._checkpoint_at >= self.settings.checkpoints.interval_s:
             self.checkpoint_now()
 
@@ -207,6 +238,15 @@ class BatchProcessor:
         self.outputs.write("alerts", alerts)
         return alerts
 
+    def _send_deferred(self, ctx: BatchContext, chunk: Sequence[RawMessage]) -> None:
+        """Write the messages the fairness stage deferred, before any row after them may
+        be stored (a replay skips messages older than a stored row)."""
+        if not ctx.deferred:
+            return
+        wanted = set(ctx.deferred)
+        ctx.deferred = []
+        self.outputs.write("deferred", [m for m in chunk if (m.partition, m.offset) in wanted])
+
     def _send_dead_letters(self, dead: DeadLetters, already: int) -> int:
         """Write the dead letters after the first ``already``; returns the count written."""
         self.outputs.write("dead_letters", dead.records[already:])
@@ -218,7 +258,7 @@ class BatchProcessor:
         dead = DeadLetters(mask=self.stages.mask)
         for event in events:
             where = Provenance(
-                self.settings.kafka.topic_events,
+                self.topic,
                 event["kafka_partition"],
                 event["kafka_offset"],
                 None,
@@ -250,10 +290,10 @@ class _KeptBackWrites:
     context) before rows after them may be stored: at the end of the batch, and before
     the sink inserts in the middle of one."""
 
-    def __init__(self, outputs: Outputs, messages: Sequence[RawMessage]) -> None:
+    def __init__(self, outputs: Outputs, messages: Sequence[RawMessage], topic: str) -> None:
         first = messages[0]
         self.outputs = outputs
-        self.batch = f"{first.partition}:{first.offset}:{len(messages)}"
+        self.batch = f"{topic}/{first.partition}:{first.offset}:{len(messages)}"
         self.writes = 0
 
     def write(self, ctx: BatchContext) -> None:

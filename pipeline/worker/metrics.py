@@ -9,6 +9,9 @@ flight)::
         + auditpipe_events_collapsed_total + sum(auditpipe_deadletter_total)
 
 A message that cannot be decoded at all counts as one event in and one dead letter.
+Events of a message deferred by the fairness stage are not in yet: they are counted in
+``auditpipe_events_deferred_total``, and in ``auditpipe_events_in_total`` when the
+deferred path takes them.
 A retried insert is counted in ``auditpipe_sink_insert_retries_total``, never as dropped.
 """
 
@@ -50,6 +53,20 @@ class WorkerMetrics:
         self.events_collapsed = Counter(
             "events_collapsed",
             "Repeats folded into a stored event's repeat_count (the collapse stage)",
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.events_deferred = Counter(
+            "events_deferred",
+            "Events over a rate limit moved to the deferred topic (counted in again when "
+            "taken from it), by why: sandbox_rate, tenant_rate, behind_deferred",
+            ["reason"],
+            namespace=NAMESPACE,
+            registry=r,
+        )
+        self.deferred_keys = Gauge(
+            "deferred_keys",
+            "Sandboxes (Kafka keys) with deferred messages not yet stored",
             namespace=NAMESPACE,
             registry=r,
         )

@@ -3,7 +3,7 @@ the few the worker drives itself (no probing of the list by class)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipeline.chain.checkpoints import load_key
 from pipeline.config import Settings
@@ -15,6 +15,7 @@ from pipeline.stages.collapse import CollapseStage
 from pipeline.stages.dedup import DedupStage
 from pipeline.stages.detect import DetectStage
 from pipeline.stages.enrich import EnrichStage, Inventory, StaticInventory
+from pipeline.stages.fairness import FairnessStage, FairShare
 from pipeline.stages.policy import PolicyFile, PolicyStage
 from pipeline.stages.redact import RedactStage
 from pipeline.stages.validate import ValidateStage
@@ -24,12 +25,19 @@ from pipeline.stages.validate import ValidateStage
 class Stages:
     """The stages in data-flow order, and the handles the worker needs: the dedup window
     (persisted in a Faust table), the detection stage (its rules reloaded on SIGHUP, its
-    windows persisted, its chain heads signed) and the redaction of dead letters."""
+    windows persisted, its chain heads signed), the redaction of dead letters and the
+    rate limits' state (the deferred path tells it what it took)."""
 
     all: list[Stage]
     dedup: DedupStage
     detect: DetectStage | None
     redact: RedactStage
+    fair: FairShare | None = None
+
+    def for_deferred(self) -> Stages:
+        """The same stages (the same state) for messages taken from the deferred topic:
+        all but the fairness stage, which decided to defer them already."""
+        return replace(self, all=[s for s in self.all if s.name != FairnessStage.name])
 
     @property
     def chain(self) -> ChainMonitor | None:
@@ -44,12 +52,15 @@ class Stages:
 def default_stages(settings: Settings, inventory: Inventory | None = None) -> Stages:
     """The stages between decode and the sink, in order.
 
-    Detection runs before the level policy, which keeps every event a rule matched.
+    The rate limits come first: a deferred message costs no other stage's time. Detection
+    runs before the level policy, which keeps every event a rule matched.
     """
     dedup = DedupStage(settings.dedup, secret=load_key(settings))
     detect = DetectStage(settings.rules) if settings.rules.enabled else None
     redact = RedactStage(settings.redact, redaction_key(settings.redact, settings.home))
+    fair = FairShare(settings.fairness) if settings.fairness.enabled else None
     stages: list[Stage] = [
+        *([FairnessStage(fair)] if fair is not None else []),
         ValidateStage(settings.validation),
         dedup,
         EnrichStage(inventory or StaticInventory({})),
@@ -58,4 +69,4 @@ def default_stages(settings: Settings, inventory: Inventory | None = None) -> St
         CollapseStage(settings.collapse),
         redact,
     ]
-    return Stages(stages, dedup, detect, redact)
+    return Stages(stages, dedup, detect, redact, fair)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.outputs.base import Kind, Outputs, Records
+from pipeline.outputs.base import Kind, NoDestination, Outputs, Records
 
 
 class Destination:
@@ -27,7 +27,6 @@ def test_each_kind_goes_to_the_destinations_that_take_it_in_order() -> None:
 
     outputs.write("dead_letters", [{"n": 1}, {"n": 2}])
     outputs.write("links", [("t", "s", 1)], "0:5:10/0")
-    outputs.write("checkpoints", ["nobody takes these"])
     outputs.write("alerts", [])  # nothing to write: nobody is called
     outputs.flush()
 
@@ -39,6 +38,14 @@ def test_each_kind_goes_to_the_destinations_that_take_it_in_order() -> None:
         "topics:flush",
     ]
     assert outputs.names == ["store", "topics"]
+
+
+def test_records_no_destination_takes_are_an_error_not_lost() -> None:
+    """E.g. deferred messages in a worker without topics: raised, never dropped."""
+    outputs = Outputs([Destination("store", {"dead_letters"}, [])])
+    outputs.write("deferred", [])  # nothing to write is no error
+    with pytest.raises(NoDestination, match="no output takes deferred"):
+        outputs.write("deferred", ["a message"])
 
 
 def test_a_destination_with_an_unknown_kind_is_refused() -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from pipeline.config import Settings
+from pipeline.outputs.base import NoDestination
 from pipeline.outputs.clickhouse.request_builder import InsertRequest
 from pipeline.schema import codec_for
 from pipeline.sim.simulate import FleetSimulator
@@ -141,3 +144,110 @@ def test_kept_back_counts_and_links_are_written_before_rows_after_them(tmp_path:
     assert kept == sum(s.value for s in dropped if s.name.endswith("_total")) > 0
     tokens = [r.dedup_token for r in service.requests if r.table.endswith("events_policy_rollup")]
     assert len(tokens) == len(set(tokens)) > 1
+
+
+class DeferredTopic:
+    """The deferred topic as an output (``outputs/kafka`` publishes it): keeps the
+    messages in the order written, on a log shared with the inserts."""
+
+    name = "topics"
+    kinds = frozenset({"deferred", "alerts", "dead_letters"})
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.messages: list[RawMessage] = []
+        self.alerts: list[Any] = []
+
+    def write(self, records: Any) -> None:
+        if records.kind == "deferred":
+            self.messages.extend(records.items)
+            self.log.extend(f"deferred {m.offset}" for m in records.items)
+        elif records.kind == "alerts":
+            self.alerts.extend(records.items)
+
+    def flush(self) -> None:
+        pass
+
+
+class LoggedInserts(Recorder):
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def insert(self, request: InsertRequest) -> None:
+        super().insert(request)
+        if request.table.endswith(".events"):
+            offsets = request.columns[request.column_names.index("kafka_offset")]
+            self.log.append(f"insert {min(offsets)}-{max(offsets)}")
+
+
+def test_a_flood_is_deferred_then_stored_whole_in_order_from_the_deferred_topic() -> None:
+    """One sandbox floods among quiet ones: its messages over the limit go to the deferred
+    topic before any row after them is stored; the quiet ones are stored at once; the
+    deferred path stores the rest (marked, with tokens of its own), in the sandbox's
+    order (no chain-gap alert), and every event is counted in exactly once."""
+    settings = Settings(
+        fairness={"sandbox_events_per_s": 100, "sandbox_burst": 500}, sink={"max_rows": 300}
+    )
+    log: list[str] = []
+    service = LoggedInserts(log)
+    processor = BatchProcessor(settings, CODEC, default_stages(settings), service)  # type: ignore[arg-type]
+    topic = DeferredTopic(log)
+    processor.outputs.add(topic)
+    deferred_path = processor.deferred_path()
+    quiet = list(FleetSimulator(3, seed=6).events(300))
+    template = quiet[0]
+    flood = [
+        template | {"sandbox_id": "flood", "seq": n + 1, "event_id": f"flood-{n}"}
+        for n in range(2000)
+    ]
+    messages = []
+    for n in range(10):  # flood, quiet, flood, quiet, ...
+        for events, key in (
+            (flood[n * 200 : (n + 1) * 200], b"t/flood"),
+            (quiet[n * 30 : (n + 1) * 30], b"q"),
+        ):
+            value = CODEC.encode(
+                "audit_event_batch",
+                {"sandbox_id": "x", "collector": "t", "sent_at": 0, "events": events},
+            )
+            messages.append(RawMessage(0, len(messages), key, value, 1_700_000_000_000))
+
+    processor.process(messages)
+
+    assert [m.offset for m in topic.messages] == [4, 6, 8, 10, 12, 14, 16, 18]
+    first_deferral = log.index("deferred 4")
+    assert all(
+        int(e.split()[1].split("-")[1]) < 4 for e in log[:first_deferral] if e.startswith("insert")
+    )
+    main_rows = sum(r.rows for r in service.requests if r.table.endswith(".events"))
+    assert main_rows == 400 + 300  # two flood messages, every quiet one
+    assert [a.rule_id for a in topic.alerts].count("AP-FLOOD") == 1
+    assert processor.stages.fair is not None and processor.stages.fair.pending[b"t/flood"] == 8
+
+    # The deferred topic: the same messages at its own offsets (same partition).
+    service.requests.clear()
+    taken = [RawMessage(0, n, m.key, m.value, m.timestamp_ms) for n, m in enumerate(topic.messages)]
+    deferred_path.process(taken)
+
+    stored = [r for r in service.requests if r.table.endswith(".events")]
+    assert sum(r.rows for r in stored) == 1600
+    assert all(r.column_names[-1] == "deferred" and all(r.columns[-1]) for r in stored)
+    assert all(r.dedup_token.startswith("deferred:") for r in stored)
+    seqs = [s for r in stored for s in r.columns[r.column_names.index("seq")]]
+    assert seqs == list(range(401, 2001))
+    assert not [a for a in topic.alerts if a.rule_id.startswith("AP-INT")]
+    assert processor.stages.fair.pending == {}
+    m = processor.metrics
+    assert (
+        sample(m, "auditpipe_events_in_total") == 2300 == sample(m, "auditpipe_events_stored_total")
+    )
+    assert sample(m, "auditpipe_events_deferred_total", reason="sandbox_rate") == 200
+
+
+def test_a_deferral_with_no_deferred_topic_fails_the_batch_instead_of_losing_it() -> None:
+    settings = Settings(fairness={"sandbox_events_per_s": 1, "sandbox_burst": 10})
+    processor = BatchProcessor(settings, CODEC, default_stages(settings), Recorder())  # type: ignore[arg-type]
+    events = list(FleetSimulator(1, seed=7).events(50))
+    with pytest.raises(NoDestination):
+        processor.process([message(0, events)])

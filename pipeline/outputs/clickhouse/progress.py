@@ -44,11 +44,14 @@ class Querier(Protocol):
 
 
 class ProgressSigner:
-    """The MAC of each stored message's (topic, partition, offset)."""
+    """The MAC of each stored message's (topic, partition, offset). ``deferred``: the
+    topic is the deferred one (``stages/fairness.py``), whose rows are marked
+    ``deferred`` and whose progress is kept apart (migration 0016)."""
 
-    def __init__(self, key: bytes, topic: str) -> None:
+    def __init__(self, key: bytes, topic: str, *, deferred: bool = False) -> None:
         self._key = key
         self._topic = topic
+        self.deferred = deferred
         self._last: tuple[int, int, bytes] = (-1, -1, b"")
 
     def mac(self, partition: int, offset: int) -> bytes:
@@ -85,9 +88,9 @@ def stored_offsets(
         return found
     rows = service.query_rows(
         f"SELECT kafka_partition, max_offset, mac FROM {database}.events_sink_progress "
-        "WHERE kafka_partition IN %(partitions)s "
+        "WHERE kafka_partition IN %(partitions)s AND deferred = %(deferred)s "
         f"ORDER BY kafka_partition, max_offset DESC LIMIT {CANDIDATES} BY kafka_partition",
-        {"partitions": wanted},
+        {"partitions": wanted, "deferred": signer.deferred},
     )
     for partition, offset, mac in rows:
         partition, offset = int(partition), int(offset)

@@ -156,16 +156,24 @@ def _repeat_columns(events: Sequence[Event]) -> list[list[Any]]:
 def build_event_request(
     table: str, events: Sequence[Event], signer: ProgressSigner | None = None
 ) -> InsertRequest:
-    """One insert of events (ordered by partition, then offset)."""
+    """One insert of events (ordered by partition, then offset). Rows from the deferred
+    topic get ``deferred`` (the table's default, false, fills it otherwise) and a token of
+    their own: their offsets are another topic's, and an equal token would make
+    ClickHouse drop the block as a duplicate of the events topic's."""
     repeats = any("repeat_count" in e for e in events)
     columns = build_event_columns(events, repeats, signer)
     partitions, offsets = columns[_PARTITION_COLUMN], columns[_OFFSET_COLUMN]
+    names = EVENT_COLUMNS if repeats else EVENT_COLUMNS[:-REPEAT_COLUMNS]
+    source = "events"
+    if signer is not None and signer.deferred:
+        names, source = (*names, "deferred"), "deferred"
+        columns.append([True] * len(events))
     return InsertRequest(
         table=table,
-        column_names=EVENT_COLUMNS if repeats else EVENT_COLUMNS[:-REPEAT_COLUMNS],
+        column_names=names,
         columns=columns,
         rows=len(events),
-        dedup_token=f"events:{offset_ranges(partitions, offsets)}:{len(events)}",
+        dedup_token=f"{source}:{offset_ranges(partitions, offsets)}:{len(events)}",
     )
 
 
@@ -203,7 +211,9 @@ def side_request(tables: Tables, records: Records) -> InsertRequest:
     names: Sequence[str]
     if kind == "dead_letters":
         table, names, columns = tables.deadletter, DEADLETTER_COLUMNS, record_columns(items)
-        where = ",".join(f"{r['source_partition']}@{r['source_offset']}" for r in items)
+        where = ",".join(
+            f"{r['source_topic']}/{r['source_partition']}@{r['source_offset']}" for r in items
+        )
         token = "dlq:" + _digest(where.encode())
     elif kind == "alerts":
         table, names, columns = tables.alerts, ALERT_COLUMNS, alert_columns(items)

@@ -1,6 +1,7 @@
 """Kafka topics as an ``Output`` (``outputs/base.py``): alerts to ``audit.alerts`` and
-their severity routes, dead letters to ``audit.deadletter``, and the second copy of the
-signed checkpoints to ``audit.checkpoints``.
+their severity routes, dead letters to ``audit.deadletter``, the second copy of the
+signed checkpoints to ``audit.checkpoints``, and messages over a rate limit to
+``audit.events.deferred``.
 
 The producer lives on the worker's event loop and the batch runs in its own thread:
 ``write`` hands the sends to the loop and waits until Kafka has taken every record (a
@@ -20,6 +21,7 @@ from pipeline.outputs.kafka.publish import (
     alert_publisher,
     publish_checkpoints,
     publish_dead_letters,
+    publish_deferred,
 )
 from pipeline.schema.codec import AvroCodec
 
@@ -29,7 +31,7 @@ SEND_TIMEOUT_S = 60.0
 
 class TopicsOutput:
     name = "kafka"
-    kinds: frozenset[Kind] = frozenset({"dead_letters", "alerts", "checkpoints"})
+    kinds: frozenset[Kind] = frozenset({"dead_letters", "alerts", "checkpoints", "deferred"})
 
     def __init__(
         self,
@@ -42,6 +44,7 @@ class TopicsOutput:
         kafka = settings.kafka
         dead_letters = topic_of(kafka.topic_deadletter)
         checkpoints = topic_of(kafka.topic_checkpoints)
+        deferred = topic_of(kafka.topic_deferred)
         alerts = alert_publisher(topic_of, settings, codec)
         self._send: dict[Kind, Callable[[list[Any]], Coroutine[Any, Any, None]]] = {
             "alerts": alerts,
@@ -49,6 +52,7 @@ class TopicsOutput:
             "checkpoints": lambda items: publish_checkpoints(
                 checkpoints, [c.record() for c in items]
             ),
+            "deferred": lambda items: publish_deferred(deferred, items),
         }
 
     def write(self, records: Records) -> None:

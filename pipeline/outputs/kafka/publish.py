@@ -68,3 +68,23 @@ async def publish_checkpoints(topic: Any, records: list[dict[str, Any]]) -> None
             for record in records
         ]
     )
+
+
+ORIGIN_HEADER = "auditpipe-origin"
+"""On a deferred message: ``partition:offset:timestamp_ms`` of the message it copies."""
+
+
+async def publish_deferred(topic: Any, messages: list[Any]) -> None:
+    """Messages (``stages.decode.RawMessage``) as they arrived, to the same partition of
+    the deferred topic with the same key, in order (``stages/fairness.py``)."""
+    await _sent(
+        [
+            await topic.send(
+                key=m.key,
+                value=m.value,
+                partition=m.partition,
+                headers=[(ORIGIN_HEADER, f"{m.partition}:{m.offset}:{m.timestamp_ms}".encode())],
+            )
+            for m in messages
+        ]
+    )
