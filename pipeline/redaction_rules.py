@@ -54,6 +54,12 @@ def _reference(value: str, start: int, end: int, secret: str) -> bool:
     return _NOT_A_SECRET.match(secret) is not None
 
 
+def _variable(value: str, start: int, end: int, secret: str) -> bool:
+    """Whether a password argument is a shell variable (``-p"$DB_PW"``, ``--user
+    ci:${TOKEN}``): where the secret came from, which the audit trail keeps."""
+    return secret.lstrip("'\"").startswith("$")
+
+
 _SECRET_WORDS = (
     r"password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|account[_-]?key"
     r"|auth[_-]?key|private[_-]?key|client[_-]?secret|credentials?|storepass|keypass"
@@ -67,6 +73,7 @@ DEFAULT_RULES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("private key",),
     ),
     "aws_access_key": (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", ("akia", "asia")),
+    "aws_bedrock_key": (r"\bABSK[A-Za-z0-9+/]{100,}={0,2}", ("absk",)),
     "aws_secret_key": (
         r"(?i)(?P<keep>aws_secret_access_key['\"]?\s*[=:\s]\s*['\"]?)[A-Za-z0-9/+=]{40}",
         ("aws_secret",),
@@ -79,7 +86,10 @@ DEFAULT_RULES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("://",),
     ),
     "auth_header": (
-        r"(?i)(?P<keep>\bauthorization\s*:\s*(?:token|digest|apikey)\s+)[^\s'\"]+",
+        # Any scheme (Token, Api-Token, SSWS, ...) or none; Bearer and Basic values are
+        # masked by their rules first, and a mask is never masked again.
+        r"(?i)(?P<keep>\bauthorization['\"]?\s*:\s*['\"]?\s*(?:[a-z][a-z0-9_-]*\s+)?)"
+        r"[^\s'\"]{8,}",
         ("authorization",),
     ),
     "docker_auth": (r"(?P<keep>\"auth\"\s*:\s*\")[A-Za-z0-9+/=]{8,}", ('"auth"',)),
@@ -88,17 +98,23 @@ DEFAULT_RULES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("sk-",),
     ),
     "anthropic_key": (r"\bsk-ant-[a-z]+\d*-[A-Za-z0-9_-]{40,}", ("sk-ant-",)),
-    "huggingface_token": (r"\bhf_[A-Za-z0-9]{34,}\b", ("hf_",)),
+    "huggingface_token": (r"\b(?:hf_|api_org_)[A-Za-z0-9]{34,}\b", ("hf_", "api_org_")),
+    "azure_client_secret": (r"[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.-]{31,34}", ("q~",)),
+    "heroku_key": (r"\bHRKU-[A-Za-z0-9_-]{60}", ("hrku-",)),
     "sendgrid_key": (r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b", ("sg.",)),
     "slack_token": (
-        r"\bxox[abposr]-[A-Za-z0-9-]{10,}|\bxapp-\d-[A-Za-z0-9-]{10,}",
+        r"\bxox[abposre](?:\.xox[a-z])?-[A-Za-z0-9-]{10,}|\bxapp-\d-[A-Za-z0-9-]{10,}",
         ("xox", "xapp-"),
     ),
     "slack_webhook": (
-        r"(?P<keep>hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/)[A-Za-z0-9]{16,}",
+        r"(?P<keep>hooks\.slack\.com/(?:services|workflows|triggers)/T[A-Z0-9]+/[AB][A-Z0-9]+/"
+        r"(?:[0-9]+/)?)[A-Za-z0-9]{16,}(?P<after>[^A-Za-z0-9/]|$)",
         ("hooks.slack.com",),
     ),
-    "stripe_key": (r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}", ("_live_", "_test_")),
+    "stripe_key": (
+        r"\b(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{16,}",
+        ("_live_", "_test_", "_prod_"),
+    ),
     "npm_token": (r"\bnpm_[A-Za-z0-9]{36}\b", ("npm_",)),
     "pypi_token": (r"\bpypi-AgE[A-Za-z0-9_-]{50,}", ("pypi-age",)),
     "gitlab_token": (
@@ -114,7 +130,9 @@ DEFAULT_RULES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
     ),
     "curl_user": (
-        r"(?P<keep>\bcurl\b[^|;&\n]*?\s(?:-u|--user)(?:\s+|=)['\"]?[^\s:'\"]*:)[^\s'\"]+",
+        # -u user:pw, -u "user:pw", -u "user":"pw", --user user:'pw'
+        r"(?P<keep>\bcurl\b[^|;&\n]*?\s(?:-u|--user)(?:\s+|=)"
+        r"(?:\"[^\"\s]*\"|'[^'\s]*'|['\"]?[^\s:'\"]*):)(?:\"[^\"]*\"|'[^']*'|[^\s'\"]+)",
         ("curl",),
     ),
     "password_flag": (
@@ -169,4 +187,7 @@ SPARE: dict[str, Callable[[str, int, int, str], bool]] = {
     "email": _connection_target,
     "secret_flag": _reference,
     "secret_param": _reference,
+    "auth_header": _reference,
+    "curl_user": _variable,
+    "password_flag": _variable,
 }

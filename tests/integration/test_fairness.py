@@ -196,3 +196,45 @@ def test_a_flood_is_deferred_others_alert_on_time_and_every_event_is_stored_once
         "one flooding alert per interval"
     )
     assert "Traceback" not in metrics
+
+
+def test_a_worker_killed_during_a_flood_loses_and_doubles_nothing(
+    isolated_settings: Settings,
+) -> None:
+    """kill -9 while messages are being deferred and the deferred topic is being stored:
+    the replacement replays both topics from their commits; what the first had stored is
+    skipped (each topic's own signed progress), what it had deferred again is absorbed by
+    the dedup window."""
+    settings = isolated_settings
+    settings.kafka.partitions = 2
+    settings.fairness.sandbox_events_per_s = 1_000
+    settings.fairness.sandbox_burst = 5_000
+    client = provision(settings)
+    db = settings.clickhouse.database
+    flood = flood_messages(settings, next(FleetSimulator(1, seed=10).events(1)))
+    worker = WorkerProcess(settings).start()
+
+    def kill_and_restart() -> None:
+        worker.kill()
+        worker.start()
+
+    killer = threading.Timer(SECONDS / 2, kill_and_restart)
+    killer.start()
+    try:
+        emitted, quiet = asyncio.run(publish(settings, flood, uuid.uuid4().hex[:6]))
+        killer.join()
+        total = quiet + len(emitted) + len(flood) * FLOOD_MESSAGE
+        wait_until(
+            lambda: scalar(client, f"SELECT count() FROM {db}.events") >= total,
+            240,
+            "not every event stored",
+        )
+        time.sleep(3)  # anything stored twice would arrive by now
+    finally:
+        killer.cancel()
+        worker.stop()
+
+    assert scalar(client, f"SELECT count() FROM {db}.events") == total
+    assert scalar(client, f"SELECT uniqExact(event_id) FROM {db}.events") == total
+    assert scalar(client, f"SELECT count() FROM {db}.events WHERE deferred") > 0
+    assert scalar(client, f"SELECT count() FROM {db}.deadletter") == 0
