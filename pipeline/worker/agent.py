@@ -49,10 +49,19 @@ DEFERRED_SLICE_BYTES = 1 << 20
 class Priority:
     """The events topic before the deferred one: the deferred agent's turn comes when
     the events agent's last take was not full (it has caught up), or ``every_s`` after
-    the deferred agent's last turn."""
+    the deferred agent's last turn.
+
+    ``one_batch`` lets one agent at a time through a batch, from its preparation to the
+    persisting of its state: the two agents share the dedup window and the rule windows.
+    Without it the other agent's batch starts in the batch thread as soon as this one's
+    is done, and this one's persist (on the event loop) writes the keys that batch has
+    added so far to the changelog before that batch's rows are stored; killed then, a
+    replacement replays that batch and drops its events as duplicates, a loss.
+    """
 
     def __init__(self, every_s: float) -> None:
         self.every_s = every_s
+        self.one_batch = asyncio.Lock()
         self.caught_up = asyncio.Event()
         self.caught_up.set()
         self.last_turn = time.monotonic()
@@ -178,25 +187,28 @@ class EventsAgent:
         yield start, len(batch)
 
     async def _process(self, batch: list[Any], caught_up: bool) -> None:
-        """One batch in the batch thread. Leaving with an error stops the worker without
+        """One batch in the batch thread, the other agent's batches kept out until its
+        state is persisted (``Priority``). Leaving with an error stops the worker without
         committing the batch's offsets (they are consumed again after a restart)."""
         loop = asyncio.get_running_loop()
         messages = [_raw(e) for e in batch]
         completed = False
         try:
-            event_of_partition = await self._prepare(batch)
-            work = loop.run_in_executor(self.executor, self.processor.process, messages)
-            try:
-                await asyncio.shield(work)
-            except asyncio.CancelledError:
-                # Stopping (or losing partitions): finish the batch in progress, whose
-                # rows may be stored already, so that it is acknowledged and committed
-                # instead of replayed by the worker that takes the partitions over.
-                await asyncio.wait_for(work, SHUTDOWN_GRACE_S)
-                await self._after_batch(event_of_partition, caught_up=True)
-                completed = True
-                raise
-            await self._after_batch(event_of_partition, caught_up)
+            async with self.priority.one_batch:
+                event_of_partition = await self._prepare(batch)
+                work = loop.run_in_executor(self.executor, self.processor.process, messages)
+                try:
+                    await asyncio.shield(work)
+                except asyncio.CancelledError:
+                    # Stopping (or losing partitions): finish the batch in progress,
+                    # whose rows may be stored already, so that it is acknowledged and
+                    # committed instead of replayed by the worker that takes the
+                    # partitions over.
+                    await asyncio.wait_for(work, SHUTDOWN_GRACE_S)
+                    await self._after_batch(event_of_partition, caught_up=True)
+                    completed = True
+                    raise
+                await self._after_batch(event_of_partition, caught_up)
         except asyncio.CancelledError:
             if completed:
                 raise  # the batch is stored: let take_events acknowledge it
