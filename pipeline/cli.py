@@ -11,6 +11,7 @@ the address tried, never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -89,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The clients log each failed connection; unless a command sets logging up (the
+    # worker), Python's last-resort handler would print them before our one line.
+    for name in ("aiokafka", "clickhouse_connect"):
+        logging.getLogger(name).addHandler(logging.NullHandler())
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
@@ -120,14 +125,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _unavailable(exc: BaseException, settings: Settings) -> str | None:
     """One line naming the service that did not answer and the address tried, or None
     when ``exc`` is not such a failure (then it is a bug, and its traceback is shown)."""
-    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
-    from clickhouse_connect.driver.exceptions import OperationalError
+    from aiokafka.errors import (
+        ClusterAuthorizationFailedError,
+        GroupAuthorizationFailedError,
+        KafkaConnectionError,
+        KafkaTimeoutError,
+        TopicAuthorizationFailedError,
+    )
+    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-    if isinstance(exc, OperationalError):
-        return f"ClickHouse at {settings.clickhouse.url} did not answer: {first}"
+    if isinstance(exc, OperationalError | DatabaseError):
+        return _clickhouse_cause(exc, settings, first)
     if isinstance(exc, KafkaConnectionError | KafkaTimeoutError):
-        return f"Kafka at {settings.kafka.bootstrap} did not answer: {first}"
+        return _kafka_cause(settings, first)
+    denied = (
+        TopicAuthorizationFailedError,
+        GroupAuthorizationFailedError,
+        ClusterAuthorizationFailedError,
+    )
+    if isinstance(exc, denied):
+        return f"Kafka at {settings.kafka.bootstrap} refused: {first} (missing ACL)"
+    from pipeline.outputs.kafka import KafkaRefused
+
+    if isinstance(exc, KafkaRefused):
+        return str(exc)
     from pipeline.schema.confluent import RegistryError
 
     if isinstance(exc, RegistryError):
@@ -137,6 +159,49 @@ def _unavailable(exc: BaseException, settings: Settings) -> str | None:
     if isinstance(exc, ConnectionError | TimeoutError):
         return f"a service did not answer ({type(exc).__name__}): {first}"
     return None
+
+
+def _clickhouse_cause(exc: Exception, settings: Settings, first: str) -> str | None:
+    """One line for a ClickHouse that did not answer or refused us; None for any other
+    error of a query (a bug, shown with its traceback)."""
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    clickhouse = settings.clickhouse
+    text = str(exc)
+    where = f"ClickHouse at {clickhouse.url}"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        reason = text.split("certificate verify failed:", 1)[-1].split("(_ssl")[0].strip()
+        return (
+            f"{where}: its certificate is not trusted ({reason}): it is not signed by a CA "
+            f"of {clickhouse.ca_file or 'the system trusted CAs'} (clickhouse.ca_file)"
+        )
+    if "AUTHENTICATION_FAILED" in text or "Code: 516" in text:
+        return (
+            f"{where} refused user {clickhouse.user!r}: authentication failed (wrong "
+            "password, or a user that may not connect from here)"
+        )
+    if "SSLError" in text or "RemoteDisconnected" in text:
+        hint = " (is clickhouse.url https?)" if clickhouse.url.startswith("http:") else ""
+        return f"{where}: the connection failed ({first[:160]}){hint}"
+    if not isinstance(exc, OperationalError):
+        return None  # a query ClickHouse refused: a bug
+    return f"{where} did not answer: {first}"
+
+
+def _kafka_cause(settings: Settings, first: str) -> str:
+    """Why Kafka did not take us, found by connecting once more on our own
+    (``kafka_clients.explain``): aiokafka only says it could not bootstrap."""
+    import asyncio
+
+    from pipeline.kafka_clients import NOT_ANSWERING, explain
+
+    try:
+        cause = asyncio.run(explain(settings.kafka))
+    except Exception:  # the explanation is a courtesy: never hide the failure
+        cause = None
+    if cause is None or any(words in cause for words in NOT_ANSWERING):
+        return f"Kafka at {settings.kafka.bootstrap} did not answer: {cause or first}"
+    return f"Kafka at {settings.kafka.bootstrap} refused us: {cause}"
 
 
 if __name__ == "__main__":

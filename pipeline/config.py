@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,6 +40,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(
         extra="forbid", use_attribute_docstrings=True, validate_assignment=True
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, data: Any) -> Any:
+        """An empty value of an optional setting (``AUDITPIPE_KAFKA_SSL_CAFILE=``) unsets
+        it, instead of becoming the path "." or the name ""."""
+        if not isinstance(data, dict):
+            return data
+        optional = {n for n, f in cls.model_fields.items() if f.default is None}
+        return {k: None if v == "" and k in optional else v for k, v in data.items()}
 
 
 class KafkaConfig(_Section):
@@ -69,6 +79,49 @@ class KafkaConfig(_Section):
     schema_registry_url: str | None = None
     """When set, messages use the Confluent wire format with ids from this registry;
     otherwise Avro single-object encoding with the schema fingerprint."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How every Kafka client of auditpipe (collector, worker, commands) talks to the
+    brokers: SSL is TLS (with ssl_certfile/ssl_keyfile: mutual TLS); SASL_SSL is a
+    username and password over TLS (Amazon MSK, Confluent Cloud, Aiven, Strimzi);
+    SASL_PLAINTEXT sends the password unencrypted (tests only)."""
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    """SASL mechanism (with SASL_SSL or SASL_PLAINTEXT)."""
+    username: str | None = None
+    """SASL username (required with SASL_SSL or SASL_PLAINTEXT)."""
+    password: SecretStr = SecretStr("")
+    """SASL password (a secret: printed masked; prefer password_file or
+    AUDITPIPE_KAFKA_PASSWORD to the YAML file)."""
+    password_file: Path | None = None
+    """File holding the SASL password (its first line); used when password is empty."""
+    ssl_cafile: Path | None = None
+    """PEM file of the CA(s) that signed the brokers' certificates; unset: the system's
+    trusted CAs."""
+    ssl_certfile: Path | None = None
+    """PEM client certificate (chain) for mutual TLS; needs ssl_keyfile."""
+    ssl_keyfile: Path | None = None
+    """PEM private key of ssl_certfile."""
+    ssl_key_password: SecretStr = SecretStr("")
+    """Password of an encrypted ssl_keyfile (a secret: printed masked)."""
+    ssl_check_hostname: bool = True
+    """Whether a broker's certificate must name the host connected to (leave on: off, a
+    certificate of any host the CA signed is accepted)."""
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> KafkaConfig:
+        tls = self.security_protocol in ("SSL", "SASL_SSL")
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and not self.username:
+            raise ValueError(f"kafka.username is required with {self.security_protocol}")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("kafka.ssl_certfile and kafka.ssl_keyfile go together")
+        named = {"ssl_cafile": self.ssl_cafile, "ssl_certfile": self.ssl_certfile}
+        files = [name for name, path in named.items() if path is not None]
+        if files and not tls:
+            raise ValueError(
+                f"kafka.{files[0]} is set but kafka.security_protocol is "
+                f"{self.security_protocol} (SSL or SASL_SSL use it)"
+            )
+        return self
 
 
 class ClickHouseConfig(_Section):
@@ -85,6 +138,28 @@ class ClickHouseConfig(_Section):
     """File holding the password (its first line); used when password is empty."""
     database: str = "audit"
     """Database of the pipeline's tables."""
+    ca_file: Path | None = None
+    """PEM file of the CA(s) that signed the server's certificate (https); unset: the
+    system's trusted CAs."""
+    client_cert: Path | None = None
+    """PEM client certificate for mutual TLS (https); needs client_key."""
+    client_key: Path | None = None
+    """PEM private key of client_cert."""
+    verify: bool = True
+    """Whether the server's certificate (and host name) is verified over https (leave on:
+    off, anybody on the path can read the audit trail and the password)."""
+
+    @model_validator(mode="after")
+    def _tls_is_complete(self) -> ClickHouseConfig:
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("clickhouse.client_cert and clickhouse.client_key go together")
+        tls_files = self.ca_file or self.client_cert
+        if tls_files and not self.url.startswith("https://"):
+            raise ValueError(
+                "clickhouse.ca_file/client_cert are set but clickhouse.url is not https"
+            )
+        return self
+
     compression: Literal["lz4", "zstd", "none"] = "lz4"
     """Compression of inserts and results over HTTP (lz4: 2.5x the insert rate of the
     client's gzip fallback, measured on the local stack)."""
@@ -97,6 +172,14 @@ class StackConfig(_Section):
     """Broker port of the local Kafka (127.0.0.1)."""
     kafka_controller_port: int = 9093
     """KRaft controller port of the local Kafka."""
+    kafka_mtls_port: int = 9094
+    """Mutual-TLS listener of the secured local Kafka (``secure``)."""
+    secure: bool = False
+    """Run the stack secured (``stack up --secure``): Kafka's clients' port speaks
+    SASL_SSL (SCRAM) and kafka_mtls_port mutual TLS, with an authorizer; ClickHouse's
+    ports speak HTTPS and the secure native protocol; a private CA, certificates and
+    passwords are made under $AUDITPIPE_HOME/tls, and the client settings to use them
+    are written to $AUDITPIPE_HOME/tls/client.yaml."""
     kafka_heap: str = "1g"
     """Java heap of the broker (-Xmx)."""
     clickhouse_http_port: int = 8123
@@ -471,6 +554,19 @@ def _reference_row(dotted: str, field: Any) -> str:
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message says which setting and why."""
+
+
+def read_secret(value: SecretStr, file: Path | None, setting: str) -> str:
+    """A secret setting's value, else the first line of its file (``setting``_file),
+    else empty. Read when a client is built, never kept in the settings printed."""
+    secret = value.get_secret_value()
+    if secret or file is None:
+        return secret
+    try:
+        lines = file.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{setting}_file: cannot read {file} ({exc.strerror})") from None
+    return lines[0] if lines else ""
 
 
 def load_settings(config_file: str | Path | None = None) -> Settings:

@@ -13,9 +13,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from pipeline.config import KafkaConfig
+from pipeline.kafka_clients import client_args
+
 
 async def read_to_end(
-    bootstrap: str,
+    kafka: KafkaConfig,
     topic: str,
     on_record: Callable[[Any], None],
     *,
@@ -26,9 +29,7 @@ async def read_to_end(
     """Call ``on_record`` with every record of ``topic``, in order within a partition,
     from its first offset (or the first at or after ``since_ms``) to its end. Raises
     TimeoutError after ``timeout_s`` (None: no limit)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, client_id=client_id
-    )
+    consumer = AIOKafkaConsumer(**client_args(kafka), enable_auto_commit=False, client_id=client_id)
     await consumer.start()
     try:
         if topic not in await consumer.topics():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Settings
+from pipeline.stack.process import free_ports
 
 # The fuzz harness runs under atheris (tests/fuzz/sanitized.sh); importing it here, for
 # --doctest-modules, would instrument the pipeline for nothing.
@@ -41,18 +41,6 @@ class Endpoints:
 
 def free_port() -> int:
     return free_ports(1)[0]
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports (all held open while chosen, so none is picked twice)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _docker_answers() -> bool:

@@ -19,6 +19,7 @@ LAYERS = [
     ("pipeline.redaction", 1),
     ("pipeline.redaction_rules", 1),
     ("pipeline.topics", 1),
+    ("pipeline.kafka_clients", 1),
     ("pipeline.chain", 2),
     ("pipeline.collect", 3),
     ("pipeline.rules", 3),

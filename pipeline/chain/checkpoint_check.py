@@ -242,7 +242,7 @@ async def read_checkpoint_copy(settings: Settings, timeout_s: float = 30.0) -> l
     worker has signed yet) is empty."""
     records: list[dict[str, Any]] = []
     await read_to_end(
-        settings.kafka.bootstrap,
+        settings.kafka,
         settings.kafka.topic_checkpoints,
         lambda record: records.append(orjson.loads(record.value)) if record.value else None,
         client_id="auditpipe-verify",

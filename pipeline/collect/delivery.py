@@ -20,6 +20,7 @@ from pipeline.chain.hashing import CHAIN_SEPARATOR, ChainHead, chain_key
 from pipeline.collect.recovery import SEQ_HEADER, delivered_seqs
 from pipeline.collect.spool import Group, Spool
 from pipeline.config import Settings
+from pipeline.kafka_clients import client_args
 
 log = logging.getLogger("auditpipe.collector")
 
@@ -121,7 +122,7 @@ class Delivery:
             return self._producer
         compression = self.settings.publish.compression
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka.bootstrap,
+            **client_args(self.settings.kafka),
             client_id=self.client_id,
             acks="all",
             enable_idempotence=True,

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.chain.hashing import CHAIN_SEPARATOR, chain_key
 from pipeline.config import Settings
+from pipeline.kafka_clients import client_args
 from pipeline.redaction import Redactor, redaction_key
 from pipeline.schema.batch import EventBatchEncoder
 from pipeline.schema.codec import AvroCodec
@@ -106,7 +107,7 @@ class EventPublisher:
         self._send_lock = asyncio.Lock()
         compression = settings.publish.compression
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka.bootstrap,
+            **client_args(settings.kafka),
             client_id=client_id,
             acks="all",
             enable_idempotence=True,

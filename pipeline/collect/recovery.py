@@ -60,7 +60,7 @@ async def delivered_seqs(settings: Settings, chains: set[str], since_ms: int) ->
             _note_seq(highest, record)
 
     await read_to_end(
-        settings.kafka.bootstrap,
+        settings.kafka,
         settings.kafka.topic_events,
         note,
         client_id="collector-recovery",

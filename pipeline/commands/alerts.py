@@ -25,6 +25,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from pipeline.config import Settings
+from pipeline.kafka_clients import client_args
 from pipeline.rules.language import SEVERITIES
 from pipeline.schema import codec_for
 from pipeline.schema.codec import AvroCodec, DecodeError
@@ -83,7 +84,7 @@ async def tail(
     minimum = SEVERITIES.index(severity)
     consumer = AIOKafkaConsumer(
         topic or settings.kafka.topic_alerts,
-        bootstrap_servers=settings.kafka.bootstrap,
+        **client_args(settings.kafka),
         group_id=group,
         # Committed by hand, up to the last alert taken: with --limit, the ones after it
         # are shown by the next run of the same group, not skipped.

@@ -23,6 +23,7 @@ from clickhouse_connect.driver.client import Client
 from pipeline.collect.publisher import EventPublisher
 from pipeline.commands.base import EXIT_OK, EXIT_PARTIAL, since_ms
 from pipeline.config import Settings
+from pipeline.kafka_clients import client_args
 from pipeline.schema import codec_for
 from pipeline.schema.event import InvalidEvent, normalize_event
 
@@ -75,7 +76,7 @@ async def replay(settings: Settings, client: Client, rows: Sequence[Sequence[Any
     replayed: list[list[Any]] = []
     codec = codec_for(settings.kafka.schema_registry_url)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap,
+        **client_args(settings.kafka),
         acks="all",
         enable_idempotence=True,
         client_id="deadletter-replay",

@@ -20,6 +20,7 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.commands.base import EXIT_OK
 from pipeline.config import Settings
+from pipeline.kafka_clients import client_args
 from pipeline.resources import resource_path
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -42,7 +43,7 @@ async def create_topics(settings: Settings) -> list[str]:
         kafka.topic_checkpoints: {"retention.ms": str(round(365 * 86_400_000 * 1.1))},
         **{topic: {} for topic in settings.rules.routes.values()},
     }
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id="auditpipe-init")
+    admin = AIOKafkaAdminClient(**client_args(kafka), client_id="auditpipe-init")
     await admin.start()
     try:
         existing = set(await admin.list_topics())

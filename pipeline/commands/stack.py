@@ -12,11 +12,19 @@ from pipeline.config import Settings
 def add_parser(sub: Any) -> None:
     stack = sub.add_parser("stack", help="run the embedded local Kafka + ClickHouse (no Docker)")
     stack.add_argument("action", choices=("up", "down", "status"))
+    stack.add_argument(
+        "--secure",
+        action="store_true",
+        help="up: run secured (Kafka SASL_SSL + mutual TLS, ClickHouse HTTPS, a private CA "
+        "under $AUDITPIPE_HOME/tls); prints the client settings to use",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.stack import LocalStack
 
+    if args.secure:
+        settings.stack.secure = True
     stack = LocalStack(settings)
     if args.action == "up":
         stack.up()

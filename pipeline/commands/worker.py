@@ -23,7 +23,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     def destinations_ready() -> None:
         # One line and exit 3 when they are not (Faust would print a traceback).
-        asyncio.run(kafka.healthcheck(settings.kafka.bootstrap))
+        topics = kafka.worker_topics(settings)
+        asyncio.run(kafka.healthcheck(settings.kafka, topics, settings.worker.app_id))
         clickhouse = settings.clickhouse
         healthcheck(connect(clickhouse), clickhouse.database, clickhouse.url)
 

@@ -1,20 +1,46 @@
-"""The ClickHouse 26.9 server of the local stack, from PyPI chdb-core."""
+"""The ClickHouse 26.9 server of the local stack, from PyPI chdb-core.
+
+Secured (``stack.secure``), the stack's ports speak HTTPS and the secure native protocol
+through the TLS front (``tlsfront.py``: the embedded engine cannot listen with TLS), the
+engine listens on internal loopback ports, and the ``default`` user has the password of
+``$AUDITPIPE_HOME/tls/clickhouse.password``.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import ssl
 import sys
 import urllib.request
 
 from pipeline.config import Settings
 from pipeline.resources import resource_path
-from pipeline.stack.process import ManagedProcess, port_is_open
+from pipeline.stack.certs import StackTLS
+from pipeline.stack.chserver import TLS_FRONT_ENV
+from pipeline.stack.process import ManagedProcess, free_ports, port_is_open
+from pipeline.stack.tlsfront import Front, encode
+
+ADMIN_USER = "admin"
+ENGINE_LOGIN = """<default>
+      <password></password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+      <grants>
+        <query>GRANT SYSTEM LISTEN ON *.*</query>
+        <query>GRANT SELECT ON system.numbers</query>
+      </grants>
+    </default>"""
+"""``default`` of the secured stack: the engine's own login (chserver.SERVE_SECURED)."""
 
 
 class ClickHouseServer:
     """Runs the embedded engine with HTTP and native listeners under $AUDITPIPE_HOME/clickhouse."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tls: StackTLS | None = None) -> None:
         self.settings = settings
+        self.tls = tls
         self.root = settings.home.resolve() / "clickhouse"
         self.config = self.root / "config.xml"
         stack = settings.stack
@@ -28,28 +54,69 @@ class ClickHouseServer:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.settings.stack.clickhouse_http_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.settings.stack.clickhouse_http_port}"
 
-    def write_config(self) -> None:
+    def write_config(self, http_port: int, tcp_port: int) -> None:
         template = resource_path("deploy", "clickhouse", "config.xml").read_text()
-        stack = self.settings.stack
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         self.config.write_text(
-            template.replace("{http_port}", str(stack.clickhouse_http_port))
-            .replace("{tcp_port}", str(stack.clickhouse_tcp_port))
+            template.replace("{http_port}", str(http_port))
+            .replace("{tcp_port}", str(tcp_port))
             .replace("{data_path}", f"{self.root / 'data'}/")
             .replace("{log_path}", str(self.root / "logs"))
-            .replace("{users_xml}", str(resource_path("deploy", "clickhouse", "users.xml")))
+            .replace("{users_xml}", str(self._users_xml()))
         )
+
+    def _users_xml(self) -> os.PathLike[str]:
+        """The shipped users. Secured, the administrator is ``admin`` with the stack's
+        password (the file holds only its SHA-256), and ``default`` keeps only what the
+        embedded engine's own login needs to open its listeners and wait (it logs itself
+        in as ``default`` without a password, and ClickHouse tells loopback clients
+        apart from it by nothing): no database, no file, no access management."""
+        shipped = resource_path("deploy", "clickhouse", "users.xml")
+        if self.tls is None:
+            return shipped
+        text = shipped.read_text()
+        start = text.index("<default>", text.index("<users>"))
+        end = text.index("</default>", start) + len("</default>")
+        digest = hashlib.sha256(self.tls.password("clickhouse").encode()).hexdigest()
+        admin = (
+            text[start:end]
+            .replace("<default>", f"<{ADMIN_USER}>", 1)
+            .replace("</default>", f"</{ADMIN_USER}>")
+            .replace(
+                "<password></password>", f"<password_sha256_hex>{digest}</password_sha256_hex>"
+            )
+        )
+        path = self.root / "users.xml"
+        path.write_text(text[:start] + ENGINE_LOGIN + "\n    " + admin + text[end:])
+        return path
 
     def start(self) -> bool:
         """Start the server unless it runs already. True when this call started it."""
         if self.process.pid() is not None:
             return False
         self.process.check_ports_free()
-        self.write_config()
-        self.process.spawn([sys.executable, "-m", "pipeline.stack.chserver"], cwd=self.root)
+        stack = self.settings.stack
+        env = None
+        if self.tls is None:
+            self.write_config(stack.clickhouse_http_port, stack.clickhouse_tcp_port)
+        else:
+            http, tcp = free_ports(2)
+            self.write_config(http, tcp)
+            fronts = [
+                Front(stack.clickhouse_http_port, http),
+                Front(stack.clickhouse_tcp_port, tcp),
+            ]
+            env = dict(os.environ)
+            env[TLS_FRONT_ENV] = encode(
+                fronts, self.tls.server_cert, self.tls.server_key, self.tls.ca
+            )
+        self.process.spawn(
+            [sys.executable, "-m", "pipeline.stack.chserver"], cwd=self.root, env=env
+        )
         return True
 
     def wait_ready(self) -> float:
@@ -58,8 +125,11 @@ class ClickHouseServer:
     def _answers(self) -> bool:
         if not port_is_open(self.settings.stack.clickhouse_tcp_port):
             return False
+        context = ssl.create_default_context(cafile=str(self.tls.ca)) if self.tls else None
         try:
-            with urllib.request.urlopen(f"{self.endpoint}/ping", timeout=1) as resp:
+            with urllib.request.urlopen(
+                f"{self.endpoint}/ping", timeout=1, context=context
+            ) as resp:
                 return bool(resp.read() == b"Ok.\n")
         except OSError:
             return False

@@ -1,4 +1,9 @@
-"""The Apache Kafka 4.x broker of the local stack: KRaft, one node, jars from Maven Central."""
+"""The Apache Kafka 4.x broker of the local stack: KRaft, one node, jars from Maven Central.
+
+Secured (``stack.secure``), its clients' port speaks SASL_SSL with SCRAM users made when
+the storage is formatted, a second port mutual TLS, and an authorizer denies what no ACL
+allows (``deploy/kafka/server-secure.properties``); plain, it is one PLAINTEXT port.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import uuid
 
 from pipeline.config import Settings
 from pipeline.resources import resource_path
+from pipeline.stack.certs import StackTLS
 from pipeline.stack.process import ManagedProcess, StackError, port_is_open
 
 MAIN_CLASS = "kafka.Kafka"
@@ -18,8 +24,10 @@ STORAGE_TOOL = "kafka.tools.StorageTool"
 class KafkaBroker:
     """Fetches, formats, starts and stops the single-node broker under $AUDITPIPE_HOME/kafka."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tls: StackTLS | None = None) -> None:
         self.settings = settings
+        self.tls = tls
+        """The stack's certificates when it runs secured."""
         self.root = settings.home.resolve() / "kafka"
         self.libs = self.root / "libs"
         self.properties = self.root / "server.properties"
@@ -30,7 +38,8 @@ class KafkaBroker:
             name="kafka",
             pid_file=self.root / "kafka.pid",
             log_file=self.logs / "kafka.out",
-            ports=(stack.kafka_port, stack.kafka_controller_port),
+            ports=(stack.kafka_port, stack.kafka_controller_port)
+            + ((stack.kafka_mtls_port,) if tls else ()),
             cmdline_marker=str(self.properties),
         )
 
@@ -66,20 +75,51 @@ class KafkaBroker:
             raise StackError(f"mvn could not fetch the Kafka jars:\n{result.stdout[-3000:]}")
 
     def write_properties(self) -> None:
-        template = resource_path("deploy", "kafka", "server.properties").read_text()
         stack = self.settings.stack
+        values: dict[str, object] = {
+            "port": stack.kafka_port,
+            "controller_port": stack.kafka_controller_port,
+            "log_dirs": self.data,
+        }
+        name = "server.properties"
+        if self.tls is not None:
+            name = "server-secure.properties"
+            values |= {
+                "mtls_port": stack.kafka_mtls_port,
+                "admin_password": self.tls.password("kafka-admin"),
+                "keystore": self.tls.server_keystore(),
+                "ca": self.tls.ca,
+            }
+        template = resource_path("deploy", "kafka", name).read_text()
         self.properties.parent.mkdir(parents=True, exist_ok=True)
-        self.properties.write_text(
-            template.format(
-                port=stack.kafka_port,
-                controller_port=stack.kafka_controller_port,
-                log_dirs=self.data,
-            )
-        )
+        self.properties.touch(mode=0o600)  # it holds the broker's password when secured
+        self.properties.write_text(template.format(**values))
+
+    def _scram_users(self) -> list[str]:
+        """``--add-scram`` arguments of the storage format: the broker's own user and the
+        clients' (both mechanisms)."""
+        if self.tls is None:
+            return []
+        users = {
+            "admin": self.tls.password("kafka-admin"),
+            "auditpipe": self.tls.password("kafka-client"),
+        }
+        return [
+            f"--add-scram={mechanism}=[name={name},password={password}]"
+            for name, password in users.items()
+            for mechanism in ("SCRAM-SHA-512", "SCRAM-SHA-256")
+        ]
 
     def format_storage(self) -> None:
-        """Format the KRaft log directory once; a formatted one keeps its data."""
+        """Format the KRaft log directory once; a formatted one keeps its data. The SCRAM
+        users of the secured stack exist only if it was formatted secured."""
+        secured = self.data / "auditpipe-secured"
         if (self.data / "meta.properties").exists():
+            if self.tls is not None and not secured.exists():
+                raise StackError(
+                    f"kafka: {self.data} was formatted without --secure (it has no SCRAM "
+                    "users); stop the stack and remove it, or use another AUDITPIPE_HOME"
+                )
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         result = subprocess.run(
@@ -90,6 +130,7 @@ class KafkaBroker:
                 f"--cluster-id={cluster_id}",
                 "-c",
                 str(self.properties),
+                *self._scram_users(),
             ),
             capture_output=True,
             text=True,
@@ -97,6 +138,8 @@ class KafkaBroker:
         )
         if result.returncode != 0:
             raise StackError(f"kafka storage format failed:\n{result.stdout}{result.stderr}")
+        if self.tls is not None:
+            secured.touch()
 
     def start(self) -> bool:
         """Start the broker unless it runs already. True when this call started it."""

@@ -23,6 +23,18 @@ def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (all held open while chosen, so none is picked twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """True when a server could bind host:port now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -26,6 +26,7 @@ from pipeline.chain.checkpoints import (
     load_key,
 )
 from pipeline.config import Settings
+from pipeline.kafka_clients import faust_credentials
 from pipeline.outputs.clickhouse import InsertService
 from pipeline.outputs.clickhouse.client import connect
 from pipeline.schema import codec_for
@@ -121,6 +122,7 @@ def _faust_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.worker.app_id,
         broker=f"kafka://{settings.kafka.bootstrap}",
+        broker_credentials=faust_credentials(settings.kafka),
         value_serializer="raw",
         key_serializer="raw",
         datadir=str(settings.worker_data_dir),

@@ -20,6 +20,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from pipeline.config import Settings
+from pipeline.kafka_clients import client_args
 from pipeline.schema.codec import AvroCodec, DecodeError
 from pipeline.schema.event import InvalidEvent, parse_ts
 from pipeline.stages.enrich import SandboxInfo
@@ -70,7 +71,7 @@ async def put_records(
     settings: Settings, codec: AvroCodec, records: Iterable[dict[str, Any]]
 ) -> int:
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap,
+        **client_args(settings.kafka),
         acks="all",
         enable_idempotence=True,
         client_id="inventory",
@@ -131,7 +132,7 @@ class InventoryFollower:
     async def run(self) -> None:
         topic = self.settings.kafka.topic_sandboxes
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka.bootstrap,
+            **client_args(self.settings.kafka),
             enable_auto_commit=False,
             client_id="inventory-follower",
         )
