@@ -180,6 +180,9 @@ def _clickhouse_cause(exc: Exception, settings: Settings, first: str) -> str | N
             f"{where} refused user {clickhouse.user!r}: authentication failed (wrong "
             "password, or a user that may not connect from here)"
         )
+    if "ACCESS_DENIED" in text or "Code: 497" in text:
+        denied = text.split("DB::Exception:", 1)[-1].split("(ACCESS_DENIED)")[0].strip()
+        return f"{where} refused user {clickhouse.user!r}: {denied[:200]}"
     if "SSLError" in text or "RemoteDisconnected" in text:
         hint = " (is clickhouse.url https?)" if clickhouse.url.startswith("http:") else ""
         return f"{where}: the connection failed ({first[:160]}){hint}"

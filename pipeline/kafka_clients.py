@@ -31,6 +31,13 @@ def ssl_context(kafka: KafkaConfig) -> ssl.SSLContext | None:
     system's CAs, the client certificate for mutual TLS, TLS 1.2 at least."""
     if kafka.security_protocol not in ("SSL", "SASL_SSL"):
         return None
+    for setting, path in (
+        ("ssl_cafile", kafka.ssl_cafile),
+        ("ssl_certfile", kafka.ssl_certfile),
+        ("ssl_keyfile", kafka.ssl_keyfile),
+    ):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"kafka.{setting}: {path} does not exist")
     try:
         context = ssl.create_default_context(
             cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None
@@ -43,8 +50,6 @@ def ssl_context(kafka: KafkaConfig) -> ssl.SSLContext | None:
                 str(kafka.ssl_keyfile),
                 password=kafka.ssl_key_password.get_secret_value() or None,
             )
-    except FileNotFoundError as exc:
-        raise ConfigError(f"kafka TLS: {exc.filename} does not exist") from None
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(
             f"kafka TLS: cannot load the CA file or the client certificate and key ({exc})"

@@ -91,6 +91,14 @@ class StackTLS:
         if not self.client_cert.exists():
             self._issue(self.client_cert, self.client_key, CLIENT_NAME, server=False)
 
+    def issue_client(self, name: str) -> tuple[Path, Path]:
+        """A further client certificate (CN ``name``) of this CA, e.g. for a collector
+        host of its own; returns (certificate, key). Kafka's principal is ``User:CN=name``,
+        which the secured broker's authorizer allows nothing without an ACL."""
+        cert, key = self.root / f"client-{name}.pem", self.root / f"client-{name}.key"
+        self._issue(cert, key, name, server=False)
+        return cert, key
+
     def _issue(self, cert_path: Path, key_path: Path, common_name: str, server: bool) -> None:
         ca_key = serialization.load_pem_private_key((self.root / "ca.key").read_bytes(), None)
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
