@@ -428,12 +428,21 @@ class WorkerConfig(_Section):
     take_within_s: float = Field(0.2, gt=0)
     """Longest wait for a batch of messages to fill."""
     web_port: int = 6066
-    """Port of the worker's web endpoint (health)."""
+    """Port of the worker's web endpoint: /metrics, /healthz (liveness), /readyz
+    (readiness)."""
+    web_bind: str = "127.0.0.1"
+    """Address the web endpoint listens on: 127.0.0.1 keeps it on the host; in a pod
+    whose kubelet probes it (and Prometheus scrapes it), 0.0.0.0."""
     data_dir: Path | None = None
     """Faust's local state directory; default $AUDITPIPE_HOME/worker/<app_id>."""
     session_timeout_s: float = Field(10.0, ge=6.0)
     """A worker that stops answering (killed, frozen) loses its partitions after this;
     the others take them over."""
+    shutdown_grace_s: float = Field(30.0, gt=0)
+    """On SIGTERM the worker stops taking messages, finishes and stores the batch in
+    progress, signs its checkpoints and commits; each of these waits at most this long
+    (keep the orchestrator's grace period, e.g. Kubernetes'
+    terminationGracePeriodSeconds, above twice this)."""
     stall_timeout_s: float = Field(60.0, ge=0)
     """A worker whose consumer stops delivering messages while some wait (a known
     faust-streaming failure, seen here after restarts under load) exits with status 75

@@ -40,8 +40,6 @@ from pipeline.worker.watchdog import GapGuard, StallWatchdog, rewind
 log = logging.getLogger("auditpipe.worker")
 
 INVENTORY_WAIT_S = 30.0
-SHUTDOWN_GRACE_S = 30.0
-"""How long a stopping worker waits for the batch in progress to be stored."""
 DEFERRED_SLICE_BYTES = 1 << 20
 """Messages the deferred agent processes per turn (about 0.2 s of work, measured)."""
 
@@ -204,7 +202,7 @@ class EventsAgent:
                     # whose rows may be stored already, so that it is acknowledged and
                     # committed instead of replayed by the worker that takes the
                     # partitions over.
-                    await asyncio.wait_for(work, SHUTDOWN_GRACE_S)
+                    await asyncio.wait_for(work, self.settings.worker.shutdown_grace_s)
                     await self._after_batch(event_of_partition, caught_up=True)
                     completed = True
                     raise

@@ -31,8 +31,9 @@ from pipeline.outputs.clickhouse import InsertService
 from pipeline.outputs.clickhouse.client import connect
 from pipeline.schema import codec_for
 from pipeline.worker import decompression
-from pipeline.worker.agent import SHUTDOWN_GRACE_S, EventsAgent, Priority
+from pipeline.worker.agent import EventsAgent, Priority
 from pipeline.worker.batch import BatchProcessor
+from pipeline.worker.health import Health
 from pipeline.worker.inventory import InventoryFollower
 from pipeline.worker.metrics import WorkerMetrics
 from pipeline.worker.runtime import tune_gc
@@ -93,6 +94,7 @@ def build_app(settings: Settings) -> faust.App:
     )
     deferred = agent.deferred_agent()
     _serve_metrics(app, settings, processor, inventory)
+    Health(app, settings.kafka.topic_events, watchdog, stopping, _pinger(settings)).serve()
     progress = _Progress(processor.metrics)
 
     def topic(name: str) -> Any:
@@ -126,8 +128,8 @@ def _faust_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         key_serializer="raw",
         datadir=str(settings.worker_data_dir),
-        web_host="127.0.0.1",
-        web_bind="127.0.0.1",
+        web_host=settings.worker.web_bind,
+        web_bind=settings.worker.web_bind,
         web_port=settings.worker.web_port,
         web_in_thread=False,
         consumer_auto_offset_reset="earliest",
@@ -143,6 +145,18 @@ def _faust_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.worker.session_timeout_s,
         broker_heartbeat_interval=settings.worker.session_timeout_s / 4,
     )
+
+
+def _pinger(settings: Settings) -> Callable[[], bool]:
+    """Whether ClickHouse answers, through a client of its own (made on first use)."""
+    clients: list[Any] = []
+
+    def ping() -> bool:
+        if not clients:
+            clients.append(connect(settings.clickhouse))
+        return bool(clients[0].ping())
+
+    return ping
 
 
 def _serve_metrics(
@@ -219,7 +233,9 @@ def _timers_and_signals(
     async def _stop_retries(_app: Any, /, *_args: Any, signal: Any, **_kw: Any) -> None:
         # A clean stop signs the heads that advanced since the last checkpoint first.
         try:
-            await asyncio.wait_for(in_batch_thread(processor.checkpoint_now), SHUTDOWN_GRACE_S)
+            await asyncio.wait_for(
+                in_batch_thread(processor.checkpoint_now), settings.worker.shutdown_grace_s
+            )
         except Exception:
             log.exception("no checkpoint at shutdown")
         stopping.set()
