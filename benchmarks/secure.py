@@ -37,30 +37,13 @@ from pipeline.commands.init import apply_migrations, create_topics, load_migrati
 from pipeline.config import Settings, load_settings
 from pipeline.outputs.clickhouse.client import connect
 from pipeline.stack import LocalStack
-from pipeline.stack.process import free_ports
+from tests.integration.helpers import private_secured_stack
 
 MODES = ("plain", "sasl_ssl", "sasl_ssl+https")
 
 
 def secured_stack(home: Path, plain: Settings) -> LocalStack:
-    kafka, controller, mtls, http, tcp = free_ports(5)
-    libs = plain.home.resolve() / "kafka" / "libs"
-    if libs.exists():
-        (home / "kafka").mkdir(parents=True)
-        (home / "kafka" / "libs").symlink_to(libs)
-    stack = LocalStack(
-        Settings(
-            home=home,
-            stack={
-                "secure": True,
-                "kafka_port": kafka,
-                "kafka_controller_port": controller,
-                "kafka_mtls_port": mtls,
-                "clickhouse_http_port": http,
-                "clickhouse_tcp_port": tcp,
-            },
-        )
-    )
+    stack: LocalStack = private_secured_stack(home, plain.home.resolve() / "kafka" / "libs", "1g")
     stack.up()
     return stack
 

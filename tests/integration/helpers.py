@@ -254,3 +254,23 @@ def collect_events(settings: Settings, spool: Path, events: list[dict[str, Any]]
             await collector.flush()
 
     asyncio.run(go())
+
+
+def private_secured_stack(home: Path, libs: Path, heap: str = "512m") -> Any:
+    """A secured local stack (``stack up --secure``) on free ports under ``home``, not
+    started; the broker jars linked from ``libs`` when they are there."""
+    from pipeline.stack import LocalStack
+    from pipeline.stack.process import free_ports
+
+    kafka, controller, mtls, http, tcp = free_ports(5)
+    if libs.exists():
+        (home / "kafka").mkdir(parents=True)
+        (home / "kafka" / "libs").symlink_to(libs)
+    ports = {
+        "kafka_port": kafka,
+        "kafka_controller_port": controller,
+        "kafka_mtls_port": mtls,
+        "clickhouse_http_port": http,
+        "clickhouse_tcp_port": tcp,
+    }
+    return LocalStack(Settings(home=home, stack={"secure": True, "kafka_heap": heap, **ports}))

@@ -21,9 +21,10 @@ from pipeline.sim.scenarios import reverse_shell_event
 from pipeline.sim.simulate import FleetSimulator
 from pipeline.stack import LocalStack
 from pipeline.stack.certs import StackTLS
-from tests.conftest import TEST_STACK_HOME, free_port, free_ports
+from tests.conftest import TEST_STACK_HOME, free_port
 from tests.integration.helpers import (
     WorkerProcess,
+    private_secured_stack,
     provision,
     publish_events,
     run_cli,
@@ -37,24 +38,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     home = tmp_path_factory.mktemp("secure-stack")
-    kafka, controller, mtls, http, tcp = free_ports(5)
-    libs = TEST_STACK_HOME / "kafka" / "libs"
-    if libs.exists():  # the session stack's broker jars, when it fetched them
-        (home / "kafka").mkdir(parents=True)
-        (home / "kafka" / "libs").symlink_to(libs)
-    settings = Settings(
-        home=home,
-        stack={
-            "secure": True,
-            "kafka_port": kafka,
-            "kafka_controller_port": controller,
-            "kafka_mtls_port": mtls,
-            "clickhouse_http_port": http,
-            "clickhouse_tcp_port": tcp,
-            "kafka_heap": "512m",
-        },
-    )
-    stack = LocalStack(settings)
+    # The session stack's broker jars, when it fetched them.
+    stack = private_secured_stack(home, TEST_STACK_HOME / "kafka" / "libs")
     try:
         stack.up()
         yield stack
