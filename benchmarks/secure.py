@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import uuid
@@ -33,6 +32,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import e2e
+from benchmarks._common import compare_modes
 from pipeline.commands.init import apply_migrations, create_topics, load_migrations
 from pipeline.config import Settings, load_settings
 from pipeline.outputs.clickhouse.client import connect
@@ -80,27 +80,14 @@ def main() -> None:
     stack = secured_stack(home / "stack", plain)
     try:
         secured = yaml.safe_load((stack.tls_root / "client.yaml").read_text())
-        figures: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
-        for run in range(args.runs):
-            for mode in MODES:
-                figures[mode].append(one_run(mode, plain, secured, home, args.events))
-                print(
-                    f"run {run + 1}, {mode}: publish {figures[mode][-1][0]:,.0f}, "
-                    f"worker {figures[mode][-1][1]:,.0f} events/s",
-                    flush=True,
-                )
+        compare_modes(
+            MODES,
+            args.runs,
+            args.events,
+            lambda m: one_run(m, plain, secured, home, args.events),
+        )
     finally:
         stack.down()
-    base_pub = statistics.median(p for p, _ in figures["plain"])
-    base_work = statistics.median(w for _, w in figures["plain"])
-    print(f"\nmedians of {args.runs} runs, {args.events:,} events each (events/s, ratio to plain)")
-    for mode in MODES:
-        pub = statistics.median(p for p, _ in figures[mode])
-        work = statistics.median(w for _, w in figures[mode])
-        print(
-            f"{mode:<15} publish {pub:>9,.0f} ({pub / base_pub:.2f})  "
-            f"worker {work:>9,.0f} ({work / base_work:.2f})"
-        )
 
 
 if __name__ == "__main__":

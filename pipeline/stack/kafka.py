@@ -11,6 +11,7 @@ import base64
 import shutil
 import subprocess
 import uuid
+from dataclasses import dataclass
 
 from pipeline.config import Settings
 from pipeline.resources import resource_path
@@ -21,13 +22,33 @@ MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 
 
-class KafkaBroker:
-    """Fetches, formats, starts and stops the single-node broker under $AUDITPIPE_HOME/kafka."""
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
-    def __init__(self, settings: Settings, tls: StackTLS | None = None) -> None:
+
+@dataclass(frozen=True)
+class ClusterNode:
+    """This broker's place in a multi-node cluster (``cluster.py``)."""
+
+    node_id: int
+    voters: str
+    """controller.quorum.voters: ``id@host:port`` of every controller."""
+    cluster_id: str
+    replicas: int
+    min_insync: int
+
+
+class KafkaBroker:
+    """Fetches, formats, starts and stops the single-node broker under $AUDITPIPE_HOME/kafka
+    (or one node of a cluster, ``node``)."""
+
+    def __init__(
+        self, settings: Settings, tls: StackTLS | None = None, node: ClusterNode | None = None
+    ) -> None:
         self.settings = settings
         self.tls = tls
         """The stack's certificates when it runs secured."""
+        self.node = node
         self.root = settings.home.resolve() / "kafka"
         self.libs = self.root / "libs"
         self.properties = self.root / "server.properties"
@@ -35,7 +56,7 @@ class KafkaBroker:
         self.logs = self.root / "logs"
         stack = settings.stack
         self.process = ManagedProcess(
-            name="kafka",
+            name=f"kafka-{node.node_id}" if node else "kafka",
             pid_file=self.root / "kafka.pid",
             log_file=self.logs / "kafka.out",
             ports=(stack.kafka_port, stack.kafka_controller_port)
@@ -82,6 +103,14 @@ class KafkaBroker:
             "log_dirs": self.data,
         }
         name = "server.properties"
+        if self.node is not None:
+            name = "server-cluster.properties"
+            values |= {
+                "node_id": self.node.node_id,
+                "voters": self.node.voters,
+                "replicas": self.node.replicas,
+                "min_insync": self.node.min_insync,
+            }
         if self.tls is not None:
             name = "server-secure.properties"
             values |= {
@@ -121,12 +150,14 @@ class KafkaBroker:
                     "users); stop the stack and remove it, or use another AUDITPIPE_HOME"
                 )
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        # One node: a dynamic quorum of itself; a cluster: the static quorum of voters.
+        quorum = ["--standalone"] if self.node is None else []
+        cluster_id = self.node.cluster_id if self.node else new_cluster_id()
         result = subprocess.run(
             self._java(
                 STORAGE_TOOL,
                 "format",
-                "--standalone",
+                *quorum,
                 f"--cluster-id={cluster_id}",
                 "-c",
                 str(self.properties),

@@ -149,6 +149,19 @@ class ManagedProcess:
         self.pid_file.unlink(missing_ok=True)
         return True
 
+    def kill(self) -> bool:
+        """SIGKILL at once (a crash, for tests). False when it was not running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGKILL)
+        while self.pid() is not None:
+            time.sleep(0.05)
+        if self._spawned is not None:
+            self._spawned.wait()  # reap it
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
 
 def _is_zombie(pid: int) -> bool:
     try:

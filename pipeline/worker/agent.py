@@ -33,9 +33,10 @@ from pipeline.outputs.kafka import TopicsOutput
 from pipeline.schema.codec import AvroCodec
 from pipeline.stages.decode import RawMessage
 from pipeline.worker.batch import BatchProcessor
+from pipeline.worker.fence import Fence
 from pipeline.worker.inventory import InventoryFollower
 from pipeline.worker.state import DedupPersistence, RuleStatePersistence
-from pipeline.worker.watchdog import GapGuard, StallWatchdog, rewind
+from pipeline.worker.watchdog import END_OFFSETS_TIMEOUT_S, GapGuard, StallWatchdog, rewind
 
 log = logging.getLogger("auditpipe.worker")
 
@@ -95,6 +96,7 @@ class EventsAgent:
         executor: ThreadPoolExecutor,
         watchdog: StallWatchdog,
         priority: Priority,
+        fence: Fence | None = None,
         deferred: bool = False,
     ) -> None:
         self.app = app
@@ -108,6 +110,7 @@ class EventsAgent:
         self.executor = executor
         self.watchdog = watchdog
         self.priority = priority
+        self.fence = fence
         self.deferred = deferred
         self.gaps = GapGuard()
         self.known_partitions: set[int] = set()
@@ -129,6 +132,7 @@ class EventsAgent:
             executor=self.executor,
             watchdog=self.watchdog,
             priority=self.priority,
+            fence=self.fence,
             deferred=True,
         )
 
@@ -194,6 +198,8 @@ class EventsAgent:
         try:
             async with self.priority.one_batch:
                 event_of_partition = await self._prepare(batch)
+                if self.fence is not None:
+                    self.fence.begin()
                 work = loop.run_in_executor(self.executor, self.processor.process, messages)
                 try:
                     await asyncio.shield(work)
@@ -245,7 +251,7 @@ class EventsAgent:
                 # Set by a batch of an earlier assignment that was still running when
                 # the partition was revoked.
                 self.processor.next_offsets.pop(partition, None)
-            ends = _partition_ends(self.app, batch)
+            ends = await _broker_ends(self.app, batch, gained)
             await asyncio.get_running_loop().run_in_executor(
                 self.executor, self.processor.load_stored_offsets, gained, ends
             )
@@ -329,6 +335,24 @@ def _partition_ends(app: faust.App, batch: list[Any]) -> dict[int, int]:
     for event in batch:
         partition, offset = event.message.partition, event.message.offset
         ends[partition] = max(ends.get(partition, 0), offset + 1)
+    return ends
+
+
+async def _broker_ends(app: faust.App, batch: list[Any], gained: set[int]) -> dict[int, int]:
+    """The gained partitions' end offsets asked of the broker: after a restart the
+    consumer may not know them yet, and a lower bound (``_partition_ends``) would make
+    the worker distrust the signed progress its predecessor stored past the first batch,
+    process those messages again in batches of other bounds, and store them twice."""
+    ends = _partition_ends(app, batch)
+    tps = {e.message.tp for e in batch if e.message.partition in gained}
+    try:
+        asked = await asyncio.wait_for(app.consumer.highwaters(*tps), END_OFFSETS_TIMEOUT_S)
+    except Exception as exc:  # the lower bound stands: tokens absorb some, not all
+        log.warning("could not ask the broker for partition ends (%s)", exc)
+        return ends
+    for tp, end in asked.items():
+        if end is not None:
+            ends[tp.partition] = max(ends.get(tp.partition, 0), int(end))
     return ends
 
 

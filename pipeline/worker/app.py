@@ -33,6 +33,7 @@ from pipeline.schema import codec_for
 from pipeline.worker import decompression
 from pipeline.worker.agent import EventsAgent, Priority
 from pipeline.worker.batch import BatchProcessor
+from pipeline.worker.fence import Fence
 from pipeline.worker.health import Health
 from pipeline.worker.inventory import InventoryFollower
 from pipeline.worker.metrics import WorkerMetrics
@@ -58,12 +59,14 @@ def build_app(settings: Settings) -> faust.App:
     decompression.install(max(settings.worker.max_batch_bytes, settings.worker.max_message_bytes))
     stopping = threading.Event()
     codec = codec_for(settings.kafka.schema_registry_url, stopping)
+    fence = Fence(app)
     service = InsertService(
         lambda: connect(settings.clickhouse),
         retry_initial_s=settings.sink.retry_initial_s,
         retry_max_s=settings.sink.retry_max_s,
         stopping=stopping,
         token_key=load_key(settings),
+        fence=fence.check,
     )
     # The inventory side of the stream-table join: the compacted topic, read in full and
     # followed. (A Faust GlobalTable over it left faust-streaming 0.15.3's partition
@@ -91,6 +94,7 @@ def build_app(settings: Settings) -> faust.App:
         executor=executor,
         watchdog=watchdog,
         priority=Priority(settings.fairness.deferred_every_s),
+        fence=fence,
     )
     deferred = agent.deferred_agent()
     _serve_metrics(app, settings, processor, inventory)
@@ -135,6 +139,10 @@ def _faust_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         topic_disable_leader=True,
         topic_partitions=settings.kafka.partitions,
+        # Faust's own topics (the tables' changelogs) as replicated as ours: on a cluster
+        # with min.insync.replicas 2, a changelog of one replica could not be written.
+        topic_replication_factor=settings.kafka.replication_factor,
+        producer_acks=-1,
         stream_buffer_maxsize=max(256, 4 * settings.worker.take_messages),
         consumer_max_fetch_size=4 * 1024 * 1024,
         producer_max_request_size=16 * 1024 * 1024,

@@ -37,6 +37,8 @@ def other_worker(settings: Settings, name: str) -> Settings:
     data = settings.model_dump()
     data["home"] = settings.home.parent / f"home-{name}"
     data["worker"]["web_port"] = free_port()
+    # Workers of one group share the key that signs progress and keys insert tokens.
+    data["checkpoints"]["key_file"] = settings.home / "checkpoint.key"
     return Settings(**data)
 
 

@@ -28,6 +28,8 @@ def second_worker(settings: Settings) -> Settings:
     data = settings.model_dump()
     data["home"] = settings.home.parent / "home-b"
     data["worker"]["web_port"] = free_port()
+    # Workers of one group share the key that signs progress and keys insert tokens.
+    data["checkpoints"]["key_file"] = settings.home / "checkpoint.key"
     return Settings(**data)
 
 

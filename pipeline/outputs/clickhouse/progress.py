@@ -106,7 +106,9 @@ def stored_offsets(
     if found.rejected:
         log.error(
             "ignored %d progress rows of %s.events_sink_progress beyond a partition's end "
-            "or with a wrong MAC (rows inserted by someone other than a worker?)",
+            "or with a wrong MAC (rows inserted by someone other than a worker, or by a "
+            "worker of this group with another checkpoints.key: every worker of a group "
+            "needs the same key)",
             found.rejected,
             database,
         )

@@ -43,8 +43,12 @@ class InsertService:
         retry_max_s: float = 10.0,
         stopping: threading.Event | None = None,
         token_key: bytes | None = None,
+        fence: Callable[[], None] | None = None,
     ) -> None:
         self._connect = connect
+        self._fence = fence
+        """Called before each insert attempt: stops a worker whose partitions were given
+        away while it was frozen (``worker/fence.py``)."""
         self._token_key = token_key
         """Keys the insert deduplication tokens (see ``token``)."""
         self._client: Client | None = None
@@ -67,6 +71,8 @@ class InsertService:
         token = self.token(request.dedup_token)
 
         def send(client: Client) -> None:
+            if self._fence is not None:
+                self._fence()
             client.insert(
                 request.table,
                 request.columns,

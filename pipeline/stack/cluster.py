@@ -1,0 +1,60 @@
+"""A local multi-broker Kafka cluster: three KRaft nodes (each broker and controller) on
+loopback ports, replication factor 3 and ``min.insync.replicas`` 2, for the tests of a
+broker dying mid-stream and of workers sharing partitions (``kill`` and ``start`` one
+node). Each node is a ``KafkaBroker`` under ``root/node-<id>``, sharing the broker jars.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import Settings
+from pipeline.stack.kafka import ClusterNode, KafkaBroker, new_cluster_id
+from pipeline.stack.process import free_ports
+
+
+class KafkaCluster:
+    def __init__(self, root: Path, libs: Path, nodes: int = 3, heap: str = "512m") -> None:
+        ports = free_ports(2 * nodes)
+        voters = ",".join(f"{n + 1}@127.0.0.1:{ports[2 * n + 1]}" for n in range(nodes))
+        cluster_id = new_cluster_id()
+        self.brokers = []
+        for n in range(nodes):
+            home = root / f"node-{n + 1}"
+            if libs.exists() and not (home / "kafka" / "libs").exists():
+                (home / "kafka").mkdir(parents=True, exist_ok=True)
+                (home / "kafka" / "libs").symlink_to(libs)
+            settings = Settings(
+                home=home,
+                stack={
+                    "kafka_port": ports[2 * n],
+                    "kafka_controller_port": ports[2 * n + 1],
+                    "kafka_heap": heap,
+                },
+            )
+            node = ClusterNode(n + 1, voters, cluster_id, replicas=min(3, nodes), min_insync=2)
+            self.brokers.append(KafkaBroker(settings, node=node))
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(broker.endpoint for broker in self.brokers)
+
+    def up(self) -> None:
+        """Start every node, then wait until each answers (a controller quorum needs a
+        majority up before any node finishes starting)."""
+        for broker in self.brokers:
+            broker.start()
+        for broker in self.brokers:
+            broker.wait_ready()
+
+    def kill(self, index: int) -> None:
+        """kill -9 one node."""
+        self.brokers[index].process.kill()
+
+    def start(self, index: int) -> None:
+        self.brokers[index].start()
+        self.brokers[index].wait_ready()
+
+    def down(self) -> None:
+        for broker in self.brokers:
+            broker.process.stop()

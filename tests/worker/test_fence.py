@@ -1,0 +1,84 @@
+"""The fence stops a batch whose group membership changed while it ran (worker/fence.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from pipeline.worker import fence as fence_module
+from pipeline.worker.fence import Fence
+
+
+class _Coordinator:
+    """Stands for aiokafka's group coordinator: a heartbeat may reset the member id."""
+
+    def __init__(self, member: str, after_heartbeat: str) -> None:
+        self.member_id = member
+        self.after_heartbeat = after_heartbeat
+        self.heartbeats = 0
+
+    async def _do_heartbeat(self) -> bool:
+        self.heartbeats += 1
+        self.member_id = self.after_heartbeat
+        return True
+
+
+def _app(coordinator: _Coordinator, loop: asyncio.AbstractEventLoop) -> Any:
+    consumer = SimpleNamespace(_coordinator=coordinator)
+    thread = SimpleNamespace(_ensure_consumer=lambda: consumer, thread_loop=loop)
+    return SimpleNamespace(consumer=SimpleNamespace(_thread=thread), loop=loop)
+
+
+@pytest.fixture
+def consumer_loop() -> Any:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def _exits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    exits: list[str] = []
+    monkeypatch.setattr(fence_module, "exit_stalled", lambda why, loop=None: exits.append(why))
+    return exits
+
+
+def test_a_member_that_lost_the_group_does_not_insert(
+    monkeypatch: pytest.MonkeyPatch, consumer_loop: asyncio.AbstractEventLoop
+) -> None:
+    exits = _exits(monkeypatch)
+    coordinator = _Coordinator("member-1", after_heartbeat="")  # "unknown member" resets it
+    fence = Fence(_app(coordinator, consumer_loop))
+    fence.begin()
+    fence.check()
+    assert coordinator.heartbeats == 1
+    assert len(exits) == 1 and "member-1" in exits[0]
+
+
+def test_a_member_that_rejoined_under_another_id_does_not_insert(
+    monkeypatch: pytest.MonkeyPatch, consumer_loop: asyncio.AbstractEventLoop
+) -> None:
+    exits = _exits(monkeypatch)
+    fence = Fence(_app(_Coordinator("member-1", after_heartbeat="member-2"), consumer_loop))
+    fence.begin()
+    fence.check()
+    assert len(exits) == 1
+
+
+def test_the_same_member_inserts(
+    monkeypatch: pytest.MonkeyPatch, consumer_loop: asyncio.AbstractEventLoop
+) -> None:
+    exits = _exits(monkeypatch)
+    coordinator = _Coordinator("member-1", after_heartbeat="member-1")
+    fence = Fence(_app(coordinator, consumer_loop))
+    fence.begin()
+    fence.check()
+    fence.check()
+    assert coordinator.heartbeats == 2 and exits == []
