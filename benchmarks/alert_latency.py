@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.e2e import isolated, measure_worker
 from pipeline.collect.publisher import EventPublisher, now_ms
-from pipeline.commands.alerts import decode_alert
 from pipeline.commands.init import apply_migrations, create_topics, load_migrations
 from pipeline.config import Settings, load_settings
+from pipeline.forward.source import decode_alert
 from pipeline.outputs.clickhouse.client import connect
 from pipeline.schema import codec_for
 from pipeline.sim.scenarios import reverse_shell_event

@@ -21,6 +21,7 @@ from pipeline.commands import (
     alerts,
     collect,
     deadletter,
+    forward,
     init,
     inventory,
     publish,
@@ -55,6 +56,7 @@ COMMANDS: dict[str, ModuleType] = {
     "run": run,
     "rules": rules,
     "alerts": alerts,
+    "forward": forward,
     "config": config_command,
 }
 """Command name -> its module, in the order ``--help`` lists them."""

@@ -75,7 +75,9 @@ class KafkaConfig(_Section):
     partitions: int = Field(6, ge=1)
     """Partitions of each topic that `auditpipe init` creates."""
     replication_factor: int = Field(1, ge=1)
-    """Replicas of each topic that `auditpipe init` creates (1 on the local stack)."""
+    """Replicas of each topic that `auditpipe init` creates, and of the worker's state
+    topics (Faust's changelogs): 1 on the local stack, 3 on a cluster (with the brokers'
+    min.insync.replicas 2, every write is on two brokers before it is acknowledged)."""
     schema_registry_url: str | None = None
     """When set, messages use the Confluent wire format with ids from this registry;
     otherwise Avro single-object encoding with the schema fingerprint."""
@@ -483,6 +485,86 @@ class SinkConfig(_Section):
     """Longest back-off between insert retries."""
 
 
+class ForwardDestination(_Section):
+    """One destination of ``auditpipe forward`` (docs/siem.md). It reads with its own
+    consumer group, ``<forward.group>.<name>``, so a destination that is down holds back
+    only itself."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    """Names the destination in logs, metrics and its consumer group."""
+    type: Literal["splunk_hec", "syslog", "http"]
+    """splunk_hec: Splunk's HTTP Event Collector; syslog: RFC 5424 over udp, tcp or tls;
+    http: JSON lines POSTed to any collector (a webhook, Elastic _bulk-style, a SOAR)."""
+    format: Literal["ocsf", "ecs", "cef", "native"] = "ocsf"
+    """The shape of each record: OCSF 1.8.0, ECS, CEF (syslog) or auditpipe's own."""
+    min_severity: Literal["low", "medium", "high", "critical"] = "low"
+    """Alerts below this severity are not sent (counted as filtered)."""
+    tenants: list[str] = []
+    """Only these tenants' alerts (empty: every tenant)."""
+    url: str | None = None
+    """splunk_hec: the collector's base URL (https://splunk:8088); http: the URL to POST."""
+    token_file: Path | None = None
+    """splunk_hec: file holding the HEC token (never in the config itself)."""
+    headers: dict[str, str] = {}
+    """http: extra request headers."""
+    authorization_file: Path | None = None
+    """http: file holding the Authorization header's value (``Bearer ...``)."""
+    index: str | None = None
+    """splunk_hec: the index (default: the token's)."""
+    sourcetype: str = "auditpipe:alert"
+    """splunk_hec: the sourcetype of each event."""
+    ack: bool = False
+    """splunk_hec: indexer acknowledgement; a batch counts as delivered only once Splunk
+    says it is indexed (the token must have acknowledgement enabled)."""
+    gzip: bool = True
+    """splunk_hec, http: compress request bodies."""
+    host: str = "127.0.0.1"
+    """syslog: the receiver's host."""
+    port: int = Field(514, ge=1, le=65535)
+    """syslog: the receiver's port (6514 is syslog over TLS's)."""
+    protocol: Literal["udp", "tcp", "tls"] = "tcp"
+    """syslog: udp (RFC 5426; no delivery guarantee), tcp with octet counting (RFC 6587)
+    or tls (RFC 5425)."""
+    ca_file: Path | None = None
+    """tls, https: the CA that signed the receiver's certificate (default: the system's)."""
+    client_cert: Path | None = None
+    """tls, https: client certificate for mutual TLS."""
+    client_key: Path | None = None
+    """tls, https: the client certificate's key."""
+    verify: bool = True
+    """tls, https: verify the receiver's certificate and host name."""
+    batch_records: int = Field(500, ge=1)
+    """Most records per request (or per write to a syslog connection)."""
+    timeout_s: float = Field(10.0, gt=0)
+    """One request's or connection's time limit; then it is retried."""
+    retry_initial_s: float = Field(0.5, gt=0)
+    """First back-off after a failed delivery; doubles up to retry_max_s, with jitter."""
+    retry_max_s: float = Field(30.0, gt=0)
+    """Longest back-off while the destination is down (the forwarder waits: nothing is
+    skipped)."""
+
+    @model_validator(mode="after")
+    def _needs(self) -> ForwardDestination:
+        if self.type in ("splunk_hec", "http") and not self.url:
+            raise ValueError(f"destination {self.name}: {self.type} needs url")
+        if self.type == "splunk_hec" and self.token_file is None:
+            raise ValueError(f"destination {self.name}: splunk_hec needs token_file")
+        if self.format == "cef" and self.type != "syslog":
+            raise ValueError(f"destination {self.name}: cef is for syslog destinations")
+        return self
+
+
+class ForwardConfig(_Section):
+    """``auditpipe forward``: alerts to SIEMs, each destination at its own pace."""
+
+    group: str = "auditpipe-forward"
+    """Prefix of the destinations' consumer groups."""
+    destinations: list[ForwardDestination] = []
+    """The destinations (YAML; see docs/siem.md for one of each)."""
+    metrics_port: int = 6067
+    """Port of the forwarder's /metrics (0: none)."""
+
+
 ENV_PREFIX = "AUDITPIPE_"
 
 
@@ -519,6 +601,7 @@ class Settings(BaseSettings):
     fairness: FairnessConfig = FairnessConfig()
     worker: WorkerConfig = WorkerConfig()
     sink: SinkConfig = SinkConfig()
+    forward: ForwardConfig = ForwardConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -549,16 +632,21 @@ def reference_table() -> str:
         if isinstance(section, type) and issubclass(section, _Section):
             for field_name, field in section.model_fields.items():
                 rows.append(_reference_row(f"{name}.{field_name}", field))
+                if field_name == "destinations":  # a list of sections: one row per field
+                    rows.extend(
+                        _reference_row(f"{name}.destinations[].{item}", inner, env=False)
+                        for item, inner in ForwardDestination.model_fields.items()
+                    )
         else:
             rows.append(_reference_row(name, info))
     return "\n".join(rows)
 
 
-def _reference_row(dotted: str, field: Any) -> str:
-    env = "AUDITPIPE_" + dotted.replace(".", "_").upper()
-    default = field.get_default(call_default_factory=True)
+def _reference_row(dotted: str, field: Any, env: bool = True) -> str:
+    variable = f"`AUDITPIPE_{dotted.replace('.', '_').upper()}`" if env else "(YAML only)"
+    default = "(required)" if field.is_required() else field.get_default(call_default_factory=True)
     meaning = " ".join((field.description or "").split())
-    return f"| `{dotted}` | `{env}` | `{default}` | {meaning} |"
+    return f"| `{dotted}` | {variable} | `{default}` | {meaning} |"
 
 
 class ConfigError(Exception):

@@ -4,7 +4,9 @@ It reads ``audit.alerts`` (Avro or JSON, whichever the worker writes: each Avro 
 names its schema), keeps the alerts at or above ``--severity`` and prints one line per
 alert, or one JSON object per line with ``--json`` (for piping into a forwarder)::
 
-    auditpipe alerts tail --severity high --json | your-siem-forwarder
+    auditpipe alerts tail --severity high --json | your-tool
+
+(``auditpipe forward`` delivers them to SIEMs itself: docs/siem.md.)
 
 With ``--group`` it joins a consumer group and commits what it printed, so a restarted
 forwarder goes on where it stopped; without one it starts at the end (or at the
@@ -25,25 +27,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from pipeline.config import Settings
+from pipeline.forward.source import decode_alert
 from pipeline.kafka_clients import client_args
 from pipeline.rules.language import SEVERITIES
 from pipeline.schema import codec_for
-from pipeline.schema.codec import AvroCodec, DecodeError
-
-
-def decode_alert(codec: AvroCodec, value: bytes) -> dict[str, Any] | None:
-    """An alert record from a message value (Avro or JSON); None if it is neither."""
-    if value[:1] == b"{":
-        try:
-            record = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return None
-        return record if isinstance(record, dict) else None
-    try:
-        decoded = codec.decode(value)
-    except DecodeError:
-        return None
-    return dict(decoded.record) if decoded.writer.name == "alert" else None
+from pipeline.schema.codec import AvroCodec
 
 
 def format_alert(alert: dict[str, Any]) -> str:

@@ -17,8 +17,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.chain.hashing import chain_key
 from pipeline.collect.publisher import EventPublisher, now_ms
-from pipeline.commands.alerts import decode_alert
 from pipeline.config import Settings
+from pipeline.forward.source import decode_alert
 from pipeline.schema import codec_for
 from pipeline.sim.scenarios import reverse_shell_event
 from pipeline.sim.simulate import FleetSimulator
