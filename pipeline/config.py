@@ -492,9 +492,11 @@ class ForwardDestination(_Section):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     """Names the destination in logs, metrics and its consumer group."""
-    type: Literal["splunk_hec", "syslog", "http"]
+    type: Literal["splunk_hec", "syslog", "http", "kafka"]
     """splunk_hec: Splunk's HTTP Event Collector; syslog: RFC 5424 over udp, tcp or tls;
-    http: JSON lines POSTed to any collector (a webhook, Elastic _bulk-style, a SOAR)."""
+    http: JSON lines POSTed to any collector (a webhook, Elastic _bulk-style, a SOAR);
+    kafka: one JSON record per message on a topic of auditpipe's own cluster, for SIEMs
+    that read Kafka."""
     format: Literal["ocsf", "ecs", "cef", "native"] = "ocsf"
     """The shape of each record: OCSF 1.8.0, ECS, CEF (syslog) or auditpipe's own."""
     min_severity: Literal["low", "medium", "high", "critical"] = "low"
@@ -518,6 +520,9 @@ class ForwardDestination(_Section):
     says it is indexed (the token must have acknowledgement enabled)."""
     gzip: bool = True
     """splunk_hec, http: compress request bodies."""
+    topic: str | None = None
+    """kafka: the topic to write to (on the cluster of ``kafka.bootstrap``, with its
+    connection settings); each message is keyed tenant/sandbox."""
     host: str = "127.0.0.1"
     """syslog: the receiver's host."""
     port: int = Field(514, ge=1, le=65535)
@@ -547,6 +552,8 @@ class ForwardDestination(_Section):
     def _needs(self) -> ForwardDestination:
         if self.type in ("splunk_hec", "http") and not self.url:
             raise ValueError(f"destination {self.name}: {self.type} needs url")
+        if self.type == "kafka" and not self.topic:
+            raise ValueError(f"destination {self.name}: kafka needs topic")
         if self.type == "splunk_hec" and self.token_file is None:
             raise ValueError(f"destination {self.name}: splunk_hec needs token_file")
         if self.format == "cef" and self.type != "syslog":

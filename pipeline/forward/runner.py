@@ -69,7 +69,7 @@ class DestinationLoop:
     ) -> None:
         self.settings, self.dest, self.codec = settings, dest, codec
         self.metrics, self.stopping = metrics, stopping
-        self.output = build(dest, stopping)
+        self.output = build(dest, stopping, settings.kafka)
         self.minimum = SEVERITIES.index(dest.min_severity)
         self.tenants = frozenset(dest.tenants)
         self.group = f"{settings.forward.group}.{dest.name}"
@@ -138,7 +138,7 @@ class DestinationLoop:
                     reported = time.monotonic()
                     log.info("%s: %d alerts delivered so far", self.dest.name, self.delivered)
         finally:
-            self.output.close()
+            await asyncio.to_thread(self.output.close)  # may block (a socket, a producer)
             await producer.stop()
             await consumer.stop()
         return self.delivered

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -199,3 +200,47 @@ def test_a_30_second_outage_under_load_loses_nothing(
     print(f"outage: {len(sent)} alerts, {doubled} delivered twice (at least once)")
     assert doubled <= 200  # at most the batch in flight when the receiver went away
     assert "retry" in err and forwarder.returncode == 0, err[-2000:]
+
+
+def _raw_messages(settings: Settings, topic: str) -> list[tuple[bytes, bytes]]:
+    from aiokafka import AIOKafkaConsumer
+
+    async def go() -> list[tuple[bytes, bytes]]:
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=settings.kafka.bootstrap, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        got: list[tuple[bytes, bytes]] = []
+        try:
+            while batches := await consumer.getmany(timeout_ms=3000):
+                got += [(r.key or b"", r.value or b"") for rs in batches.values() for r in rs]
+        finally:
+            await consumer.stop()
+        return got
+
+    return asyncio.run(go())
+
+
+def test_the_kafka_destination_writes_ocsf_once_and_dead_letters_a_record_too_large(
+    isolated_settings: Settings,
+) -> None:
+    topic = f"{isolated_settings.kafka.topic_alerts}.ocsf"
+    settings = with_destinations(
+        isolated_settings, {"name": "lake", "type": "kafka", "topic": topic, "batch_records": 64}
+    )
+    provision(settings)
+    sent = alerts(300)
+    # 700 kB: taken by the alerts topic, but OCSF holds the title twice (over 1 MiB)
+    sent[100] = alerts(1, title=secrets.token_hex(350_000))[0]
+    publish(settings, sent)
+    done = run_cli(settings, "forward", "--idle-timeout", "5", timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = _raw_messages(settings, topic)
+    records = [orjson.loads(value) for _, value in got]
+    uids = Counter(r["finding_info"]["uid"] for r in records)
+    assert set(uids) == {a.alert_id for i, a in enumerate(sent) if i != 100}
+    assert max(uids.values()) == 1
+    assert all(problems(r) == [] for r in records[:50])
+    assert {key for key, _ in got} == {a.key for i, a in enumerate(sent) if i != 100}
+    reasons = Counter(d["reason"] for d in _dead_letters(settings))
+    assert reasons == {"refused_by_kafka": 1}

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 
 from pipeline.config import ForwardDestination
-from pipeline.outputs.base import Kind
+from pipeline.outputs.base import Kind, Records
 from pipeline.outputs.forwarding.retry import retrying
 from pipeline.outputs.forwarding.shapes import alert_shape
 
@@ -42,5 +42,12 @@ class ForwardingOutput:
             on_retry=retried,
         )
 
+    def write(self, records: Records) -> None:
+        """Delivers ``records`` (through ``deliver``) before it returns."""
+        raise NotImplementedError
+
     def flush(self) -> None:
         """Nothing is kept: every write is delivered before it returns."""
+
+    def close(self) -> None:
+        raise NotImplementedError
