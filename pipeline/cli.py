@@ -21,6 +21,7 @@ from pipeline.commands import (
     alerts,
     collect,
     deadletter,
+    export,
     forward,
     init,
     inventory,
@@ -57,6 +58,7 @@ COMMANDS: dict[str, ModuleType] = {
     "rules": rules,
     "alerts": alerts,
     "forward": forward,
+    "export": export,
     "config": config_command,
 }
 """Command name -> its module, in the order ``--help`` lists them."""

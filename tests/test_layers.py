@@ -29,6 +29,7 @@ LAYERS = [
     ("pipeline.outputs", 5),
     ("pipeline.worker", 6),
     ("pipeline.forward", 6),
+    ("pipeline.export", 6),
     ("pipeline.stack", 7),
     ("pipeline.commands", 8),
     ("pipeline.cli", 9),
