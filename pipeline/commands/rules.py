@@ -36,6 +36,15 @@ def add_parser(sub: Any) -> None:
     listing = actions.add_parser("list", help="the rules in force: id, kind, severity, title")
     with_paths(listing)
     listing.add_argument("--json", action="store_true", help="one JSON object per rule")
+    cover = actions.add_parser(
+        "coverage",
+        help="the ATT&CK techniques and tactics the rules in force cover; --layer writes "
+        "an ATT&CK Navigator layer",
+    )
+    with_paths(cover)
+    cover.add_argument(
+        "--layer", type=Path, metavar="FILE", help="write the Navigator layer (JSON) here"
+    )
     lint = actions.add_parser(
         "lint",
         help="check rule files: unknown fields, bad regexes, duplicate ids, impossible windows",
@@ -84,6 +93,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILED
     if command == "list":
         return _list(ruleset, as_json=args.json)
+    if command == "coverage":
+        return _coverage(ruleset, args.layer)
     if command == "lint":
         kinds = {
             k: sum(1 for r in ruleset.rules if r.kind == k)
@@ -118,6 +129,26 @@ def _list(ruleset: RuleSet, *, as_json: bool) -> int:
         else:
             state = "" if rule.enabled else " (disabled)"
             print(f"{rule.id:<14} {rule.kind:<9} {rule.severity:<8} {rule.title}{state}")
+    return EXIT_OK
+
+
+def _coverage(ruleset: RuleSet, layer: Path | None) -> int:
+    from pipeline.rules.coverage import coverage, navigator_layer
+
+    found = coverage(ruleset.rules)
+    print(
+        f"{found.rules} enabled rules; {len(found.techniques)} techniques, "
+        f"{len(found.tactics)} tactics"
+    )
+    for (uid, name), ids in sorted(found.tactics.items()):
+        print(f"{uid} {name:<22} {len(ids):>3} rules")
+    for technique, ids in sorted(found.techniques.items()):
+        print(f"{technique:<10} {len(ids):>3} rules  {', '.join(sorted(ids))}")
+    if found.untagged:
+        print(f"rules naming no technique: {', '.join(sorted(found.untagged))}")
+    if layer is not None:
+        layer.write_bytes(orjson.dumps(navigator_layer(found), option=orjson.OPT_INDENT_2))
+        print(f"Navigator layer written to {layer}")
     return EXIT_OK
 
 
