@@ -48,6 +48,7 @@ class SyncCollector:
         self._collector: Collector | None = None
         self._wake: asyncio.Event | None = None
         self._drainer: asyncio.Task[None] | None = None
+        self._draining: asyncio.Lock | None = None
 
     @property
     def stats(self) -> CollectorStats:
@@ -95,6 +96,7 @@ class SyncCollector:
         self._collector = Collector(**self._collector_args)
         await self._collector.start()
         self._wake = asyncio.Event()
+        self._draining = asyncio.Lock()
         self._drainer = asyncio.create_task(self._drain_forever())
 
     async def _drain_forever(self) -> None:
@@ -105,6 +107,18 @@ class SyncCollector:
             await self._drain()
 
     async def _drain(self) -> None:
+        """Hand every queued event to the collector, in order.
+
+        One drain at a time: the background drainer may be part-way through a batch it
+        already took off the queue when ``flush`` drains; the lock makes ``flush`` wait
+        for that batch, so every event emitted before ``flush`` is in the collector (and
+        so covered by its flush) when the flush starts.
+        """
+        assert self._collector is not None and self._draining is not None
+        async with self._draining:
+            await self._drain_queue()
+
+    async def _drain_queue(self) -> None:
         assert self._collector is not None
         while True:
             with self._space:
