@@ -23,11 +23,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.outputs.forwarding.shapes import alert_shape
+from pipeline.outputs.forwarding.shapes import shape_for
 from pipeline.outputs.syslog.request_builder import message
 from pipeline.siem import cef, ecs, ocsf
 from pipeline.sim.simulate import FleetSimulator
-from tests.outputs.alerts_for_tests import alerts
+from tests.outputs.alerts_for_tests import alerts, items
 
 
 def timed(call: Callable[[Any], Any], items: list[Any], runs: int) -> float:
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     args = parser.parse_args()
     events = [dict(e) for e in FleetSimulator(50, seed=1).events(args.events)]
-    batch = alerts(5_000)
+    batch = items(alerts(5_000))
     print(f"µs per record, medians of {args.runs} runs")
     print(f"{'format':<8} {'event':>8} {'alert':>8} {'alert as syslog':>16}")
     for name, event_shape in (
@@ -58,7 +58,7 @@ def main() -> None:
         ("ecs", serialized(ecs.event)),
         ("cef", cef.event),
     ):
-        shape = alert_shape(name)
+        shape = shape_for(name)
         per_event = timed(event_shape, events, args.runs)
         as_record = shape if name == "cef" else serialized(shape)
         per_alert = timed(as_record, batch, args.runs)

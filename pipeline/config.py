@@ -499,10 +499,17 @@ class ForwardDestination(_Section):
     that read Kafka."""
     format: Literal["ocsf", "ecs", "cef", "native"] = "ocsf"
     """The shape of each record: OCSF 1.8.0, ECS, CEF (syslog) or auditpipe's own."""
+    records: Literal["alerts", "events"] = "alerts"
+    """alerts: the alerts topic; events: the audit events themselves, from the events
+    topic, validated and redacted as the worker stores them."""
     min_severity: Literal["low", "medium", "high", "critical"] = "low"
     """Alerts below this severity are not sent (counted as filtered)."""
+    min_level: Level = "debug"
+    """events: events below this level are not sent (counted as filtered)."""
+    categories: list[Category] = []
+    """events: only these categories (empty: every category)."""
     tenants: list[str] = []
-    """Only these tenants' alerts (empty: every tenant)."""
+    """Only these tenants' records (empty: every tenant)."""
     url: str | None = None
     """splunk_hec: the collector's base URL (https://splunk:8088); http: the URL to POST."""
     token_file: Path | None = None
@@ -513,8 +520,9 @@ class ForwardDestination(_Section):
     """http: file holding the Authorization header's value (``Bearer ...``)."""
     index: str | None = None
     """splunk_hec: the index (default: the token's)."""
-    sourcetype: str = "auditpipe:alert"
-    """splunk_hec: the sourcetype of each event."""
+    sourcetype: str | None = None
+    """splunk_hec: the sourcetype of each event (default: auditpipe:alert or
+    auditpipe:event)."""
     ack: bool = False
     """splunk_hec: indexer acknowledgement; a batch counts as delivered only once Splunk
     says it is indexed (the token must have acknowledgement enabled)."""

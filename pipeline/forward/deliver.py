@@ -13,17 +13,17 @@ from collections.abc import Sequence
 
 from pipeline.outputs.base import Output, Records
 from pipeline.outputs.forwarding.retry import Refused
-from pipeline.rules.alerts import Alert
+from pipeline.outputs.forwarding.shapes import Item
 
 
-def deliver(output: Output, alerts: Sequence[Alert]) -> list[tuple[int, str]]:
-    """Deliver ``alerts``; the positions (in ``alerts``) of those refused, with why."""
+def deliver(output: Output, items: Sequence[Item]) -> list[tuple[int, str]]:
+    """Deliver ``items``; the positions (in ``items``) of those refused, with why."""
     refused: list[tuple[int, str]] = []
-    pending: list[tuple[int, int]] = [(0, len(alerts))] if alerts else []
+    pending: list[tuple[int, int]] = [(0, len(items))] if items else []
     while pending:
         start, end = pending.pop()
         try:
-            output.write(Records("alerts", alerts[start:end]))
+            output.write(Records("forwarded", items[start:end]))
         except Refused as exc:
             if end - start == 1:
                 refused.append((start, str(exc)))

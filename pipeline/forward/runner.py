@@ -14,38 +14,22 @@ import asyncio
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pipeline.config import ForwardDestination, Settings
 from pipeline.forward.deliver import deliver
 from pipeline.forward.destinations import build
 from pipeline.forward.metrics import ForwardMetrics
-from pipeline.forward.source import as_alert, decode_alert
+from pipeline.forward.sorting import Taken, sorter_for
 from pipeline.kafka_clients import client_args
 from pipeline.outputs.forwarding.retry import Stopped
 from pipeline.outputs.kafka.publish import publish_dead_letters
-from pipeline.rules.alerts import Alert
-from pipeline.rules.language import SEVERITIES
 from pipeline.schema.codec import AvroCodec
-from pipeline.schema.deadletter import DeadLetters, Provenance
 
 log = logging.getLogger("auditpipe.forward")
 PROGRESS_EVERY_S = 10.0
-
-
-@dataclass
-class Taken:
-    """One batch read from the topic, sorted out."""
-
-    alerts: list[Alert] = field(default_factory=list)
-    where: list[Provenance] = field(default_factory=list)
-    originals: list[bytes] = field(default_factory=list)
-    filtered: int = 0
-    dead: DeadLetters = field(default_factory=DeadLetters)
-    ends: dict[TopicPartition, int] = field(default_factory=dict)
 
 
 class _Topic:
@@ -70,46 +54,16 @@ class DestinationLoop:
         self.settings, self.dest, self.codec = settings, dest, codec
         self.metrics, self.stopping = metrics, stopping
         self.output = build(dest, stopping, settings.kafka)
-        self.minimum = SEVERITIES.index(dest.min_severity)
-        self.tenants = frozenset(dest.tenants)
+        self.sorter = sorter_for(settings, dest, codec)
         self.group = f"{settings.forward.group}.{dest.name}"
         self.delivered = 0
-
-    def sort(self, records: list[Any]) -> Taken:
-        taken = Taken()
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            taken.ends[tp] = max(taken.ends.get(tp, 0), record.offset + 1)
-            where = Provenance(record.topic, record.partition, record.offset, record.key)
-            value = record.value or b""
-            decoded = decode_alert(self.codec, value)
-            try:
-                alert = as_alert(decoded) if decoded is not None else None
-            except ValueError as exc:
-                taken.dead.message(where, "undecodable_alert", str(exc), value)
-                continue
-            if alert is None:
-                taken.dead.message(
-                    where, "undecodable_alert", "neither an Avro alert nor JSON", value
-                )
-            elif (self.tenants and alert.tenant not in self.tenants) or (
-                SEVERITIES.index(alert.severity) < self.minimum
-                if alert.severity in SEVERITIES
-                else False
-            ):
-                taken.filtered += 1
-            else:
-                taken.alerts.append(alert)
-                taken.where.append(where)
-                taken.originals.append(value)
-        return taken
 
     async def run(self, idle_timeout_s: float = 0.0) -> int:
         """Forward until stopped (or ``idle_timeout_s`` without a new alert); returns the
         number of alerts delivered."""
         kafka = self.settings.kafka
         consumer = AIOKafkaConsumer(
-            kafka.topic_alerts,
+            self.sorter.topic,
             **client_args(kafka),
             group_id=self.group,
             enable_auto_commit=False,
@@ -132,11 +86,16 @@ class DestinationLoop:
                         break
                     continue
                 quiet_since = time.monotonic()
-                if not await self._one_batch(self.sort(records), dead_topic, consumer):
+                if not await self._one_batch(self.sorter.sort(records), dead_topic, consumer):
                     break
                 if time.monotonic() - reported > PROGRESS_EVERY_S:
                     reported = time.monotonic()
-                    log.info("%s: %d alerts delivered so far", self.dest.name, self.delivered)
+                    log.info(
+                        "%s: %d %s delivered so far",
+                        self.dest.name,
+                        self.delivered,
+                        self.dest.records,
+                    )
         finally:
             await asyncio.to_thread(self.output.close)  # may block (a socket, a producer)
             await producer.stop()
@@ -151,14 +110,14 @@ class DestinationLoop:
         started = time.monotonic()
         retries_before = self.output.retries
         try:
-            refused = await asyncio.to_thread(deliver, self.output, taken.alerts)
+            refused = await asyncio.to_thread(deliver, self.output, taken.items)
         except Stopped:
             return False
         finally:
             self.metrics.retries.labels(name).inc(self.output.retries - retries_before)
         self.metrics.batch_seconds.labels(name).observe(time.monotonic() - started)
         for position, reason in refused:
-            log.error("%s refused alert %s: %s", name, taken.alerts[position].alert_id, reason)
+            log.error("%s refused %s: %s", name, taken.items[position].uid, reason)
             taken.dead.message(
                 taken.where[position],
                 f"refused_by_{self.dest.type}",
@@ -168,10 +127,11 @@ class DestinationLoop:
         if taken.dead.records:
             await publish_dead_letters(dead_topic, self.codec, taken.dead.records)
         await consumer.commit(taken.ends)
-        delivered = len(taken.alerts) - len(refused)
+        delivered = len(taken.items) - len(refused)
         self.delivered += delivered
         records = self.metrics.records
         records.labels(name, "delivered").inc(delivered)
         records.labels(name, "filtered").inc(taken.filtered)
         records.labels(name, "dead_lettered").inc(len(taken.dead.records))
+        records.labels(name, "invalid").inc(taken.invalid)
         return True

@@ -31,12 +31,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-Kind = Literal["dead_letters", "alerts", "rollup", "links", "checkpoints", "deferred"]
-KINDS: tuple[Kind, ...] = ("dead_letters", "alerts", "rollup", "links", "checkpoints", "deferred")
+Kind = Literal["dead_letters", "alerts", "rollup", "links", "checkpoints", "deferred", "forwarded"]
+KINDS: tuple[Kind, ...] = (
+    "dead_letters",
+    "alerts",
+    "rollup",
+    "links",
+    "checkpoints",
+    "deferred",
+    "forwarded",
+)
 """dead_letters: ``schema.deadletter`` records (dicts); alerts: ``rules.alerts.Alert``;
 rollup: ``(stages.base.KeptBack, count)`` pairs; links: ``stages.base.ChainLink``;
 checkpoints: ``chain.checkpoints.Checkpoint``; deferred: ``stages.decode.RawMessage``
-(the message as it arrived)."""
+(the message as it arrived); forwarded: ``outputs.forwarding.shapes.Item`` (what
+``auditpipe forward`` sends to a SIEM destination)."""
 
 
 class NoDestination(Exception):

@@ -25,7 +25,8 @@ from pipeline.config import Settings
 from pipeline.outputs.kafka.publish import ALERT_SCHEMA
 from pipeline.rules.alerts import Alert
 from pipeline.schema import codec_for
-from tests.integration.helpers import child_env, provision, run_cli, wait_until
+from pipeline.sim.simulate import FleetSimulator
+from tests.integration.helpers import child_env, provision, publish_events, run_cli, wait_until
 from tests.outputs.alerts_for_tests import alerts
 from tests.outputs.splunk_hec.receiver import HecReceiver
 from tests.outputs.syslog.rsyslog import Rsyslog, available
@@ -244,3 +245,34 @@ def test_the_kafka_destination_writes_ocsf_once_and_dead_letters_a_record_too_la
     assert {key for key, _ in got} == {a.key for i, a in enumerate(sent) if i != 100}
     reasons = Counter(d["reason"] for d in _dead_letters(settings))
     assert reasons == {"refused_by_kafka": 1}
+
+
+def test_events_are_forwarded_redacted_filtered_and_each_once(
+    isolated_settings: Settings,
+) -> None:
+    topic = f"{isolated_settings.kafka.topic_events}.ecs"
+    secret = secrets.token_urlsafe(18)
+    lake = {
+        "name": "lake",
+        "type": "kafka",
+        "topic": topic,
+        "format": "ecs",
+        "records": "events",
+        "categories": ["process", "network", "auth"],
+    }
+    settings = with_destinations(isolated_settings, lake)
+    provision(settings)
+    events = list(FleetSimulator(4, seed=21).events(2000))
+    for n, event in enumerate(e for e in events if e["category"] == "process"):
+        if n % 50 == 0:
+            event["actor"]["cmdline"] = f"mysql -h db.internal -u app -p{secret} prod"
+    publish_events(settings, events)
+    done = run_cli(settings, "forward", "--idle-timeout", "5", timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = _raw_messages(settings, topic)
+    assert secret not in repr(got)
+    records = [orjson.loads(value) for _, value in got]
+    ids = Counter(r["event"]["id"] for r in records)
+    wanted = {e["event_id"] for e in events if e["category"] in ("process", "network", "auth")}
+    assert set(ids) == wanted and max(ids.values()) == 1
+    assert any("db.internal" in r["process"]["command_line"] for r in records if "process" in r)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pipeline.outputs.forwarding.shapes import Item, from_alert
 from pipeline.rules.alerts import Alert, make_alert
 
 
@@ -21,3 +22,8 @@ def alerts(n: int, title: str = "Read of /etc/shadow") -> list[Alert]:
         )
         for i in range(n)
     ]
+
+
+def items(batch: list[Alert]) -> list[Item]:
+    """The alerts as the forwarder hands them to a destination."""
+    return [from_alert(alert) for alert in batch]

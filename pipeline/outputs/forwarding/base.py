@@ -13,17 +13,17 @@ from collections.abc import Callable
 from pipeline.config import ForwardDestination
 from pipeline.outputs.base import Kind, Records
 from pipeline.outputs.forwarding.retry import retrying
-from pipeline.outputs.forwarding.shapes import alert_shape
+from pipeline.outputs.forwarding.shapes import shape_for
 
 
 class ForwardingOutput:
-    kinds: frozenset[Kind] = frozenset({"alerts"})
+    kinds: frozenset[Kind] = frozenset({"forwarded"})
 
     def __init__(self, dest: ForwardDestination, stopping: threading.Event) -> None:
         self.name = dest.name
         self.dest = dest
         self.stopping = stopping
-        self.shape = alert_shape(dest.format)
+        self.shape = shape_for(dest.format)
         self.retries = 0
         """Retried delivery attempts (``auditpipe_forward_retries_total``)."""
 

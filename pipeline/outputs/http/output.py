@@ -29,7 +29,9 @@ class HttpOutput(ForwardingOutput):
             )
 
     def write(self, records: Records) -> None:
-        body, encoding = compressed(ndjson(self.shape(a) for a in records.items), self.dest.gzip)
+        body, encoding = compressed(
+            ndjson(self.shape(item) for item in records.items), self.dest.gzip
+        )
         headers = {**self.headers, **encoding}
         self.deliver(
             lambda: self.service.post(self.url, body, headers),

@@ -1,4 +1,4 @@
-"""Alerts as Kafka messages: key tenant/sandbox (one sandbox's alerts stay in order on
+"""Alerts and events as Kafka messages: key tenant/sandbox (one sandbox's records stay in order on
 one partition), value the shaped record as JSON (a CEF line is refused by the config)."""
 
 from __future__ import annotations
@@ -7,12 +7,11 @@ from collections.abc import Sequence
 
 import orjson
 
-from pipeline.outputs.forwarding.shapes import Shape
-from pipeline.rules.alerts import Alert
+from pipeline.outputs.forwarding.shapes import Item, Shape
 
 
-def messages(alerts: Sequence[Alert], shape: Shape) -> list[tuple[bytes, bytes]]:
-    return [(alert.key, orjson.dumps(shape(alert))) for alert in alerts]
+def messages(items: Sequence[Item], shape: Shape) -> list[tuple[bytes, bytes]]:
+    return [(item.key, orjson.dumps(shape(item))) for item in items]
 
 
 def too_large(batch: list[tuple[bytes, bytes]], limit: int) -> int | None:

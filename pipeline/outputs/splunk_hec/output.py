@@ -25,7 +25,8 @@ class HecOutput(ForwardingOutput):
         self.service = HecService(dest.url, token, dest.timeout_s, tls)
 
     def write(self, records: Records) -> None:
-        raw = events_body(records.items, self.shape, self.dest.sourcetype, self.dest.index)
+        sourcetype = self.dest.sourcetype or f"auditpipe:{self.dest.records.removesuffix('s')}"
+        raw = events_body(records.items, self.shape, sourcetype, self.dest.index)
         body, encoding = compressed(raw, self.dest.gzip)
         self.deliver(
             lambda: self.service.send(body, encoding, self.dest.ack, self.stopping),

@@ -1,8 +1,8 @@
 """A batch as HEC's event endpoint takes it: JSON objects one after the other (not an
 array), each with ``time`` (epoch seconds, millisecond precision), ``host`` (the
 sandbox), ``source`` (``auditpipe``), ``sourcetype``, ``index`` when set, ``event`` (the
-shaped alert) and ``fields`` (indexed fields a search can filter on cheaply: tenant,
-rule, severity)."""
+shaped record) and ``fields`` (indexed fields a search can filter on cheaply: tenant,
+and rule and severity for an alert, category, action and level for an event)."""
 
 from __future__ import annotations
 
@@ -11,28 +11,24 @@ from typing import Any
 
 import orjson
 
-from pipeline.rules.alerts import Alert
+from pipeline.outputs.forwarding.shapes import Item
 
 
 def events_body(
-    alerts: Iterable[Alert],
-    shape: Callable[[Alert], Any],
+    items: Iterable[Item],
+    shape: Callable[[Item], Any],
     sourcetype: str,
     index: str | None,
 ) -> bytes:
     parts = []
-    for alert in alerts:
+    for item in items:
         record: dict[str, Any] = {
-            "time": round(alert.last_ts / 1000, 3),
-            "host": alert.sandbox_id,
+            "time": round(item.ts_ms / 1000, 3),
+            "host": item.sandbox_id,
             "source": "auditpipe",
             "sourcetype": sourcetype,
-            "event": shape(alert),
-            "fields": {
-                "tenant": alert.tenant,
-                "rule_id": alert.rule_id,
-                "severity": alert.severity,
-            },
+            "event": shape(item),
+            "fields": item.fields,
         }
         if index:
             record["index"] = index

@@ -21,7 +21,7 @@ class SyslogOutput(ForwardingOutput):
         self.service = SyslogService(dest.host, dest.port, dest.protocol, dest.timeout_s, tls)
 
     def write(self, records: Records) -> None:
-        messages = [message(alert, self.shape(alert)) for alert in records.items]
+        messages = [message(item, self.shape(item)) for item in records.items]
         if self.dest.protocol == "udp":
             send = lambda: self.service.send_datagrams(messages)  # noqa: E731
         else:

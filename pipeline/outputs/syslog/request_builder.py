@@ -1,13 +1,14 @@
 """RFC 5424 messages and their framing.
 
 ``<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG``: facility 13
-(log audit), severity from the alert's (critical 2, high 3, medium 4, low 5), the
-timestamp the alert's last event time, HOSTNAME the sandbox id, APP-NAME ``auditpipe``,
-MSGID the rule id, no structured data (``-``), and MSG the record: a CEF line or one
-JSON object. Header fields are printable US-ASCII without spaces, at most their RFC
-lengths (255, 48, 128, 32): a sandbox id or rule id outside that is replaced by ``-``
-or cut, never allowed to shift the fields after it. The MSG is UTF-8 with its BOM, as
-the RFC asks of UTF-8 messages.
+(log audit), severity from the alert's (critical 2, high 3, medium 4, low 5) or the
+event's level (critical 2, error 3, warning 4, notice 5, info 6, debug 7), the
+timestamp the alert's last event time (or the event's), HOSTNAME the sandbox id,
+APP-NAME ``auditpipe``, MSGID the rule id (an event: category:action), no structured
+data (``-``), and MSG the record: a CEF line or one JSON object. Header fields are
+printable US-ASCII without spaces, at most their RFC lengths (255, 48, 128, 32): a
+sandbox id or rule id outside that is replaced by ``-`` or cut, never allowed to shift
+the fields after it. The MSG is UTF-8 with its BOM, as the RFC asks of UTF-8 messages.
 
 Over TCP and TLS each message is framed by octet counting, ``LEN SP MESSAGE``, so a
 line break inside a record cannot split it; over UDP each is one datagram.
@@ -21,10 +22,20 @@ from typing import Any
 
 import orjson
 
-from pipeline.rules.alerts import Alert
+from pipeline.outputs.forwarding.shapes import Item
 
 FACILITY_LOG_AUDIT = 13
-SEVERITY = {"critical": 2, "high": 3, "medium": 4, "low": 5}
+SEVERITY = {
+    "critical": 2,
+    "high": 3,
+    "error": 3,
+    "medium": 4,
+    "warning": 4,
+    "low": 5,
+    "notice": 5,
+    "info": 6,
+    "debug": 7,
+}
 _PRINTUSASCII = re.compile(r"[^\x21-\x7e]")
 BOM = b"\xef\xbb\xbf"
 UDP_MAX = 65_507
@@ -36,18 +47,18 @@ def _header_field(value: str, limit: int) -> str:
     return clean or "-"
 
 
-def message(alert: Alert, shaped: Any) -> bytes:
-    """One RFC 5424 message (without framing) for an alert shaped as ``shaped``."""
-    pri = FACILITY_LOG_AUDIT * 8 + SEVERITY.get(alert.severity, 5)
-    stamp = datetime.fromtimestamp(alert.last_ts / 1000, UTC).isoformat(timespec="milliseconds")
+def message(item: Item, shaped: Any) -> bytes:
+    """One RFC 5424 message (without framing) for an item shaped as ``shaped``."""
+    pri = FACILITY_LOG_AUDIT * 8 + SEVERITY.get(item.severity, 5)
+    stamp = datetime.fromtimestamp(item.ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
     header = " ".join(
         (
             f"<{pri}>1",
             stamp.replace("+00:00", "Z"),
-            _header_field(alert.sandbox_id, 255),
+            _header_field(item.sandbox_id, 255),
             "auditpipe",
             "-",
-            _header_field(alert.rule_id, 32),
+            _header_field(item.label, 32),
             "-",
         )
     )

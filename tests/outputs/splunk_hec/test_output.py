@@ -15,7 +15,7 @@ from pipeline.forward.deliver import deliver
 from pipeline.outputs.base import Records
 from pipeline.outputs.forwarding.retry import Refused, Stopped
 from pipeline.outputs.splunk_hec.output import HecOutput
-from tests.outputs.alerts_for_tests import alerts
+from tests.outputs.alerts_for_tests import alerts, items
 from tests.outputs.splunk_hec.receiver import HecReceiver
 
 
@@ -47,7 +47,7 @@ def test_a_batch_is_delivered_once_and_indexed(receiver: HecReceiver, tmp_path: 
     output = HecOutput(destination(receiver, tmp_path), threading.Event())
     sent = alerts(50)
     started = time.monotonic()
-    output.write(Records("alerts", sent))
+    output.write(Records("forwarded", items(sent)))
     assert time.monotonic() - started >= 0.3  # it waited for the indexer's acknowledgement
     assert [e["event"]["finding_info"]["uid"] for e in receiver.events] == [
         a.alert_id for a in sent
@@ -64,7 +64,7 @@ def test_busy_and_refused_credentials_are_retried_not_dropped(
     output = HecOutput(destination(receiver, tmp_path), threading.Event())
     receiver.busy = True
     threading.Timer(0.5, lambda: setattr(receiver, "busy", False)).start()
-    output.write(Records("alerts", alerts(3)))
+    output.write(Records("forwarded", items(alerts(3))))
     assert output.retries >= 1 and len(receiver.events) == 3
     wrong = tmp_path / "wrong.token"
     wrong.write_text("not-the-token")
@@ -72,7 +72,7 @@ def test_busy_and_refused_credentials_are_retried_not_dropped(
     bad = HecOutput(destination(receiver, tmp_path, token_file=wrong), stopping)
     threading.Timer(0.5, stopping.set).start()
     with pytest.raises(Stopped):  # retried until stopped: a token is fixed, not skipped
-        bad.write(Records("alerts", alerts(1)))
+        bad.write(Records("forwarded", items(alerts(1))))
     assert bad.retries >= 1 and len(receiver.events) == 3
 
 
@@ -83,7 +83,7 @@ def test_an_alert_too_large_is_found_and_refused_alone(
     output = HecOutput(destination(receiver, tmp_path, gzip=False), threading.Event())
     batch = alerts(16)
     batch[11] = alerts(1, title="x" * 50_000)[0]
-    refused = deliver(output, batch)
+    refused = deliver(output, items(batch))
     assert [position for position, _ in refused] == [11]
     assert "HTTP 413" in refused[0][1]
     delivered = [e["event"]["finding_info"]["uid"] for e in receiver.events]
@@ -97,6 +97,6 @@ def test_refused_is_raised_for_data_the_collector_will_never_take(tmp_path: Path
         receiver.max_content_length = 10
         output = HecOutput(destination(receiver, tmp_path, gzip=False), threading.Event())
         with pytest.raises(Refused, match="413"):
-            output.write(Records("alerts", alerts(1)))
+            output.write(Records("forwarded", items(alerts(1))))
     finally:
         receiver.stop()

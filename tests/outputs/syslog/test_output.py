@@ -14,7 +14,7 @@ from pipeline.outputs.base import Records
 from pipeline.outputs.syslog.output import SyslogOutput
 from pipeline.outputs.syslog.request_builder import message, octet_counted
 from pipeline.siem import cef
-from tests.outputs.alerts_for_tests import alerts
+from tests.outputs.alerts_for_tests import alerts, items
 from tests.outputs.syslog.rsyslog import Rsyslog, available
 from tests.siem.cef_parse import parse
 
@@ -54,7 +54,7 @@ def test_alerts_arrive_once_each_and_read_back(rsyslog: Rsyslog, protocol: str) 
     output = SyslogOutput(dest, threading.Event())
     sent = alerts(300)
     for start in range(0, 300, 100):
-        output.write(Records("alerts", sent[start : start + 100]))
+        output.write(Records("forwarded", items(sent[start : start + 100])))
     output.close()
     rows = received(rsyslog, "plain" if protocol == "tcp" else "tls", 300)
     assert len(rows) == 300
@@ -75,7 +75,7 @@ def test_alerts_arrive_once_each_and_read_back(rsyslog: Rsyslog, protocol: str) 
 def test_header_fields_cannot_shift_and_frames_count_octets() -> None:
     alert = alerts(1)[0]
     hostile = type(alert)(**{**alert.__dict__, "sandbox_id": "sb 1\nx", "rule_id": ""})
-    line = message(hostile, "body é")
+    line = message(items([hostile])[0], "body é")
     assert line.split(b" ")[2:6] == [b"sb_1_x", b"auditpipe", b"-", b"-"]
     framed = octet_counted([line, b"two"])
     size, rest = framed.split(b" ", 1)
