@@ -74,10 +74,11 @@ def test_falco_alerts_map_to_events() -> None:
         (e["sandbox_id"], e["category"], e["action"], e["level"], e["object"]) for e in events
     ]
     assert summary == [
-        ("3ad7b26ded6d", "process", "execve", "notice", ""),
-        ("3ad7b26ded6d", "file", "openat", "warning", "/etc/shadow"),
-        ("3ad7b26ded6d", "network", "connect", "critical", "172.17.0.5:43211->198.51.100.7:4444"),
+        ("3ad7b26ded6d", "process", "exec", "notice", "/bin/bash"),
+        ("3ad7b26ded6d", "file", "read", "warning", "/etc/shadow"),
+        ("3ad7b26ded6d", "network", "connect", "critical", "198.51.100.7:4444"),
     ]
+    assert [e["attributes"]["falco.evt.type"] for e in events] == ["execve", "openat", "connect"]
     shell = events[0]
     assert shell["ts"] == 1795860000123
     assert shell["actor"] == {

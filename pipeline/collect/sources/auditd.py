@@ -4,18 +4,15 @@ The records of one audit event share ``msg=audit(<time>:<serial>)``: SYSCALL, EX
 PATH, CWD, SOCKADDR, PROCTITLE, ... ending with EOE. They are joined into one event when
 EOE arrives or the next serial starts. Mapping:
 
-| syscall | category | action | object |
-|---|---|---|---|
-| execve, execveat | process | exec | the executable (``exe``) |
-| open, openat, openat2, creat with O_WRONLY/O_RDWR/O_CREAT/O_TRUNC/O_APPEND | file | write | the PATH name (made absolute with CWD) |
-| the same without write flags | file | read | the PATH name |
-| unlink, unlinkat, rename, renameat, renameat2 | file | delete / rename | the PATH name |
-| connect | network | connect | ``ip:port`` from SOCKADDR |
-| bind, accept, accept4 | network | bind / accept | ``ip:port`` |
-| chmod, fchmod, fchmodat / chown, fchown, lchown, fchownat | permission | chmod / chown | the PATH name |
-| setuid, setgid, setreuid, setregid, setresuid, setresgid, capset | permission | the syscall's name | |
-| mount, umount2, ptrace, init_module, finit_module | config | the syscall's name | |
-| any other syscall | process | the syscall's name or number | |
+Category and action come from the shared syscall vocabulary (``syscalls.py``: exec,
+read/write by the open flags, delete, rename, connect, chmod, ...; another syscall is
+category process with its name or number as action). The object:
+
+| syscall | object |
+|---|---|
+| execve, execveat | the executable (``exe``) |
+| network syscalls | ``ip:port`` from SOCKADDR |
+| any other | the PATH name (made absolute with CWD) |
 
 Records without a syscall map by type: USER_AUTH, USER_LOGIN, USER_ACCT, USER_START ->
 auth (``res=`` gives the outcome); CONFIG_CHANGE, DAEMON_* -> config. ``success=no`` is a
@@ -32,13 +29,13 @@ import re
 from typing import Any
 
 from pipeline.collect.sources import ParseError
+from pipeline.collect.sources.syscalls import ACTIONS, OPEN, WRITE_FLAGS
 from pipeline.schema.event import Event, InvalidEvent, normalize_event
 
 _HEADER = re.compile(rb"^type=(\w+) msg=audit\((\d+)\.(\d+):(\d+)\):\s?(.*)$")
 _FIELD = re.compile(rb'(\w[\w-]*)=("[^"]*"|\S+)')
 _UNSET = 4294967295
 _EPERM, _EACCES = -1, -13
-_WRITE_FLAGS = 0o1 | 0o2 | 0o100 | 0o1000 | 0o2000
 
 SYSCALLS_X86_64 = {
     "2": "open",
@@ -75,25 +72,6 @@ SYSCALLS_X86_64 = {
     "316": "renameat2",
     "322": "execveat",
     "437": "openat2",
-}
-_MAPPING: dict[str, tuple[str, str]] = {
-    **dict.fromkeys(("execve", "execveat"), ("process", "exec")),
-    **{name: ("file", "open") for name in ("open", "openat", "openat2", "creat")},
-    **dict.fromkeys(("unlink", "unlinkat"), ("file", "delete")),
-    **dict.fromkeys(("rename", "renameat", "renameat2"), ("file", "rename")),
-    "connect": ("network", "connect"),
-    "bind": ("network", "bind"),
-    **dict.fromkeys(("accept", "accept4"), ("network", "accept")),
-    **dict.fromkeys(("chmod", "fchmod", "fchmodat"), ("permission", "chmod")),
-    **dict.fromkeys(("chown", "fchown", "lchown", "fchownat"), ("permission", "chown")),
-    **{
-        name: ("permission", name)
-        for name in ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "capset")
-    },
-    **{
-        name: ("config", name)
-        for name in ("mount", "umount2", "ptrace", "init_module", "finit_module")
-    },
 }
 _AUTH_TYPES = {
     "USER_AUTH": "auth",
@@ -217,14 +195,14 @@ def _syscall(
 ) -> tuple[str, str, str]:
     number = syscall.get("syscall", "")
     name = SYSCALLS_X86_64.get(number, number)
-    category, action = _MAPPING.get(name, ("process", name or "syscall"))
+    category, action = ACTIONS.get(name, ("process", name or "syscall"))
     path = _path(by_type)
     if action == "exec":
         return category, action, syscall.get("exe", path)
-    if action == "open":
+    if name in OPEN:
         flags_arg = syscall.get("a2" if name in ("openat", "openat2") else "a1", "0")
-        flags = int(flags_arg, 16) if name != "creat" else _WRITE_FLAGS
-        return category, "write" if flags & _WRITE_FLAGS else "read", path
+        flags = int(flags_arg, 16) if name != "creat" else WRITE_FLAGS
+        return category, "write" if flags & WRITE_FLAGS else "read", path
     if category == "network":
         return category, action, _sockaddr(by_type)
     return category, action, path

@@ -4,11 +4,10 @@
 |---|---|
 | ``time`` (RFC 3339, ns) | ``ts`` |
 | ``output_fields["container.id"]``, else ``k8s.pod.name``, else ``hostname`` | ``sandbox_id`` (unless configured) |
-| ``evt.type``: execve/execveat; open/openat/creat; connect/accept; chmod/chown/setuid/...; else | ``category`` process; file; network; permission; config |
-| ``evt.type`` | ``action`` |
+| ``evt.type`` by the shared syscall vocabulary (``syscalls.py``): execve -> exec, openat -> read or write (``evt.is_open_write``, else the ``O_*`` names in ``evt.arg.flags``), connect, chmod, ...; another type keeps its name, category config | ``category``, ``action`` (the original stays in ``falco.evt.type``) |
 | ``priority``: Emergency/Alert/Critical; Error; Warning; Notice; Informational/Info; Debug | ``level`` critical; error; warning; notice; info; debug |
 | ``user.name``, ``user.uid``, ``proc.pid``, ``proc.ppid``, ``proc.name``, ``proc.cmdline`` | ``actor`` |
-| ``fd.name`` (else ``fs.path.name``) | ``object`` |
+| exec: ``proc.exepath`` (else ``proc.exe``, else the command's first word); network: the peer of ``fd.name`` (``fd.rip``:``fd.rport`` when given); else ``fd.name`` (else ``fs.path.name``) | ``object`` |
 | ``rule``, ``output``, ``tags``, ``source`` and every other output field | ``attributes`` (``falco.rule``, ...) |
 """
 
@@ -18,6 +17,7 @@ import uuid
 from typing import Any
 
 from pipeline.collect.sources import BLANK, ParseError, load_json_line
+from pipeline.collect.sources.syscalls import ACTIONS, OPEN, WRITE_FLAG_NAMES
 from pipeline.schema.event import Event, InvalidEvent, normalize_event, parse_ts
 
 PRIORITY_LEVEL = {
@@ -30,45 +30,6 @@ PRIORITY_LEVEL = {
     "informational": "info",
     "info": "info",
     "debug": "debug",
-}
-CATEGORY_BY_EVENT = {
-    **dict.fromkeys(("execve", "execveat", "clone", "fork", "vfork"), "process"),
-    **dict.fromkeys(
-        (
-            "open",
-            "openat",
-            "openat2",
-            "creat",
-            "unlink",
-            "unlinkat",
-            "rename",
-            "renameat",
-            "renameat2",
-            "mkdir",
-            "mkdirat",
-            "rmdir",
-        ),
-        "file",
-    ),
-    **dict.fromkeys(("connect", "accept", "accept4", "bind", "listen", "sendto"), "network"),
-    **dict.fromkeys(
-        (
-            "chmod",
-            "fchmod",
-            "fchmodat",
-            "chown",
-            "fchown",
-            "lchown",
-            "fchownat",
-            "setuid",
-            "setgid",
-            "setresuid",
-            "setresgid",
-            "capset",
-        ),
-        "permission",
-    ),
-    **dict.fromkeys(("mount", "umount", "umount2", "setns", "unshare", "ptrace"), "config"),
 }
 _MAX_TS_NS = 10**16
 
@@ -102,6 +63,7 @@ class FalcoParser:
         if not isinstance(fields, dict):
             raise ValueError(f"output_fields is {type(fields).__name__}, not an object")
         evt_type = str(fields.get("evt.type") or "alert")
+        category, action = _vocabulary(evt_type, fields)
         sandbox = (
             self.sandbox_id
             or fields.get("container.id")
@@ -124,8 +86,8 @@ class FalcoParser:
             "ts": ts,
             "tenant": self.tenant,
             "sandbox_id": str(sandbox),
-            "category": CATEGORY_BY_EVENT.get(evt_type, "config"),
-            "action": evt_type,
+            "category": category,
+            "action": action,
             "level": PRIORITY_LEVEL.get(str(alert.get("priority", "")).lower(), "warning"),
             "outcome": "success",
             "actor": {
@@ -136,9 +98,44 @@ class FalcoParser:
                 "process": str(fields.get("proc.name") or ""),
                 "cmdline": str(fields.get("proc.cmdline") or ""),
             },
-            "object": str(fields.get("fd.name") or fields.get("fs.path.name") or ""),
+            "object": _object(category, action, fields),
             "attributes": attributes,
         }
+
+
+def _vocabulary(evt_type: str, fields: dict[str, Any]) -> tuple[str, str]:
+    category, action = ACTIONS.get(evt_type, ("config", evt_type))
+    if evt_type in OPEN:
+        return category, "write" if _opened_for_writing(evt_type, fields) else "read"
+    return category, action
+
+
+def _opened_for_writing(evt_type: str, fields: dict[str, Any]) -> bool:
+    said = fields.get("evt.is_open_write")
+    if said is not None:
+        return said is True or str(said).lower() == "true"
+    flags = str(fields.get("evt.arg.flags") or "")
+    return evt_type == "creat" or any(
+        name in WRITE_FLAG_NAMES for name in flags.replace(",", "|").split("|")
+    )
+
+
+def _object(category: str, action: str, fields: dict[str, Any]) -> str:
+    """What the action was done to, in the schema's terms (what auditd's source gives)."""
+    if action == "exec":
+        exe = fields.get("proc.exepath") or fields.get("proc.exe")
+        if not exe:
+            exe = str(fields.get("proc.cmdline") or "").split(" ", 1)[0]
+        return str(exe or "")
+    name = str(fields.get("fd.name") or fields.get("fs.path.name") or "")
+    if category != "network":
+        return name
+    if fields.get("fd.rip") and fields.get("fd.rport") is not None:
+        return f"{fields['fd.rip']}:{fields['fd.rport']}"
+    local, arrow, remote = name.partition("->")
+    if not arrow:
+        return name
+    return local if action == "accept" else remote
 
 
 def _int(value: Any) -> int | None:
