@@ -106,3 +106,36 @@ def test_the_clickhouse_password_comes_from_its_file(tmp_path: Path) -> None:
     assert password(ClickHouseConfig(password="given", password_file=secret)) == "given"
     with pytest.raises(ConfigError, match=r"clickhouse\.password_file"):
         password(ClickHouseConfig(password_file=tmp_path / "missing"))
+
+
+def _failures(times: list[str]) -> str:
+    return "".join(
+        f'{{"category": "auth", "action": "login", "object": "sshd", "outcome": "failure", '
+        f'"actor": {{"user": "u{n}"}}, "ts": "{t}"}}\n'
+        for n, t in enumerate(times)
+    )
+
+
+def test_rules_test_events_takes_ts_as_real_event_times(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quick = [f"2026-12-01T10:00:{s:02d}Z" for s in (0, 10, 20, 30, 40)]
+    slow = [f"2026-12-01T10:{m:02d}:00Z" for m in (0, 1, 2, 3, 4)]  # 5 in 4 minutes
+    (tmp_path / "quick.jsonl").write_text(_failures(quick))
+    (tmp_path / "slow.jsonl").write_text(_failures(slow))
+    assert cli.main(["rules", "test", "--events", str(tmp_path / "quick.jsonl")]) == 0
+    out = capsys.readouterr().out
+    brute = [line for line in out.splitlines() if '"AP-AUTH-001"' in line]
+    assert len(brute) == 1
+    assert '"first_ts":1796119200000' in brute[0] and '"last_ts":1796119240000' in brute[0]
+    assert cli.main(["rules", "test", "--events", str(tmp_path / "slow.jsonl")]) == 0
+    assert "AP-AUTH-001" not in capsys.readouterr().out
+
+
+def test_rules_test_events_names_a_bad_time_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"category": "auth", "action": "login"}\n{"action": "x", "ts": "yesterday"}\n')
+    assert cli.main(["rules", "test", "--events", str(bad)]) == 2
+    assert capsys.readouterr().err.strip() == f"{bad}:2: ts: 'yesterday' is not RFC 3339"

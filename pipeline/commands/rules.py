@@ -168,8 +168,9 @@ def _test_examples(ruleset: RuleSet) -> int:
 
 def _test_events(ruleset: RuleSet, path: Path) -> int:
     from pipeline.rules.engine import DetectionEngine
-    from pipeline.rules.examples import example_event
+    from pipeline.rules.examples import recorded_event
     from pipeline.rules.windows import Watermarks
+    from pipeline.schema.event import InvalidEvent
 
     engine = DetectionEngine(ruleset)
     events = []
@@ -182,9 +183,15 @@ def _test_events(ruleset: RuleSet, path: Path) -> int:
         if not line.strip():
             continue
         try:
-            events.append(example_event(orjson.loads(line), number))
+            fields = orjson.loads(line)
+            if not isinstance(fields, dict):
+                raise InvalidEvent("event", "not a JSON object")
+            events.append(recorded_event(fields, number))
         except orjson.JSONDecodeError as exc:
             print(f"{path}:{number}: not JSON: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except InvalidEvent as exc:
+            print(f"{path}:{number}: {exc}", file=sys.stderr)
             return EXIT_USAGE
     alerts = engine.process(events) + engine.suppressor.due(Watermarks(everywhere=1 << 62))
     for alert in alerts:

@@ -14,10 +14,22 @@ from typing import Any
 
 from pipeline.rules.engine import DetectionEngine
 from pipeline.rules.language import Example, Rule, RuleSet
-from pipeline.schema.event import Event
+from pipeline.schema.event import Event, parse_ts
 
 EXAMPLE_EPOCH_MS = 1_795_000_000_000
 _ACTOR = {"user": "runner", "uid": 1000, "pid": 4242, "ppid": 1, "process": "", "cmdline": ""}
+
+
+def recorded_event(fields: dict[str, Any], index: int) -> Event:
+    """An event from a file of real events (``rules test --events``), completed like an
+    example's but keeping its own time: ``ts`` is an event time (epoch milliseconds or
+    RFC 3339), so windows and sequences see the gaps the events really had. An event
+    without ``ts`` gets an example time. Raises ``InvalidEvent`` for a ``ts`` that is
+    neither."""
+    event = example_event({k: v for k, v in fields.items() if k != "ts"}, index)
+    if fields.get("ts") is not None:
+        event["ts"] = parse_ts(fields["ts"])
+    return event
 
 
 def example_event(fields: dict[str, Any], index: int) -> Event:
