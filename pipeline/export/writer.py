@@ -27,12 +27,22 @@ import pyarrow.parquet as pq
 
 
 def pruned(value: Any) -> Any:
-    """``value`` without empty objects, at any depth."""
+    """``value`` without empty objects, at any depth (an object emptied by pruning goes
+    too; inside a list, an element is kept, so positions stay). Only containers are
+    visited: a record has many more scalars than objects, and this runs per record."""
     if isinstance(value, dict):
-        kept = {k: pruned(v) for k, v in value.items()}
-        return {k: v for k, v in kept.items() if v != {}}
+        out = {}
+        for key, item in value.items():
+            if isinstance(item, dict):
+                item = pruned(item)
+                if not item:
+                    continue
+            elif isinstance(item, list):
+                item = pruned(item)
+            out[key] = item
+        return out
     if isinstance(value, list):
-        return [pruned(v) for v in value]
+        return [pruned(v) if isinstance(v, dict | list) else v for v in value]
     return value
 
 
