@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.schema.event import Event
+from pipeline.sim.near_misses import NEAR_MISSES
 from pipeline.sim.scenarios import SCENARIOS
 
 TENANTS = ("acme", "globex", "initech", "umbrella", "hooli")
@@ -156,11 +157,17 @@ class FleetSimulator:
             yield self._finish(sandbox, event)
 
     def scenario_events(self, name: str, sb: Sandbox, end_ms: int) -> list[Event]:
-        """The events of one attack scenario in sandbox sb, its last one at end_ms (never
-        in the future of the stream around it)."""
-        if name not in SCENARIOS:
-            raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
-        steps = SCENARIOS[name]()
+        """The events of one attack scenario (``pipeline.sim.scenarios``) or benign near
+        miss (``pipeline.sim.near_misses``) in sandbox sb, its last one at end_ms (never
+        in the future of the stream around it). Tagged ``sim.scenario`` or
+        ``sim.near_miss`` with the name."""
+        if name in SCENARIOS:
+            steps, tag = SCENARIOS[name](), "sim.scenario"
+        elif name in NEAR_MISSES:
+            steps, tag = NEAR_MISSES[name](), "sim.near_miss"
+        else:
+            known = ", ".join([*SCENARIOS, *NEAR_MISSES])
+            raise ValueError(f"unknown scenario {name!r}; known: {known}")
         start_ms = end_ms - max(offset for offset, _ in steps)
         out = []
         for offset, fields in steps:
@@ -177,7 +184,7 @@ class FleetSimulator:
                     "cmdline": spec["cmdline"],
                 },
             }
-            event["attributes"] = {**fields.get("attributes", {}), "sim.scenario": name}
+            event["attributes"] = {**fields.get("attributes", {}), tag: name}
             finished = self._finish(sb, event)
             finished["ts"] = start_ms + offset
             out.append(finished)

@@ -9,6 +9,7 @@ import pytest
 from pipeline.rules.engine import DetectionEngine
 from pipeline.rules.examples import run_examples
 from pipeline.rules.language import RuleSet, load_rules
+from pipeline.sim.near_misses import NEAR_MISSES
 from pipeline.sim.scenarios import SCENARIOS
 from pipeline.sim.simulate import FleetSimulator
 
@@ -58,3 +59,12 @@ def test_the_benign_mix_raises_no_alert() -> None:
     for _ in range(20):
         alerts += engine.process(list(simulator.events(10_000)))
     assert Counter(a.rule_id for a in alerts) == Counter()
+
+
+@pytest.mark.parametrize("near_miss", sorted(NEAR_MISSES))
+def test_a_benign_near_miss_raises_no_alert(near_miss: str) -> None:
+    engine = DetectionEngine(PACK)
+    simulator = FleetSimulator(sandboxes=5, seed=8)
+    events = list(simulator.events(2000, scenarios=[near_miss] * 3))
+    assert sum(1 for e in events if e["attributes"].get("sim.near_miss")) >= 6
+    assert Counter(a.rule_id for a in engine.process(events)) == Counter()
