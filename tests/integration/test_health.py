@@ -86,12 +86,15 @@ def test_sigterm_under_load_stores_commits_and_exits_0_and_nothing_is_processed_
     async def publish_paced() -> None:
         codec = codec_for(settings.kafka.schema_registry_url)
         async with EventPublisher(settings, codec) as publisher:
-            for start in range(0, len(events), 5_000):
-                await publisher.add_many(events[start : start + 5_000])
+            # About 10,000 events/s for 15 s: still publishing when the SIGTERM comes
+            # (at 20,000 stored), however slowly the worker started.
+            for start in range(0, len(events), 1_000):
+                await publisher.add_many(events[start : start + 1_000])
                 await asyncio.sleep(0.1)
 
     publisher = threading.Thread(target=lambda: (asyncio.run(publish_paced()), done.set()))
     first = WorkerProcess(settings, name="worker-1").start()
+    wait_until(lambda: get(settings, "/readyz")[0] == 200, 120, "worker 1 never ready")
     publisher.start()
     wait_until(
         lambda: scalar(client, f"SELECT count() FROM {table}") > 20_000, 120, "nothing stored"
