@@ -15,7 +15,7 @@ the same messages): the forwarder counts it (``invalid``) and sends nothing of i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 
@@ -26,12 +26,13 @@ from pipeline.redaction import redaction_key
 from pipeline.rules.language import SEVERITIES
 from pipeline.schema.codec import AvroCodec
 from pipeline.schema.deadletter import DeadLetters, Provenance
+from pipeline.schema.vocabulary import Level
 from pipeline.stages.base import BatchContext
 from pipeline.stages.decode import DecodeLimits, RawMessage, decode_messages
 from pipeline.stages.redact import RedactStage
 from pipeline.stages.validate import ValidateStage
 
-LEVELS = ("debug", "info", "notice", "warning", "error", "critical")
+LEVELS: tuple[str, ...] = get_args(Level)
 
 
 @dataclass

@@ -12,13 +12,8 @@ event fields); the simulator tags each event ``sim.near_miss``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-Step = tuple[int, dict[str, Any]]
-
-
-def _proc(process: str, cmdline: str, uid: int = 1000) -> dict[str, Any]:
-    return {"process": process, "cmdline": cmdline, "uid": uid}
+from pipeline.sim.scenarios import Step, _proc
 
 
 def registry_login_retries() -> list[Step]:
