@@ -5,7 +5,8 @@
 Needs the local stack (``auditpipe stack up``). Inserts --events simulated events (two
 event days) into a fresh database, then times the export of the whole range, in
 process, for each format: rows/s from the first query to the last file renamed (the
-ClickHouse read, the OCSF shaping, the Parquet or JSON writing). Medians of --runs.
+ClickHouse read, the OCSF shaping, the Parquet or JSON writing; for Parquet, ClickHouse
+does the shaping and the writing, ``pipeline/export/lake.py``). Medians of --runs.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ provenance."""
 ACTOR = ("user", "uid", "pid", "ppid", "process", "cmdline")
 
 
-def _where(time_column: str, tenant: str | None) -> str:
+def where_range(time_column: str, tenant: str | None) -> str:
     where = f"{time_column} >= {{since:DateTime64(3)}} AND {time_column} < {{until:DateTime64(3)}}"
     return where + (" AND tenant = {tenant:String}" if tenant else "")
 
@@ -57,7 +57,7 @@ def as_alert(row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def count(client: Client, table: str, time_column: str, params: dict[str, Any]) -> int:
-    where = _where(time_column, params.get("tenant"))
+    where = where_range(time_column, params.get("tenant"))
     result = client.query(f"SELECT count() FROM {table} WHERE {where}", parameters=params)
     return int(result.result_rows[0][0])
 
@@ -69,7 +69,7 @@ def blocks(
     are ours, never a tenant's)."""
     sql = (
         f"SELECT {', '.join(columns)} FROM {table} "
-        f"WHERE {_where(time_column, params.get('tenant'))}"
+        f"WHERE {where_range(time_column, params.get('tenant'))}"
     )
     with client.query_row_block_stream(sql, parameters=params) as stream:
         for block in stream:

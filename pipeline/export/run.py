@@ -14,7 +14,8 @@ from typing import Any, TextIO
 
 from clickhouse_connect.driver.client import Client
 
-from pipeline.export.rows import EVENT_FIELDS, as_alert, as_event, blocks, count
+from pipeline.export import lake
+from pipeline.export.rows import EVENT_FIELDS, as_alert, as_event, blocks, count, where_range
 from pipeline.export.writer import PartitionedWriter
 from pipeline.rules.alerts import ALERT_COLUMNS
 from pipeline.siem import ecs, ocsf
@@ -71,9 +72,20 @@ def export(
     rows_per_file: int = 50_000,
     progress: TextIO = sys.stderr,
 ) -> Exported:
-    schema = fmt.split("-")[0]
-    writer = PartitionedWriter(out, fmt.endswith("parquet"), rows_per_file)
     done = Exported()
+    if fmt == "ocsf-parquet":  # ClickHouse shapes and writes (lake.py)
+        for name in kinds:
+            kind = KINDS[name]
+            where = where_range(kind.time_column, params.get("tenant"))
+            done.rows[name] = 0
+            for path, rows in lake.export(
+                client, database, name, where, params, out, rows_per_file, progress
+            ):
+                done.files.append(path)
+                done.rows[name] += rows
+        return done
+    schema = fmt.split("-")[0]
+    writer = PartitionedWriter(out, rows_per_file)
     for name in kinds:
         kind = KINDS[name]
         table = f"{database}.{kind.table}"

@@ -1,16 +1,15 @@
-"""Writing shaped records as files partitioned the way security data lakes read them.
+"""Writing shaped records as JSON lines files, partitioned the way security data lakes
+read them (the Parquet of ``--format ocsf-parquet`` is ClickHouse's, ``lake.py``).
 
 Layout (Amazon Security Lake's custom sources: one source per OCSF class, partitioned by
 event day; no region or account level, which the upload adds):
-``OUT/<class>/eventDay=YYYYMMDD/part-NNNNN.parquet`` (or ``.jsonl``), ``<class>`` the OCSF
-class name in snake case (``process_activity``, ``detection_finding``) or, for ECS,
-``ecs_events`` / ``ecs_alerts``.
+``OUT/<class>/eventDay=YYYYMMDD/part-NNNNN.jsonl``, ``<class>`` the OCSF class name in
+snake case (``process_activity``, ``detection_finding``) or, for ECS, ``ecs_events`` /
+``ecs_alerts``.
 
 Invariants: at most ``rows_per_file`` records are held per partition before they are
 written; a file is written whole to a temporary name and renamed, so a reader (or an
-upload) never sees half a file. Parquet cannot hold a struct without fields: empty
-objects are left out of each record (OCSF treats an absent attribute and an empty one
-alike). The Parquet schema of a file is the union of its records' fields.
+upload) never sees half a file.
 """
 
 from __future__ import annotations
@@ -22,28 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-
-def pruned(value: Any) -> Any:
-    """``value`` without empty objects, at any depth (an object emptied by pruning goes
-    too; inside a list, an element is kept, so positions stay). Only containers are
-    visited: a record has many more scalars than objects, and this runs per record."""
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if isinstance(item, dict):
-                item = pruned(item)
-                if not item:
-                    continue
-            elif isinstance(item, list):
-                item = pruned(item)
-            out[key] = item
-        return out
-    if isinstance(value, list):
-        return [pruned(v) if isinstance(v, dict | list) else v for v in value]
-    return value
 
 
 def event_day(ms: int) -> str:
@@ -51,8 +28,8 @@ def event_day(ms: int) -> str:
 
 
 class PartitionedWriter:
-    def __init__(self, out: Path, parquet: bool, rows_per_file: int = 50_000) -> None:
-        self.out, self.parquet, self.rows_per_file = out, parquet, rows_per_file
+    def __init__(self, out: Path, rows_per_file: int = 50_000) -> None:
+        self.out, self.rows_per_file = out, rows_per_file
         self._pending: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         self._parts: dict[tuple[str, str], int] = defaultdict(int)
         self.files: list[Path] = []
@@ -78,13 +55,9 @@ class PartitionedWriter:
         folder.mkdir(parents=True, exist_ok=True)
         number = self._parts[key]
         self._parts[key] += 1
-        path = folder / f"part-{number:05d}.{'parquet' if self.parquet else 'jsonl'}"
+        path = folder / f"part-{number:05d}.jsonl"
         temporary = path.with_name(f".{path.name}.tmp")
-        if self.parquet:
-            table = pa.Table.from_struct_array(pa.array([pruned(r) for r in records]))
-            pq.write_table(table, temporary, compression="zstd")
-        else:
-            temporary.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+        temporary.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
         os.replace(temporary, path)
         self.files.append(path)
         self.rows += len(records)

@@ -38,7 +38,8 @@ TACTICS = {
 }
 """Sigma's tactic tags -> ATT&CK Enterprise tactic id and name."""
 
-_TECHNIQUE = re.compile(r"^attack\.(t\d{4})(?:\.(\d{3}))?$")
+_TECHNIQUE = re.compile(r"attack\.(t[0-9]{4})(?:\.([0-9]{3}))?\Z")
+"""A technique tag, whole (``$`` would let a trailing newline through; ``\\Z`` does not)."""
 
 
 def millis(value: Any) -> int:

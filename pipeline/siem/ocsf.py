@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import posixpath
+import re
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -35,6 +36,8 @@ from pipeline.siem.common import (
 )
 
 OCSF_VERSION = "1.8.0"
+_DIGITS = re.compile("[0-9]+")
+"""A port: ASCII digits only (``str.isdigit`` takes other scripts' digits too)."""
 
 CLASSES: dict[str, tuple[int, str]] = {
     "process": (1007, "Process Activity"),
@@ -133,7 +136,9 @@ def event(ev: dict[str, Any]) -> dict[str, Any]:
         "severity_id": severity_id,
         "severity": SEVERITY_NAMES[severity_id],
         "time": millis(ev["ts"]),
-        "message": f"{category} {action} {ev.get('object') or ''}".rstrip(),
+        "message": " ".join(
+            part for part in (category, action, str(ev.get("object") or "")) if part
+        ),
         "metadata": _metadata(ev.get("event_id"), ev.get("tenant"), "audit.events", ev.get("seq")),
         "device": _device(ev.get("sandbox_id")),
         "unmapped": {"auditpipe": _unmapped(ev)},
@@ -366,7 +371,7 @@ def endpoint(target: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if host:
         out["ip" if _is_ip(host) else "hostname"] = host
-    if port and port.isdigit() and int(port) < 65536:
+    if port and _DIGITS.fullmatch(port) and int(port) < 65536:
         out["port"] = int(port)
     return out or {"name": target}
 

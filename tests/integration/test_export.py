@@ -123,5 +123,27 @@ def test_the_tenant_filter_is_a_parameter_and_json_lines_work(
     assert len(own) == sum(e["tenant"] == tenant for e in events)
     hostile = export("hostile", "--tenant", f"{tenant}' OR '1'='1", "--format", "ecs-json")
     assert hostile == []
+    lake = tmp_path / "hostile-lake"
+    done = run_cli(
+        isolated_settings,
+        "export",
+        "--since",
+        str(START),
+        "--out",
+        str(lake),
+        "--tenant",
+        f"{tenant}' OR '1'='1",
+    )
+    assert done.returncode == 0 and not list(lake.rglob("*.parquet")), done.stderr[-2000:]
+    mine = tmp_path / "own-lake"
+    done = run_cli(
+        isolated_settings, "export", "--since", str(START), "--out", str(mine), "--tenant", tenant
+    )
+    tenants = {
+        r["metadata"]["tenant_uid"]
+        for p in mine.rglob("*.parquet")
+        for r in pq.read_table(p).to_pylist()
+    }
+    assert done.returncode == 0 and tenants == {tenant}, done.stderr[-2000:]
     bad = run_cli(isolated_settings, "export", "--since", "yesterday-ish", "--out", "x")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--since" in bad.stderr
