@@ -23,6 +23,7 @@ from pipeline.commands import (
     deadletter,
     export,
     forward,
+    hunt,
     init,
     inventory,
     publish,
@@ -59,6 +60,7 @@ COMMANDS: dict[str, ModuleType] = {
     "alerts": alerts,
     "forward": forward,
     "export": export,
+    "hunt": hunt,
     "config": config_command,
 }
 """Command name -> its module, in the order ``--help`` lists them."""
@@ -187,6 +189,11 @@ def _clickhouse_cause(exc: Exception, settings: Settings, first: str) -> str | N
     if "ACCESS_DENIED" in text or "Code: 497" in text:
         denied = text.split("DB::Exception:", 1)[-1].split("(ACCESS_DENIED)")[0].strip()
         return f"{where} refused user {clickhouse.user!r}: {denied[:200]}"
+    if "UNKNOWN_DATABASE" in text or "UNKNOWN_TABLE" in text:
+        return (
+            f"{where} has no database {clickhouse.database!r} or its tables: run "
+            "`auditpipe init` first (or check clickhouse.database)"
+        )
     if "SSLError" in text or "RemoteDisconnected" in text:
         hint = " (is clickhouse.url https?)" if clickhouse.url.startswith("http:") else ""
         return f"{where}: the connection failed ({first[:160]}){hint}"

@@ -115,9 +115,15 @@ def _local_stack() -> Iterator[Endpoints]:
 @pytest.fixture
 def isolated_settings(endpoints: Endpoints, tmp_path: Path) -> Settings:
     """Settings with this test's own topics, consumer group and database."""
+    return settings_for(endpoints, tmp_path)
+
+
+def settings_for(endpoints: Endpoints, folder: Path) -> Settings:
+    """Settings with topics, a consumer group and a database of their own (for a
+    module-scoped fixture; a test takes ``isolated_settings``)."""
     tag = uuid.uuid4().hex[:10]
     return Settings(
-        home=tmp_path / "home",
+        home=folder / "home",
         kafka={
             "bootstrap": endpoints.kafka_bootstrap,
             "topic_events": f"t{tag}.events",

@@ -139,3 +139,16 @@ def test_rules_test_events_names_a_bad_time_in_one_line(
     bad.write_text('{"category": "auth", "action": "login"}\n{"action": "x", "ts": "yesterday"}\n')
     assert cli.main(["rules", "test", "--events", str(bad)]) == 2
     assert capsys.readouterr().err.strip() == f"{bad}:2: ts: 'yesterday' is not RFC 3339"
+
+
+def test_since_takes_a_time_ago_as_well_as_a_date(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(base.time, "time", lambda: 1_800_000_000.0)
+    now = 1_800_000_000_000
+    assert base.since_ms("30d") == now - 30 * 86_400_000
+    assert base.since_ms("90m") == now - 90 * 60_000
+    assert base.since_ms("1.5h") == now - 5_400_000
+    assert base.since_ms("2w") == now - 14 * 86_400_000
+    assert base.since_ms("1795824000000") == 1_795_824_000_000
+    assert base.since_ms("2026-11-28T00:00:00Z") == 1_795_824_000_000
+    with pytest.raises(base.UsageError, match="--since"):
+        base.since_ms("30 days")

@@ -46,6 +46,8 @@ def run(
         (("alerts", "tail", "--limit", "1", "--idle-timeout", "2"), "Kafka"),
         (("worker",), "Kafka"),
         (("retention", "show"), "ClickHouse"),
+        (("hunt", "--since", "30d"), "ClickHouse"),
+        (("export", "--since", "1d", "--out", "lake"), "ClickHouse"),
     ],
 )
 def test_a_service_down_gives_one_line_and_exit_3(

@@ -30,6 +30,7 @@ LAYERS = [
     ("pipeline.worker", 6),
     ("pipeline.forward", 6),
     ("pipeline.export", 6),
+    ("pipeline.hunt", 6),
     ("pipeline.stack", 7),
     ("pipeline.commands", 8),
     ("pipeline.cli", 9),

@@ -5,11 +5,10 @@ JSON lines (docs/siem.md, "Exporting")."""
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.commands.base import UsageError, since_ms
+from pipeline.commands.base import UsageError, time_range
 from pipeline.config import Settings
 
 
@@ -42,14 +41,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.export.run import export, range_params
     from pipeline.outputs.clickhouse.client import connect
 
-    since = since_ms(args.since)
-    try:
-        until = since_ms(args.until) if args.until else int(time.time() * 1000)
-    except UsageError as exc:
-        raise UsageError(str(exc).replace("--since", "--until", 1)) from None
-    assert since is not None and until is not None
-    if until <= since:
-        raise UsageError("--until must be after --since")
+    since, until = time_range(args.since, args.until)
     if args.rows_per_file < 1:
         raise UsageError("--rows-per-file must be at least 1")
     kinds = ["events", "alerts"] if args.what == "both" else [args.what]

@@ -35,6 +35,8 @@ from pipeline.rules.language import All, AnyOf, Condition, Match, Not, field_kin
 from pipeline.schema.event import CATEGORIES, Event
 
 _EMPTY: dict[str, Any] = {}
+_DIGITS = re.compile("[0-9]+")
+"""A port: ASCII digits (``str.isdigit`` takes other scripts' digits, ``int`` reads them)."""
 _HOST_CACHE_MAX = 65_536
 
 
@@ -70,11 +72,11 @@ def _split_host(obj: Any) -> tuple[str, int | None]:
     port: int | None = None
     if rest.startswith("["):
         host, _, tail = rest[1:].partition("]")
-        if tail.startswith(":") and tail[1:].isdigit():
+        if tail.startswith(":") and _DIGITS.fullmatch(tail[1:]):
             port = int(tail[1:])
     elif rest.count(":") == 1:
         host, _, tail = rest.partition(":")
-        port = int(tail) if tail.isdigit() else None
+        port = int(tail) if _DIGITS.fullmatch(tail) else None
     else:
         host = rest
     if len(_hosts) >= _HOST_CACHE_MAX:
@@ -183,6 +185,10 @@ class _Gen:
             if len(m.values) == 1:
                 return f"({raw} == {m.values[0]!r})"
             return f"({raw} in {self.const(frozenset(m.values))})"
+        if m.op == "regex":  # nocase: the pattern matches either case (not lowered:
+            # lowering it would turn \S into \s)
+            var = self.var(m.field, "text")
+            return f"({self.const(_search_any(m.values, m.nocase))}({var}) is not None)"
         values = tuple(v.lower() for v in m.values) if m.nocase else m.values
         var = self.var(m.field, "lower" if m.nocase else "text")
         return self._text_match(m.op, var, values)
@@ -196,19 +202,18 @@ class _Gen:
             return "(" + " or ".join(f"{v!r} in {var}" for v in values) + ")"
         if op == "contains_all":
             return "(" + " and ".join(f"{v!r} in {var}" for v in values) + ")"
-        if op in ("startswith", "endswith"):
-            return f"{var}.{op}({values!r})"
-        return f"({self.const(_search_any(values))}({var}) is not None)"
+        return f"{var}.{op}({values!r})"  # startswith, endswith
 
 
-def _search_any(patterns: tuple[str, ...]) -> Any:
+def _search_any(patterns: tuple[str, ...], nocase: bool = False) -> Any:
     """One search for any of the patterns: joined into one alternation when they can be;
     a pattern with global inline flags (``(?i)`` not at the start once joined) cannot,
     and then each is searched in turn."""
+    flags = re.IGNORECASE if nocase else 0
     try:
-        return re.compile("|".join(f"(?:{p})" for p in patterns)).search
+        return re.compile("|".join(f"(?:{p})" for p in patterns), flags).search
     except re.error:
-        searches = [re.compile(p).search for p in patterns]
+        searches = [re.compile(p, flags).search for p in patterns]
 
         def search(text: str) -> Any:
             for one in searches:

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.rules.compiler import compile_predicates
 from pipeline.rules.language import parse_rules_text
+from pipeline.rules.model import Match
 
 
 def _matches(condition: str, event: dict[str, Any]) -> bool:
@@ -95,3 +96,16 @@ def test_each_field_is_read_once_per_event() -> None:
     )
     source = compile_predicates([r.condition for r in ruleset.rules if r.condition]).source["file"]
     assert source.count("_a.get('cmdline')") == 1
+
+
+def test_a_nocase_regex_keeps_its_upper_case_classes() -> None:
+    """Lower-casing the pattern would turn ``\\S`` (not a space) into ``\\s`` (a space)."""
+    matcher = compile_predicates([Match("actor.cmdline", "regex", (r"CURL\s+\S+",), nocase=True)])
+    assert matcher.match({"category": "process", "actor": {"cmdline": "curl http://x"}}) == [0]
+    assert matcher.match({"category": "process", "actor": {"cmdline": "Curl  "}}) == []
+
+
+def test_a_port_is_ascii_digits() -> None:
+    matcher = compile_predicates([Match("object_port", "gte", (1,))])
+    assert matcher.match({"category": "network", "object": "h:443"}) == [0]
+    assert matcher.match({"category": "network", "object": "h:٤٤٣"}) == []
