@@ -115,8 +115,19 @@ class _Cidr:
         return hit
 
 
+def all_text(e: Event) -> str:
+    """The ``text`` field: the command line, the object and the attribute values, one a
+    line (empty ones left out)."""
+    actor = e.get("actor") or _EMPTY
+    attributes = e.get("attributes") or _EMPTY
+    parts = (actor.get("cmdline"), e.get("object"), *attributes.values())
+    return "\n".join(str(p) for p in parts if p)
+
+
 def _raw_expr(name: str) -> str:
     """Python expression for a field's raw value in event ``e``."""
+    if name == "text":
+        return "_all_text(e)"
     if name == "object_host":
         return '_host(e.get("object"))'
     if name == "object_port":
@@ -267,6 +278,7 @@ def _function(
         "_text": _text,
         "_host": _host,
         "_port": _port,
+        "_all_text": all_text,
         "_E": _EMPTY,
     }
     gen = _Gen(namespace)

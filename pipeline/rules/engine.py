@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.rules.alerts import Alert, Suppressor, make_alert
-from pipeline.rules.compiler import _host, _num, _port, _text, compile_predicates
+from pipeline.rules.compiler import _host, _num, _port, _text, all_text, compile_predicates
 from pipeline.rules.integrity import (
     INTEGRITY_RULES,
     INTEGRITY_TAGS,
@@ -48,6 +48,8 @@ DEFINITION_SEPARATOR = "\x1d"
 
 def field_getter(name: str) -> Callable[[Event], Any]:
     """The raw value of a field of an event (None when absent)."""
+    if name == "text":
+        return all_text
     if name == "object_host":
         return lambda e: _host(e.get("object"))
     if name == "object_port":

@@ -29,9 +29,12 @@ STRING_FIELDS = frozenset(
         "actor.process",
         "actor.cmdline",
         "object_host",
+        "text",
     )
 )
-"""Fields holding text. ``object_host`` is derived: the host of ``object`` (host:port, URL)."""
+"""Fields holding text. Two are derived: ``object_host``, the host of ``object`` (host:port,
+URL), and ``text``, the event's text for keyword searches (Sigma's field-less ones): the
+command line, the object and every attribute value, one per line."""
 NUMBER_FIELDS = frozenset(
     ("ts", "seq", "bytes", "actor.uid", "actor.pid", "actor.ppid", "object_port")
 )

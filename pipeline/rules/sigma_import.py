@@ -99,6 +99,30 @@ LOGSOURCE: dict[str, dict[str, Any]] = {
     "network_connection": {"all": [{"category": "network"}, {"action": "connect"}]},
     "authentication": {"category": "auth"},
 }
+AUDITD_RECORDS = "attributes.auditd.records"
+"""The record types the auditd source joined into the event (``SYSCALL,EXECVE,PATH``)."""
+_AUDITD_PATH = frozenset(
+    ("name", "nametype", "inode", "dev", "mode", "ouid", "ogid", "rdev", "objtype")
+)
+
+
+def auditd_field(name: str) -> str:
+    """A field of Sigma's auditd log source (one audit record per event there; the
+    records of one audit event joined here, ``collect/sources/auditd.py``): ``type`` is
+    a record type among the joined ones, ``a0``.. an EXECVE argument, ``name`` and the
+    other PATH fields the object's PATH record, ``SYSCALL``/``syscall`` the call's name,
+    anything else the SYSCALL record's field."""
+    if name == "type":
+        return AUDITD_RECORDS
+    if re.fullmatch(r"a[0-9]+|argc", name):
+        return f"attributes.auditd.execve.{name}"
+    if name in _AUDITD_PATH:
+        return f"attributes.auditd.path.{name}"
+    if name.lower() == "syscall":
+        return "attributes.auditd.syscall_name"
+    return f"attributes.auditd.{name}"
+
+
 _REGEX_FLAGS = {"IGNORECASE": "i", "MULTILINE": "m", "DOTALL": "s"}
 LEVELS = {"informational": "low", "low": "low", "medium": "medium", "high": "high"}
 LEVELS["critical"] = "critical"
@@ -115,7 +139,10 @@ def _rule_name(rule: SigmaRule | SigmaCorrelationRule) -> str:
 class _Importer:
     def __init__(self, extra_fields: dict[str, str]) -> None:
         self.fields = {**FIELD_MAP, **extra_fields}
+        self.extra = extra_fields
         self.rule: SigmaRule | SigmaCorrelationRule | None = None
+        self.auditd = False
+        """The rule reads auditd records (``logsource: {service: auditd}``)."""
 
     def fail(self, construct: str) -> SigmaImportError:
         name = _rule_name(self.rule) if self.rule is not None else "?"
@@ -126,6 +153,8 @@ class _Importer:
     def field(self, name: str | None, category: str | None) -> str:
         if name is None:
             raise self.fail("a keyword (field-less) search")
+        if self.auditd and name not in self.extra and name != "text":
+            return auditd_field(name)
         if name == "Image" or name == "NewProcessName":
             return "object" if category == "process_creation" else "actor.process"
         if name in self.fields:
@@ -138,7 +167,15 @@ class _Importer:
         )
 
     def match(self, sigma_field: str | None, value: Any, category: str | None) -> dict[str, Any]:
+        if sigma_field == "Initiated" and str(value).lower() in ("true", "false"):
+            # Sysmon's "this host opened the connection": ours unless marked inbound
+            inbound = {"attributes.direction": {"equals": ["inbound"], "nocase": True}}
+            return {"not": inbound} if str(value).lower() == "true" else inbound
         ours = self.field(sigma_field, category)
+        if ours == AUDITD_RECORDS and isinstance(value, SigmaString):
+            # type: EXECVE -> one of the event's joined records is an EXECVE record
+            kind = re.escape(str(value).strip())
+            return {ours: {"regex": f"(?i)(^|,){kind}(,|$)"}}
         basename = ours == "actor.process"
         if isinstance(value, SigmaString):
             return {ours: self._string(value, basename)}
@@ -158,6 +195,19 @@ class _Importer:
         if isinstance(value, SigmaNull):
             return {ours: {"exists": False}}
         raise self.fail(f"the value {type(value).__name__} of field {sigma_field!r}")
+
+    def keyword(self, value: Any, category: str | None) -> dict[str, Any]:
+        """A field-less value: found anywhere in the event's text (``text``: command
+        line, object, attribute values), as Sigma searches a whole log line."""
+        found = self.match("text", value, category)
+        spec = found["text"]
+        if isinstance(spec, dict) and "regex" in spec and isinstance(value, SigmaString):
+            spec["regex"] = spec["regex"].replace("(?i)^", "(?i)", 1).removesuffix("$")
+        elif isinstance(spec, dict):
+            for op in ("equals", "startswith", "endswith"):
+                if op in spec:
+                    spec["contains"] = spec.pop(op)
+        return found
 
     def _string(self, value: SigmaString, basename: bool) -> Any:
         parts = list(value.s)
@@ -194,18 +244,21 @@ class _Importer:
         if isinstance(node, ConditionFieldEqualsValueExpression):
             return self.match(node.field, node.value, category)
         if isinstance(node, ConditionValueExpression):
-            raise self.fail("a keyword (field-less) search")
+            return self.keyword(node.value, category)
         raise self.fail(f"the condition element {type(node).__name__}")
 
     def detection(self, rule: SigmaRule) -> dict[str, Any]:
         self.rule = rule
         category = rule.logsource.category
+        self.auditd = rule.logsource.service == "auditd" and category is None
         try:
             parsed = [c.parsed for c in rule.detection.parsed_condition]
         except SigmaError as exc:
             raise self.fail(f"its condition: {exc}") from None
         ours = [self.condition(p, category) for p in parsed]
         condition = ours[0] if len(ours) == 1 else {"any": ours}
+        if self.auditd:  # only events the auditd source made
+            return {"all": [{AUDITD_RECORDS: {"exists": True}}, condition]}
         if category in LOGSOURCE:
             source = LOGSOURCE[category]
             return {"all": [*source.get("all", [source]), condition]}

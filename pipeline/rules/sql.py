@@ -71,6 +71,11 @@ def lit(value: object) -> str:
 
 def raw(name: str) -> str:
     """A field's value, NULL where the engine's would be None."""
+    if name == "text":  # compiler.all_text
+        return (
+            "arrayStringConcat(arrayFilter(x -> x != '', "
+            "arrayConcat([actor_cmdline, object], mapValues(attributes))), '\\n')"
+        )
     if name == "object_host":
         return _HOST
     if name == "object_port":

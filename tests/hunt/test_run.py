@@ -217,6 +217,10 @@ rules:
         - actor.process: {startswith: [py, no], endswith: [sh]}
         - object: {equals: ["' OR 1=1 --", "/etc/shadow"]}
         - actor.user: {in: [root, Runner], nocase: true}
+  - id: EDGE-KEYWORDS
+    title: keyword search over the text
+    severity: low
+    condition: {text: {regex: 'SHADOW|\.ssh/|sim\.', nocase: true}}
   - id: EDGE-DISTINCT
     title: distinct hosts by user
     severity: low

