@@ -70,6 +70,8 @@ FIELD_MAP: dict[str, str] = {
     "TargetUserName": "actor.user",
     "ProcessId": "actor.pid",
     "ParentProcessId": "actor.ppid",
+    "ParentImage": "attributes.parent.exe",
+    "ParentCommandLine": "attributes.parent.cmdline",
     "LogonId": "attributes.logon_id",
     "CurrentDirectory": "attributes.cwd",
     "TargetFilename": "object",

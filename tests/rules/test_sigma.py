@@ -85,8 +85,8 @@ def test_event_count_and_value_count_correlations() -> None:
     [
         (
             "unsupported_field.yml",
-            "Sigma rule 'Parent Image Check' (3c4d5e6f-0000-4000-8000-000000000002): "
-            "cannot map the field 'ParentImage'",
+            "Sigma rule 'Original File Name Check' (3c4d5e6f-0000-4000-8000-000000000002): "
+            "cannot map the field 'OriginalFileName'",
         ),
     ],
 )
@@ -97,8 +97,8 @@ def test_what_cannot_be_mapped_is_refused_by_name(name: str, message: str) -> No
 
 
 def test_an_extra_field_mapping_makes_it_importable() -> None:
-    _, imported = _engine("unsupported_field.yml", ParentImage="attributes.parent_image")
-    assert "attributes.parent_image" in str(imported[0]["condition"])
+    _, imported = _engine("unsupported_field.yml", OriginalFileName="attributes.original_name")
+    assert "attributes.original_name" in str(imported[0]["condition"])
 
 
 def test_a_keyword_search_looks_through_the_events_text() -> None:
@@ -161,3 +161,19 @@ def test_initiated_means_this_host_opened_the_connection() -> None:
     inbound = {**out, "attributes": {"direction": "inbound"}}
     assert _ids(DetectionEngine(ruleset, suppress_ms=0), [out]) == [imported[0]["id"]]
     assert _ids(DetectionEngine(ruleset, suppress_ms=0), [inbound]) == []
+
+
+def test_the_parent_process_fields_map_to_the_parent_attributes() -> None:
+    rule = AUDITD_RULE.replace("service: auditd", "category: process_creation").replace(
+        """    type: EXECVE
+    a0: wget
+    a1|startswith: '--post-file='""",
+        """    ParentImage|endswith: /java
+    ParentCommandLine|contains: -jar""",
+    )
+    imported = import_sigma(rule)
+    ruleset = parse_rules_text(yaml.safe_dump({"rules": imported}))
+    child = {"category": "process", "action": "exec", "object": "/bin/sh"}
+    java = {"parent.exe": "/usr/bin/java", "parent.cmdline": "java -jar app.jar"}
+    assert _ids(DetectionEngine(ruleset, suppress_ms=0), [{**child, "attributes": java}])
+    assert _ids(DetectionEngine(ruleset, suppress_ms=0), [child]) == []

@@ -19,7 +19,11 @@ auth (``res=`` gives the outcome); CONFIG_CHANGE, DAEMON_* -> config. ``success=
 failure, and an exit of -EPERM or -EACCES is ``denied``. The actor is the process
 (``comm``), ``pid``, ``ppid``, ``uid`` (4294967295, unset, is null) and the EXECVE
 arguments (or the decoded PROCTITLE) as ``cmdline``; the user is the ENRICHED ``AUID``
-name when present, else ``auid``. Every SYSCALL field is kept as ``auditd.<field>``.
+name when present, else ``auid``. Every SYSCALL field is kept as ``auditd.<field>``, the
+EXECVE arguments as ``auditd.execve.a<N>``, the object's PATH record as
+``auditd.path.<field>`` and the call's name as ``auditd.syscall_name``; the parent's
+program and command line (``parent.exe``, ``parent.cmdline``) come from the execs seen
+before (``parents.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import re
 from typing import Any
 
 from pipeline.collect.sources import ParseError
+from pipeline.collect.sources.parents import ProcessTable
 from pipeline.collect.sources.syscalls import ACTIONS, OPEN, WRITE_FLAGS
 from pipeline.schema.event import Event, InvalidEvent, normalize_event
 
@@ -91,6 +96,8 @@ class AuditdParser:
         self._serial: bytes | None = None
         self._records: list[tuple[str, dict[str, str], str]] = []
         self._ts_ms = 0
+        self.processes = ProcessTable()
+        """What each pid last executed: the parent of later events (auditd gives a pid)."""
 
     @property
     def pending(self) -> bool:
@@ -126,7 +133,9 @@ class AuditdParser:
         if not records or serial is None:
             return []
         try:
-            return [normalize_event(self._event(serial.decode(), records), now_ms=0)]
+            event = self._event(serial.decode(), records)
+            self.processes.follow(event)
+            return [normalize_event(event, now_ms=0)]
         except (InvalidEvent, ValueError) as exc:
             raise ParseError(f"audit event {serial.decode()}: {exc}") from None
 

@@ -9,6 +9,7 @@
 | ``user.name``, ``user.uid``, ``proc.pid``, ``proc.ppid``, ``proc.name``, ``proc.cmdline`` | ``actor`` |
 | exec: ``proc.exepath`` (else ``proc.exe``, else the command's first word); network: the peer of ``fd.name`` (``fd.rip``:``fd.rport`` when given); else ``fd.name`` (else ``fs.path.name``) | ``object`` |
 | ``rule``, ``output``, ``tags``, ``source`` and every other output field | ``attributes`` (``falco.rule``, ...) |
+| ``proc.pexepath`` (else ``proc.pexe``), ``proc.pcmdline``; else the execs seen before | ``attributes`` ``parent.exe``, ``parent.cmdline`` (``parents.py``) |
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import uuid
 from typing import Any
 
 from pipeline.collect.sources import BLANK, ParseError, load_json_line
+from pipeline.collect.sources.parents import PARENT_CMDLINE, PARENT_EXE, ProcessTable
 from pipeline.collect.sources.syscalls import ACTIONS, OPEN, WRITE_FLAG_NAMES
 from pipeline.schema.event import Event, InvalidEvent, normalize_event, parse_ts
 
@@ -40,6 +42,8 @@ class FalcoParser:
     def __init__(self, *, tenant: str, sandbox_id: str | None) -> None:
         self.tenant = tenant
         self.sandbox_id = sandbox_id
+        self.processes = ProcessTable()
+        """Parents Falco did not report (no proc.pexepath): from the execs seen."""
 
     pending = False
     """One line is one event: nothing is ever held back."""
@@ -51,7 +55,9 @@ class FalcoParser:
         if not isinstance(alert, dict) or "rule" not in alert:
             raise ParseError("not a Falco alert (no 'rule')")
         try:
-            return [normalize_event(self._map(alert), now_ms=0)]
+            event = self._map(alert)
+            self.processes.follow(event)
+            return [normalize_event(event, now_ms=0)]
         except (InvalidEvent, KeyError, TypeError, ValueError) as exc:
             raise ParseError(f"cannot map Falco alert: {exc}") from None
 
@@ -72,6 +78,11 @@ class FalcoParser:
             or "unknown"
         )
         attributes = {f"falco.{k}": v for k, v in fields.items() if v is not None}
+        parent_exe = fields.get("proc.pexepath") or fields.get("proc.pexe")
+        if parent_exe:
+            attributes[PARENT_EXE] = str(parent_exe)
+        if fields.get("proc.pcmdline"):
+            attributes[PARENT_CMDLINE] = str(fields["proc.pcmdline"])
         attributes.update(
             {
                 "falco.rule": alert["rule"],

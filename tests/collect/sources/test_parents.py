@@ -1,0 +1,45 @@
+"""The parent process of an event (``attributes["parent.exe"]``, ``["parent.cmdline"]``):
+tracked by the auditd source from the execs it saw, taken from Falco's fields when it
+gives them; bounded, and never guessed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import orjson
+
+from pipeline.collect.sources.auditd import AuditdParser
+from pipeline.collect.sources.falco import FalcoParser
+from pipeline.collect.sources.parents import ProcessTable
+from tests.collect.sources.test_rules_by_source import as_auditd, as_falco, exec_, parsed
+
+
+def test_auditd_names_the_parent_from_an_exec_it_saw() -> None:
+    parent = replace(exec_("java", "-jar", "app.jar", exe="/usr/bin/java"), pid=100)
+    child = exec_("sh", "-c", "id", exe="/bin/sh")  # ppid 100 in as_auditd
+    parser = AuditdParser(tenant="acme", sandbox_id="sb-1")
+    events = parsed(parser, as_auditd(parent, 7001) + as_auditd(child, 7002))
+    assert "parent.exe" not in events[0]["attributes"]  # pid 100's parent was never seen
+    assert events[1]["attributes"]["parent.exe"] == "/usr/bin/java"
+    assert events[1]["attributes"]["parent.cmdline"] == "java -jar app.jar"
+
+
+def test_falco_takes_the_parent_fields_it_reports() -> None:
+    line = orjson.loads(as_falco(exec_("sh", "-c", "id", exe="/bin/sh"))[0])
+    line["output_fields"]["proc.pexepath"] = "/usr/bin/rsync"
+    line["output_fields"]["proc.pcmdline"] = "rsync -e sh x:y ."
+    (event,) = parsed(FalcoParser(tenant="acme", sandbox_id=None), [orjson.dumps(line)])
+    assert event["attributes"]["parent.exe"] == "/usr/bin/rsync"
+    assert event["attributes"]["parent.cmdline"] == "rsync -e sh x:y ."
+
+
+def test_the_table_is_bounded_and_keeps_what_the_source_said() -> None:
+    table = ProcessTable(size=2)
+    for pid in (1, 2, 3):
+        table.executed(pid, f"/bin/p{pid}", f"p{pid}")
+    forgotten = {"actor": {"ppid": 1}, "attributes": {}}
+    table.add_parent(forgotten)
+    assert forgotten["attributes"] == {}
+    given = {"actor": {"ppid": 3}, "attributes": {"parent.exe": "/usr/bin/given"}}
+    table.add_parent(given)
+    assert given["attributes"] == {"parent.exe": "/usr/bin/given", "parent.cmdline": "p3"}
