@@ -122,9 +122,15 @@ def stored(endpoints: Any, tmp_path_factory: Any) -> Any:
     return settings, client, _stored(client, db)
 
 
-def _engine_hits(rule: Any, lists: Any, events: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    engine = DetectionEngine(RuleSet([replace(rule, enabled=True)], lists), suppress_ms=0)
-    return {(a.tenant, a.sandbox_id) for a in engine.process(events)}
+def _engine_hits(ruleset: RuleSet, events: list[dict[str, Any]]) -> dict[str, set[Any]]:
+    """Per rule, the (tenant, sandbox) pairs the streaming engine alerted on (every rule
+    enabled, one engine: the rules do not share state)."""
+    rules = [replace(rule, enabled=True) for rule in ruleset.rules]
+    engine = DetectionEngine(RuleSet(rules, ruleset.lists), suppress_ms=0)
+    hits: dict[str, set[Any]] = {rule.id: set() for rule in rules}
+    for alert in engine.process(events):
+        hits[alert.rule_id].add((alert.tenant, alert.sandbox_id))
+    return hits
 
 
 def _compare(stored: Any, ruleset: RuleSet) -> tuple[list[Any], int]:
@@ -136,12 +142,13 @@ def _compare(stored: Any, ruleset: RuleSet) -> tuple[list[Any], int]:
     params = range_params(START - 10**9, START + 10**9, None)
     where = "ts >= {since:DateTime64(3)} AND ts < {until:DateTime64(3)}"
     disagree, fired = [], 0
+    by_engine = _engine_hits(ruleset, events)
     for rule in ruleset.rules:
         done = run_rule(client, db, rule, params)
         assert done.error is None, done.error
         assert all(HUNT_TAG in a.tags for a in done.alerts)
         sql = {(a.tenant, a.sandbox_id) for a in done.alerts}
-        engine = _engine_hits(rule, ruleset.lists, events)
+        engine = by_engine[rule.id]
         fired += bool(engine)
         if sql != engine:
             disagree.append((rule.id, sorted(engine - sql)[:3], sorted(sql - engine)[:3]))

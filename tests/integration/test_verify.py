@@ -4,6 +4,7 @@ clean chain passes, and each tamper trial is caught with the right finding."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,9 @@ def test_a_rewritten_history_is_caught_by_the_signed_checkpoints(
     assert len(checkpoints) == 3 and all(seq == last[s] for s, seq in checkpoints)
     clean = run_cli(settings, "verify")
     assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert "3 signed checkpoints checked; 0 findings" in clean.stdout
+    # At least one head per sandbox; a slower run signs more (every interval_s).
+    checked = re.search(r"(\d+) signed checkpoints checked; 0 findings", clean.stdout)
+    assert checked is not None and int(checked.group(1)) >= 3, clean.stdout
 
     # Rewrite one sandbox's history from seq 10 on, every hash recomputed: the chain
     # itself verifies again, the signed head does not.
