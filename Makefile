@@ -14,8 +14,11 @@ STAMP  := $(VENV)/.installed
 run: $(STAMP)
 	$(BIN)/auditpipe run $(ARGS)
 
+# The unit tests on every core (pytest-xdist), then the integration tests one at a time:
+# they share the services and several of them measure time.
 test: lint docs
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not integration" -n auto $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests benchmarks

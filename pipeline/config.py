@@ -231,6 +231,9 @@ class CollectConfig(_Section):
     counted and reported in a periodic counts event, not sent."""
     counts_interval_s: float = Field(60.0, gt=0)
     """How often filtered-event counts are published."""
+    exit_delivery_timeout_s: float = Field(30.0, ge=0)
+    """At exit, how long to wait for Kafka to take what is spooled; what it has not taken
+    by then stays spooled for the next start (`collect` then exits with status 3)."""
 
 
 class ValidateConfig(_Section):

@@ -97,6 +97,7 @@ def test_collect_exits_3_while_events_are_still_spooled(tmp_path: Path) -> None:
         "--source",
         f"jsonl:{source}",
         AUDITPIPE_COLLECT_TRUST_SOURCE_IDENTITY="true",
+        AUDITPIPE_COLLECT_EXIT_DELIVERY_TIMEOUT_S="2",
     )
     assert result.returncode == 3, result.stderr[-2000:]
     assert "Traceback" not in result.stderr

@@ -148,13 +148,16 @@ class Collector(Delivery):
             asyncio.create_task(self._counts_loop(), name="counts"),
         ]
 
-    async def close(self, *, delivery_timeout_s: float | None = 30.0) -> None:
-        """Commit what is buffered and wait (up to the timeout) for its delivery.
+    async def close(self, *, delivery_timeout_s: float | None = None) -> None:
+        """Commit what is buffered and wait (up to the timeout, default
+        ``collect.exit_delivery_timeout_s``) for its delivery.
 
         What is not delivered by then stays in the spool for the next start.
         """
         await self.publish_filtered_counts()
         await self.commit()
+        if delivery_timeout_s is None:
+            delivery_timeout_s = self.settings.collect.exit_delivery_timeout_s
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wait_delivered(), delivery_timeout_s)
         self._closing.set()

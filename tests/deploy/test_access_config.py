@@ -89,3 +89,33 @@ def test_analysts_see_one_tenant_in_every_tenant_table() -> None:
         assert set(own) == tenant_tables(), analyst.tag
         assert set(own.values()) == {f"tenant = '{tenant}'"}, analyst.tag
         assert analyst.findtext("profile") == "analyst"
+
+
+def test_every_materialized_view_runs_as_its_definer() -> None:
+    """A view without ``SQL SECURITY DEFINER`` runs as the inserting user: the sink's
+    `ingest`, which may not read events back, then has every insert refused while the
+    view is pushed to, and retries for ever (migration 0017)."""
+    made: set[str] = set()
+    definer: set[str] = set()
+    statements = [s for m in load_migrations() for s in m.sql.split(";")]
+    for statement in statements:  # in the order init runs them
+        dropped = re.search(r"DROP VIEW IF EXISTS \$\{database\}\.(\w+)", statement)
+        created = re.search(
+            r"CREATE MATERIALIZED VIEW IF NOT EXISTS \$\{database\}\.(\w+)(.*?) AS ",
+            statement,
+            re.S,
+        )
+        altered = re.search(
+            r"ALTER TABLE \$\{database\}\.(\w+) MODIFY SQL SECURITY DEFINER", statement
+        )
+        if dropped:
+            made.discard(dropped[1])
+            definer.discard(dropped[1])
+        if created:
+            made.add(created[1])
+            if "SQL SECURITY DEFINER" in created[2]:
+                definer.add(created[1])
+        if altered:
+            definer.add(altered[1])
+    assert made, "no materialized view found: the pattern is stale"
+    assert made - definer == set()

@@ -19,7 +19,7 @@ from pipeline.config import ClickHouseConfig, Settings
 from pipeline.outputs.clickhouse.client import connect
 from pipeline.schema import codec_for
 from pipeline.schema.event import normalize_event
-from tests.integration.helpers import WorkerProcess, provision, scalar, wait_for_rows
+from tests.integration.helpers import WorkerProcess, provision, scalar, wait_for_rows, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ def test_ingest_cannot_alter_and_analysts_see_their_tenant_only(
             for n in range(50)
         ]
         settings.clickhouse.user, settings.clickhouse.password = INGEST
-        with WorkerProcess(settings):
+        with WorkerProcess(settings) as worker:
 
             async def publish() -> None:
                 async with EventPublisher(
@@ -73,6 +73,17 @@ def test_ingest_cannot_alter_and_analysts_see_their_tenant_only(
 
             asyncio.run(publish())
             wait_for_rows(admin, "audit.events", len(events))
+            # What the views fill as ingest inserts (they run as their definer, not as
+            # ingest, which cannot read events): the rollups and the sink's progress.
+            wait_until(
+                lambda: (
+                    scalar(admin, "SELECT sum(events) FROM audit.events_per_minute") == len(events)
+                ),
+                30,
+                "the rollup view did not take ingest's rows",
+            )
+            assert scalar(admin, "SELECT count() FROM audit.events_sink_progress") > 0
+            assert "failed (attempt" not in worker.log(), worker.log()[-3000:]
 
         ingest = as_user(settings, *INGEST)
         for statement in (

@@ -45,7 +45,7 @@ def on_cluster(settings: Settings, cluster: KafkaCluster) -> Settings:
     data = settings.model_dump()
     data["kafka"] |= {"bootstrap": cluster.bootstrap, "replication_factor": 3, "partitions": 4}
     data["publish"] |= {"batch_events": 200}
-    data["worker"] |= {"take_messages": 8, "stall_timeout_s": 30}
+    data["worker"] |= {"take_messages": 8, "stall_timeout_s": 30, "session_timeout_s": 6}
     return Settings(**data)
 
 

@@ -25,6 +25,9 @@ def test_three_kill_9_store_every_event_exactly_once(isolated_settings: Settings
     settings = isolated_settings
     settings.worker.take_messages = 32  # many small batches: the kills land mid-stream
     settings.worker.stall_timeout_s = 15
+    # A killed member holds its partitions until its session times out: the least the
+    # broker allows, so the next worker takes over sooner.
+    settings.worker.session_timeout_s = 6
     client = provision(settings)
     table = f"{settings.clickhouse.database}.events"
     events = list(FleetSimulator(60, seed=21).events(EVENTS))

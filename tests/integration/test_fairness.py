@@ -271,6 +271,7 @@ def test_a_worker_killed_during_a_flood_loses_and_doubles_nothing(
     settings.kafka.partitions = 2
     settings.fairness.sandbox_events_per_s = 1_000
     settings.fairness.sandbox_burst = 5_000
+    settings.worker.session_timeout_s = 6  # the killed member's partitions move sooner
     client = provision(settings)
     db = settings.clickhouse.database
     flood = flood_messages(settings, next(FleetSimulator(1, seed=10).events(1)))

@@ -71,6 +71,7 @@ ORDER BY kafka_partition;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS audit.events_sink_offsets_mv ON CLUSTER '{cluster}'
 TO audit.events_sink_offsets_local
+DEFINER = CURRENT_USER SQL SECURITY DEFINER
 AS SELECT kafka_partition, max(kafka_offset) AS max_offset
 FROM audit.events_local GROUP BY kafka_partition;
 
@@ -91,6 +92,7 @@ TTL minute + toIntervalSecond(63072000) DELETE;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS audit.events_per_minute_mv ON CLUSTER '{cluster}'
 TO audit.events_per_minute_local
+DEFINER = CURRENT_USER SQL SECURITY DEFINER
 AS SELECT toStartOfMinute(ts) AS minute, tenant, sandbox_id, toString(category) AS category,
           toString(level) AS level, sum(repeat_count) AS events, sum(ifNull(bytes, 0)) AS bytes
 FROM audit.events_local GROUP BY minute, tenant, sandbox_id, category, level;
@@ -111,6 +113,7 @@ TTL minute + toIntervalSecond(63072000) DELETE;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS audit.resource_per_minute_mv ON CLUSTER '{cluster}'
 TO audit.resource_per_minute_local
+DEFINER = CURRENT_USER SQL SECURITY DEFINER
 AS SELECT toStartOfMinute(ts) AS minute, tenant, sandbox_id, toUInt64(count()) AS samples,
           avgState(toFloat64OrZero(attributes['cpu_pct'])) AS cpu_pct,
           max(toFloat64OrZero(attributes['cpu_pct'])) AS cpu_pct_max,

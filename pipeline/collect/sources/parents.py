@@ -8,7 +8,10 @@ that sees the execs fills the gap itself: :class:`ProcessTable` remembers what e
 last executed, and an event whose ``ppid`` it knows gets its parent's program and
 command line.
 
-Invariants: the table is bounded (``size`` pids; the least recently executed leave
+Invariants: a pid is known within its sandbox only (the table is keyed by sandbox id and
+pid): one collector may see many sandboxes (Falco on a host of containers, each with its
+own pid namespace), and a pid of one sandbox must never lend its program or command line
+to another sandbox's event (another tenant's, perhaps); the table is bounded (``size`` pids; the least recently executed leave
 first), so a sandbox that forks without end costs a fixed amount of memory; a parent
 the table does not know adds nothing (never a guess); attributes the source already
 has are kept.
@@ -27,21 +30,23 @@ DEFAULT_SIZE = 65_536
 class ProcessTable:
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = size
-        self._programs: OrderedDict[int, tuple[str, str]] = OrderedDict()
+        self._programs: OrderedDict[tuple[str, int], tuple[str, str]] = OrderedDict()
 
-    def executed(self, pid: int | None, exe: str, cmdline: str) -> None:
-        """``pid`` now runs ``exe`` with ``cmdline``."""
+    def executed(self, sandbox: str, pid: int | None, exe: str, cmdline: str) -> None:
+        """``pid`` of ``sandbox`` now runs ``exe`` with ``cmdline``."""
         if pid is None:
             return
-        self._programs[pid] = (exe, cmdline)
-        self._programs.move_to_end(pid)
+        key = (sandbox, pid)
+        self._programs[key] = (exe, cmdline)
+        self._programs.move_to_end(key)
         if len(self._programs) > self.size:
             self._programs.popitem(last=False)
 
     def add_parent(self, event: dict[str, Any]) -> None:
         """The parent's program and command line, where the event's ``ppid`` is known."""
         ppid = (event.get("actor") or {}).get("ppid")
-        known = self._programs.get(ppid) if ppid is not None else None
+        sandbox = str(event.get("sandbox_id") or "")
+        known = self._programs.get((sandbox, ppid)) if ppid is not None else None
         if known is None:
             return
         attributes = event.setdefault("attributes", {})
@@ -58,5 +63,6 @@ class ProcessTable:
         if event.get("action") == "exec":
             actor = event.get("actor") or {}
             self.executed(
+                str(event.get("sandbox_id") or ""),
                 actor.get("pid"), str(event.get("object") or ""), actor.get("cmdline") or ""
             )

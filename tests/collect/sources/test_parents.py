@@ -36,10 +36,41 @@ def test_falco_takes_the_parent_fields_it_reports() -> None:
 def test_the_table_is_bounded_and_keeps_what_the_source_said() -> None:
     table = ProcessTable(size=2)
     for pid in (1, 2, 3):
-        table.executed(pid, f"/bin/p{pid}", f"p{pid}")
-    forgotten = {"actor": {"ppid": 1}, "attributes": {}}
+        table.executed("sb-1", pid, f"/bin/p{pid}", f"p{pid}")
+    forgotten = {"sandbox_id": "sb-1", "actor": {"ppid": 1}, "attributes": {}}
     table.add_parent(forgotten)
     assert forgotten["attributes"] == {}
-    given = {"actor": {"ppid": 3}, "attributes": {"parent.exe": "/usr/bin/given"}}
+    given = {
+        "sandbox_id": "sb-1",
+        "actor": {"ppid": 3},
+        "attributes": {"parent.exe": "/usr/bin/given"},
+    }
     table.add_parent(given)
     assert given["attributes"] == {"parent.exe": "/usr/bin/given", "parent.cmdline": "p3"}
+
+
+def test_a_pid_of_one_sandbox_never_names_the_parent_in_another() -> None:
+    """One Falco on a host of containers: pid 100 of tenant A's container ran a secret
+    command line; the same pid number as the parent in tenant B's container (its own pid
+    namespace) must not show it."""
+    parser = FalcoParser(tenant="acme", sandbox_id=None)
+
+    def in_container(container: str, activity: object, pid: int) -> bytes:
+        line = orjson.loads(as_falco(activity)[0])  # type: ignore[arg-type]
+        line["output_fields"] |= {"container.id": container, "proc.pid": pid}
+        return orjson.dumps(line)
+
+    secret = exec_("deploy", "--token", "s3cr3t-of-tenant-a", exe="/usr/bin/deploy")
+    child = exec_("sh", "-c", "id", exe="/bin/sh")  # ppid 100 in as_falco
+    events = parsed(
+        parser,
+        [
+            in_container("container-a", secret, 100),
+            in_container("container-b", child, 200),
+            in_container("container-a", child, 201),
+        ],
+    )
+    assert events[1]["sandbox_id"] == "container-b"
+    assert "parent.cmdline" not in events[1]["attributes"], events[1]["attributes"]
+    assert "parent.exe" not in events[1]["attributes"]
+    assert events[2]["attributes"]["parent.exe"] == "/usr/bin/deploy"  # its own sandbox's
