@@ -11,10 +11,10 @@ command line.
 Invariants: a pid is known within its sandbox only (the table is keyed by sandbox id and
 pid): one collector may see many sandboxes (Falco on a host of containers, each with its
 own pid namespace), and a pid of one sandbox must never lend its program or command line
-to another sandbox's event (another tenant's, perhaps); the table is bounded (``size`` pids; the least recently executed leave
-first), so a sandbox that forks without end costs a fixed amount of memory; a parent
-the table does not know adds nothing (never a guess); attributes the source already
-has are kept.
+to another sandbox's event (another tenant's, perhaps); the table is bounded (``size``
+pids; the least recently executed leave first), so a sandbox that forks without end
+costs a fixed amount of memory; a parent the table does not know adds nothing (never a
+guess); attributes the source already has are kept.
 """
 
 from __future__ import annotations
@@ -64,5 +64,7 @@ class ProcessTable:
             actor = event.get("actor") or {}
             self.executed(
                 str(event.get("sandbox_id") or ""),
-                actor.get("pid"), str(event.get("object") or ""), actor.get("cmdline") or ""
+                actor.get("pid"),
+                str(event.get("object") or ""),
+                actor.get("cmdline") or "",
             )
