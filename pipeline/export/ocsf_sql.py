@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from pipeline.schema.sql import ENDPOINT_STEPS, literal
 from pipeline.siem.common import ALERT_SEVERITY, LEVEL_SEVERITY, SEVERITY_NAMES, TACTICS
 from pipeline.siem.ocsf import ACTIVITIES, CLASSES, OCSF_VERSION, product
 
@@ -32,10 +33,7 @@ Typed = tuple[str, str]
 """(ClickHouse type, expression)."""
 
 
-def lit(value: str | int) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+lit = literal
 
 
 def array(values: Iterable[str | int]) -> str:
@@ -132,15 +130,7 @@ def actor(sandbox_when_empty: bool) -> Typed:
 
 
 ENDPOINT_HELPERS = {
-    "ep_r1": "if(position(object, '://') > 0, "
-    "substring(object, position(object, '://') + 3), object)",
-    "ep_rest": "arrayElement(splitByChar('@', splitByChar('/', ep_r1)[1]), -1)",
-    "ep_bracket": "startsWith(ep_rest, '[')",
-    "ep_tail": "if(position(ep_rest, ']') > 0, substring(ep_rest, position(ep_rest, ']') + 1), '')",
-    "ep_host": "multiIf(ep_bracket, splitByChar(']', substring(ep_rest, 2))[1], "
-    "countSubstrings(ep_rest, ':') = 1, splitByChar(':', ep_rest)[1], ep_rest)",
-    "ep_port": "multiIf(ep_bracket, if(startsWith(ep_tail, ':'), substring(ep_tail, 2), ''), "
-    "countSubstrings(ep_rest, ':') = 1, splitByChar(':', ep_rest)[2], '')",
+    **ENDPOINT_STEPS,
     "ep_port_ok": "match(ep_port, '^0*[0-9]{1,5}$') AND toUInt32OrZero(ep_port) < 65536",
     "ep_is_ip": "isIPv4String(ep_host) OR isIPv6String(ep_host)",
 }

@@ -17,16 +17,12 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.outputs.clickhouse.request_builder import EVENT_COLUMNS
 from pipeline.rules.alerts import ALERT_COLUMNS
+from pipeline.schema.sql import where_range
 
 EVENT_FIELDS = EVENT_COLUMNS[: EVENT_COLUMNS.index("hash") + 1]
 """The columns of the event itself (the sink's first ones), without enrichment and
 provenance."""
 ACTOR = ("user", "uid", "pid", "ppid", "process", "cmdline")
-
-
-def where_range(time_column: str, tenant: str | None) -> str:
-    where = f"{time_column} >= {{since:DateTime64(3)}} AND {time_column} < {{until:DateTime64(3)}}"
-    return where + (" AND tenant = {tenant:String}" if tenant else "")
 
 
 def _millis(value: Any) -> int:

@@ -15,9 +15,10 @@ from typing import Any, TextIO
 from clickhouse_connect.driver.client import Client
 
 from pipeline.export import lake
-from pipeline.export.rows import EVENT_FIELDS, as_alert, as_event, blocks, count, where_range
+from pipeline.export.rows import EVENT_FIELDS, as_alert, as_event, blocks, count
 from pipeline.export.writer import PartitionedWriter
 from pipeline.rules.alerts import ALERT_COLUMNS
+from pipeline.schema.sql import where_range
 from pipeline.siem import ecs, ocsf
 
 FORMATS = ("ocsf-parquet", "ocsf-json", "ecs-json")

@@ -22,6 +22,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from pipeline.rules.alerts import ALERT_COLUMNS, Alert, alert_columns, make_alert
 from pipeline.rules.model import Rule
 from pipeline.rules.sql import Unsupported, hunt_sql
+from pipeline.schema.sql import where_range
 
 HUNT_TAG = "auditpipe.hunt"
 SETTINGS = {"short_circuit_function_evaluation": "force_enable"}
@@ -38,15 +39,10 @@ class RuleRun:
     error: str | None = None
 
 
-def where_range(tenant: str | None) -> str:
-    where = "ts >= {since:DateTime64(3)} AND ts < {until:DateTime64(3)}"
-    return where + (" AND tenant = {tenant:String}" if tenant else "")
-
-
 def run_rule(client: Client, database: str, rule: Rule, params: dict[str, Any]) -> RuleRun:
     done = RuleRun(rule)
     try:
-        sql = hunt_sql(rule, f"{database}.events", where_range(params.get("tenant")))
+        sql = hunt_sql(rule, f"{database}.events", where_range("ts", params.get("tenant")))
         result = client.query(sql, parameters=params, settings=SETTINGS)
     except Unsupported as exc:
         done.error = str(exc)

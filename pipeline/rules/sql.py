@@ -28,6 +28,7 @@ caller's ``where``; a key is text with the tenant first, as ``engine.key_getter`
 from __future__ import annotations
 
 from pipeline.rules.model import All, AnyOf, Condition, Match, Not, Rule, field_kind
+from pipeline.schema.sql import inline, literal
 
 _COLUMNS = {
     "actor.user": "actor_user",
@@ -38,20 +39,9 @@ _COLUMNS = {
     "actor.ppid": "actor_ppid",
 }
 _NULLABLE = {"actor_uid", "actor_pid", "actor_ppid", "bytes", "prev_hash", "hash"}
-_AFTER_SCHEME = (
-    "if(position(object, '://') > 0, substring(object, position(object, '://') + 3), object)"
-)
-_REST = f"arrayElement(splitByChar('@', splitByChar('/', {_AFTER_SCHEME})[1]), -1)"
-"""compiler._split_host: the object without scheme, path and user."""
-_HOST = (
-    f"multiIf(startsWith({_REST}, '['), splitByChar(']', substring({_REST}, 2))[1], "
-    f"countSubstrings({_REST}, ':') = 1, splitByChar(':', {_REST})[1], {_REST})"
-)
-_TAIL = f"if(position({_REST}, ']') > 0, substring({_REST}, position({_REST}, ']') + 1), '')"
-_PORT_TEXT = (
-    f"multiIf(startsWith({_REST}, '['), if(startsWith({_TAIL}, ':'), substring({_TAIL}, 2), ''), "
-    f"countSubstrings({_REST}, ':') = 1, splitByChar(':', {_REST})[2], '')"
-)
+_HOST = inline("ep_host")
+"""compiler._split_host's host (``schema/sql.py``)."""
+_PORT_TEXT = inline("ep_port")
 _PORT = f"if(match({_PORT_TEXT}, '^[0-9]+$'), toUInt64OrNull({_PORT_TEXT}), NULL)"
 
 
@@ -59,14 +49,8 @@ class Unsupported(ValueError):
     """A rule ClickHouse cannot evaluate as the engine does (the message names why)."""
 
 
-def lit(value: object) -> str:
-    """A SQL literal of a rule's value (text escaped; numbers and booleans as such)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value) if value == value else "nan"  # NaN is not equal to itself
-    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{text}'"
+lit = literal
+"""A SQL literal of a rule's value (``schema/sql.literal``)."""
 
 
 def raw(name: str) -> str:
