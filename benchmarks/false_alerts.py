@@ -61,6 +61,7 @@ def main() -> None:
             near += len(extra)
             chunk += extra
         chunk.sort(key=lambda e: e["ts"])
+        simulator.with_inventory(chunk)  # the labels the enrich stage would add
         for event in chunk:  # the collector numbers events in the order it sends them
             sequence[event["sandbox_id"]] += 1
             event["seq"] = sequence[event["sandbox_id"]]

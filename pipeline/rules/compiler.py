@@ -93,6 +93,33 @@ def _port(obj: Any) -> int | None:
     return _split_host(obj)[1]
 
 
+_BLANKS = " \t\n\r\f"
+OWNED_LABEL = "owned_destinations"
+"""The inventory label listing a sandbox's own upload destinations, comma-separated: a
+host or bucket name (``acme-builds``, ``artifacts.acme.example``), or a domain with a
+leading dot for every host under it (``.acme.example``)."""
+
+
+def object_owned(e: Event) -> bool:
+    """The ``object_owned`` field: the object's host is one of the destinations the
+    sandbox's inventory record lists as its own (``labels.owned_destinations``).
+
+    Labels come from the inventory, which operators write and the enrich stage checks
+    against the event's tenant, never from the event: a sandbox cannot declare a
+    destination its own. Case does not count; an empty entry matches nothing."""
+    listed = (e.get("labels") or _EMPTY).get(OWNED_LABEL)
+    if not listed:
+        return False
+    host = _host(e.get("object")).lower()
+    if not host:
+        return False
+    for entry in listed.split(","):
+        own = entry.strip(_BLANKS).lower()
+        if own and (host == own or (own.startswith(".") and host.endswith(own))):
+            return True
+    return False
+
+
 class _Cidr:
     """Is a text an IP address inside one of the networks? (cached per address)."""
 
@@ -132,6 +159,8 @@ def _raw_expr(name: str) -> str:
         return '_host(e.get("object"))'
     if name == "object_port":
         return '_port(e.get("object"))'
+    if name == "object_owned":
+        return "_owned(e)"
     if name.startswith("actor."):
         return f"_a.get({name[6:]!r})"
     if name.startswith("attributes."):
@@ -279,6 +308,7 @@ def _function(
         "_host": _host,
         "_port": _port,
         "_all_text": all_text,
+        "_owned": object_owned,
         "_E": _EMPTY,
     }
     gen = _Gen(namespace)

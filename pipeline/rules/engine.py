@@ -27,7 +27,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.rules.alerts import Alert, Suppressor, make_alert
-from pipeline.rules.compiler import _host, _num, _port, _text, all_text, compile_predicates
+from pipeline.rules.compiler import (
+    _host,
+    _num,
+    _port,
+    _text,
+    all_text,
+    compile_predicates,
+    object_owned,
+)
 from pipeline.rules.integrity import (
     INTEGRITY_RULES,
     INTEGRITY_TAGS,
@@ -54,6 +62,8 @@ def field_getter(name: str) -> Callable[[Event], Any]:
         return lambda e: _host(e.get("object"))
     if name == "object_port":
         return lambda e: _port(e.get("object"))
+    if name == "object_owned":
+        return object_owned
     head, _, rest = name.partition(".")
     if rest and head in ("actor", "attributes", "labels"):
         return lambda e: (e.get(head) or {}).get(rest)

@@ -38,7 +38,9 @@ command line, the object and every attribute value, one per line."""
 NUMBER_FIELDS = frozenset(
     ("ts", "seq", "bytes", "actor.uid", "actor.pid", "actor.ppid", "object_port")
 )
-BOOL_FIELDS = frozenset(("sandbox_known",))
+BOOL_FIELDS = frozenset(("sandbox_known", "object_owned"))
+"""``object_owned`` is derived: the object's host is one the sandbox's inventory lists as
+its own (``labels.owned_destinations``, ``compiler.object_owned``)."""
 MAP_PREFIXES = ("attributes.", "labels.")
 """``attributes.<key>`` and ``labels.<key>`` reach into the maps (values are text)."""
 

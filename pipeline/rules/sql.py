@@ -27,6 +27,7 @@ caller's ``where``; a key is text with the tenant first, as ``engine.key_getter`
 
 from __future__ import annotations
 
+from pipeline.rules.compiler import OWNED_LABEL
 from pipeline.rules.model import All, AnyOf, Condition, Match, Not, Rule, field_kind
 from pipeline.schema.sql import inline, literal
 
@@ -42,6 +43,15 @@ _NULLABLE = {"actor_uid", "actor_pid", "actor_ppid", "bytes", "prev_hash", "hash
 _HOST = inline("ep_host")
 """compiler._split_host's host (``schema/sql.py``)."""
 _PORT_TEXT = inline("ep_port")
+_OWNED_HOST = f"lowerUTF8({_HOST})"
+_OWNED = (
+    f"arrayExists(d -> d != '' AND (d = {_OWNED_HOST} OR (startsWith(d, '.') AND "
+    f"endsWith({_OWNED_HOST}, d))), arrayMap(x -> lowerUTF8(replaceRegexpAll(x, "
+    f"'^[ \\t\\n\\r\\f]+|[ \\t\\n\\r\\f]+$', '')), "
+    f"splitByChar(',', labels[{literal(OWNED_LABEL)}])))"
+)
+"""compiler.object_owned: any listed destination (trimmed, lower case) is the object's
+host, or a leading-dot domain it ends with."""
 _PORT = f"if(match({_PORT_TEXT}, '^[0-9]+$'), toUInt64OrNull({_PORT_TEXT}), NULL)"
 
 
@@ -64,6 +74,8 @@ def raw(name: str) -> str:
         return _HOST
     if name == "object_port":
         return _PORT
+    if name == "object_owned":
+        return _OWNED
     for prefix in ("attributes", "labels"):
         if name.startswith(prefix + "."):
             key = lit(name[len(prefix) + 1 :])

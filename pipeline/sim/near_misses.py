@@ -127,6 +127,28 @@ def artifacts_uploaded() -> list[Step]:
     ]
 
 
+def own_bucket_uploads() -> list[Step]:
+    """A nightly build uploads 1.8 GB of caches and one 1.2 GB image to the tenant's own
+    bucket (``{bucket}``: listed in the sandbox's inventory record as an owned
+    destination, ``labels.owned_destinations``): over both exfiltration thresholds, to
+    a destination that is not the shared artifact store, and still benign."""
+    uploads = [(60_000 * n, 600_000_000, f"cache-{n}.tar.zst") for n in range(3)]
+    uploads.append((200_000, 1_200_000_000, "image.oci.tar"))
+    return [
+        (
+            offset,
+            {
+                "category": "data_transfer",
+                "action": "upload",
+                "object": f"s3://{{bucket}}/nightly/{name}",
+                "bytes": size,
+                "actor": _proc("aws", f"aws s3 cp {name} s3://{{bucket}}/nightly/"),
+            },
+        )
+        for offset, size, name in uploads
+    ]
+
+
 def tests_open_sockets() -> list[Step]:
     return [
         (
@@ -182,6 +204,7 @@ NEAR_MISSES: dict[str, Callable[[], list[Step]]] = {
     "installer-fetched-and-run": installer_fetched_and_run,
     "known-hosts-read": known_hosts_read,
     "artifacts-uploaded": artifacts_uploaded,
+    "own-bucket-uploads": own_bucket_uploads,
     "tests-open-sockets": tests_open_sockets,
     "sudo-refused-in-ci": sudo_refused_in_ci,
 }

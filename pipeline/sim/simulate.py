@@ -81,6 +81,16 @@ class Sandbox:
     user: str
     uid: int
 
+    @property
+    def bucket(self) -> str:
+        """The tenant's own artifact bucket, listed in the sandbox's inventory record."""
+        return f"{self.tenant}-builds"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The labels of the sandbox's inventory record (``auditpipe inventory put``)."""
+        return {"owned_destinations": self.bucket}
+
 
 def _pick(rng: random.Random, options: tuple[Any, ...]) -> Any:
     return options[int(rng.random() * len(options))]
@@ -184,11 +194,22 @@ class FleetSimulator:
                     "cmdline": spec["cmdline"],
                 },
             }
+            if "object" in fields:
+                event["object"] = str(fields["object"]).replace("{bucket}", sb.bucket)
+            event["actor"]["cmdline"] = event["actor"]["cmdline"].replace("{bucket}", sb.bucket)
             event["attributes"] = {**fields.get("attributes", {}), tag: name}
             finished = self._finish(sb, event)
             finished["ts"] = start_ms + offset
             out.append(finished)
         return out
+
+    def with_inventory(self, events: list[Event]) -> list[Event]:
+        """The events with their sandbox's inventory labels, as the worker's enrich stage
+        gives them to the rules (for harnesses that run the engine without a worker)."""
+        labels = {sb.sandbox_id: sb.labels for sb in self.fleet}
+        for event in events:
+            event["labels"] = dict(labels.get(event["sandbox_id"], {}))
+        return events
 
     def _finish(self, sb: Sandbox, event: Event) -> Event:
         seq = self._seq[sb.sandbox_id] + 1

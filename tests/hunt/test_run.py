@@ -40,6 +40,26 @@ STORED = (
 )
 
 
+OWNED_CASES = [
+    ("acme-builds", "s3://acme-builds/x"),
+    (" \tACME-builds\n, other", "s3://acme-builds/x"),
+    ("acme-builds", "s3://acme-builds.evil/x"),
+    (".acme.example", "https://a.b.acme.example:8443/p"),
+    (".acme.example", "https://acme.example/p"),
+    (".acme.example", "https://evilacme.example/p"),
+    (",,", "s3://x/y"),
+    ("", ""),
+    ("[::1]", "http://[::1]:80/"),
+    ("::1", "http://[::1]:80/"),
+    ("user@h", "https://user@h/p"),
+    ("h", "https://user@h/p"),
+    ("ÄÖ.example", "https://äö.example/"),
+    ("'); DROP TABLE events; --", "s3://'); DROP TABLE events; --/x"),
+]
+"""labels.owned_destinations against objects: case, blanks, look-alikes, empty entries,
+IPv6, user info, non-ASCII, quotes (the engine and the SQL must agree on each)."""
+
+
 def _events() -> list[dict[str, Any]]:
     """Every pack rule's examples (each in a sandbox of its own), the simulator's attack
     scenarios and near misses, and benign traffic."""
@@ -53,9 +73,36 @@ def _events() -> list[dict[str, Any]]:
                     event["sandbox_id"] = sandbox
                     event["ts"] += START - 1_795_000_000_000
                     events.append(event)
+    for i, (owned, obj) in enumerate(OWNED_CASES):
+        events.append(
+            {
+                "tenant": "acme",
+                "sandbox_id": f"sb-owned-{i}",
+                "seq": 1,
+                "ts": START + i,
+                "category": "data_transfer",
+                "action": "upload",
+                "level": "info",
+                "outcome": "success",
+                "environment": "dev",
+                "actor": {
+                    "user": "runner",
+                    "uid": 1000,
+                    "pid": 7,
+                    "ppid": 1,
+                    "process": "aws",
+                    "cmdline": "",
+                },
+                "object": obj,
+                "bytes": 10,
+                "attributes": {},
+                "labels": {"owned_destinations": owned},
+            }
+        )
     simulator = FleetSimulator(30, seed=17)
     names = [*SCENARIOS, *NEAR_MISSES]
-    events += [dict(e) for e in simulator.events(6_000, start_ms=START, scenarios=names)]
+    simulated = list(simulator.events(6_000, start_ms=START, scenarios=names))
+    events += [dict(e) for e in simulator.with_inventory(simulated)]
     for i, event in enumerate(events):
         event["event_id"] = str(uuid.uuid4())
         event["object"] = event.get("object") or ""
@@ -233,6 +280,10 @@ rules:
     severity: low
     condition: {category: network}
     threshold: {window: 10m, by: [actor.user], distinct: {field: object_host, gte: 3}}
+  - id: EDGE-OWNED
+    title: the sandbox's own destination
+    severity: low
+    condition: {object_owned: true}
   - id: EDGE-SUM
     title: bytes summed
     severity: low

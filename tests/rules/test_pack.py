@@ -67,6 +67,15 @@ def test_the_benign_mix_raises_no_alert() -> None:
 def test_a_benign_near_miss_raises_no_alert(near_miss: str) -> None:
     engine = DetectionEngine(PACK)
     simulator = FleetSimulator(sandboxes=5, seed=8)
-    events = list(simulator.events(2000, scenarios=[near_miss] * 3))
+    events = simulator.with_inventory(list(simulator.events(2000, scenarios=[near_miss] * 3)))
     assert sum(1 for e in events if e["attributes"].get("sim.near_miss")) >= 6
     assert Counter(a.rule_id for a in engine.process(events)) == Counter()
+
+
+def test_uploads_to_the_own_bucket_alert_without_the_inventory() -> None:
+    """The own-bucket near miss is benign because of the inventory alone: without its
+    labels the same uploads are exfiltration by both thresholds."""
+    simulator = FleetSimulator(sandboxes=5, seed=8)
+    events = list(simulator.events(2000, scenarios=["own-bucket-uploads"]))
+    fired = {a.rule_id for a in DetectionEngine(PACK).process(events)}
+    assert {"AP-EXF-001", "AP-EXF-002"} <= fired
