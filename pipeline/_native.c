@@ -11,11 +11,11 @@
  *   link(prev_hash, event) -> bytes
  *       one event's hash, for checking a chain (pipeline.collect.chain.link).
  *   canonical(event) -> bytes
- *       the canonical bytes, version 1 (specified in pipeline/collect/chain.py).
+ *       the canonical bytes, version 2 (specified in pipeline/chain/hashing.py).
  *   encode_event(event) -> bytes, seal_encode(event, seq, prev_hash) -> bytes
  *       one event's Avro binary (an item of a batch's array), sealed first by the latter.
  *   encode_event_batch(sandbox_id, collector, sent_at, events) -> bytes
- *       the Avro binary body of schemas/audit_event_batch.v1.avsc, byte for byte what
+ *       the Avro binary body of schemas/audit_event_batch.v2.avsc, byte for byte what
  *       the generic encoder (cavro) writes for it.
  *   decode_event_batch(body) -> dict
  *       its inverse, for the worker: the same dicts cavro reads. The bytes come from
@@ -73,13 +73,14 @@ static void buf_free(Buf *b) {
 
 enum {
     K_EVENT_ID, K_TS, K_TENANT, K_SANDBOX_ID, K_SEQ, K_CATEGORY, K_ACTION, K_LEVEL,
-    K_OUTCOME, K_ACTOR, K_USER, K_UID, K_PID, K_PPID, K_PROCESS, K_CMDLINE, K_OBJECT,
-    K_BYTES, K_ATTRIBUTES, K_PREV_HASH, K_HASH, K_COUNT
+    K_OUTCOME, K_ACTOR, K_USER, K_UID, K_PID, K_PPID, K_PROCESS, K_CMDLINE,
+    K_PARENT_PROCESS, K_PARENT_CMDLINE, K_OBJECT, K_BYTES, K_ATTRIBUTES, K_PREV_HASH, K_HASH,
+    K_COUNT
 };
 static const char *KEY_NAMES[K_COUNT] = {
     "event_id", "ts", "tenant", "sandbox_id", "seq", "category", "action", "level",
-    "outcome", "actor", "user", "uid", "pid", "ppid", "process", "cmdline", "object",
-    "bytes", "attributes", "prev_hash", "hash",
+    "outcome", "actor", "user", "uid", "pid", "ppid", "process", "cmdline",
+    "parent_process", "parent_cmdline", "object", "bytes", "attributes", "prev_hash", "hash",
 };
 static PyObject *KEYS[K_COUNT];
 
@@ -197,7 +198,9 @@ typedef struct {
 static const int EVENT_KEYS[] = {K_EVENT_ID, K_TS,      K_TENANT,     K_SANDBOX_ID, K_SEQ,
                                  K_CATEGORY, K_ACTION,  K_LEVEL,      K_OUTCOME,    K_ACTOR,
                                  K_OBJECT,   K_BYTES,   K_ATTRIBUTES, K_PREV_HASH,  K_HASH};
-static const int ACTOR_KEYS[] = {K_USER, K_UID, K_PID, K_PPID, K_PROCESS, K_CMDLINE};
+static const int ACTOR_KEYS[] = {K_USER,    K_UID,     K_PID,           K_PPID,
+                                 K_PROCESS, K_CMDLINE, K_PARENT_PROCESS, K_PARENT_CMDLINE};
+#define V1_ACTOR_KEYS 6 /* the actor's fields in the canonical bytes of every event */
 
 static void release(Fields *f) {
     for (int i = 0; i < K_COUNT; i++) Py_CLEAR(f->v[i]);
@@ -217,7 +220,7 @@ static int gather(PyObject *event, Fields *f) {
     if (need_dict(event, "event") < 0) return -1;
     if (lookup(f, event, EVENT_KEYS, 15) < 0) goto fail;
     PyObject *actor = f->v[K_ACTOR];
-    if (actor != NULL && PyDict_Check(actor) && lookup(f, actor, ACTOR_KEYS, 6) < 0) goto fail;
+    if (actor != NULL && PyDict_Check(actor) && lookup(f, actor, ACTOR_KEYS, 8) < 0) goto fail;
     return 0;
 fail:
     release(f);
@@ -248,9 +251,11 @@ static int avro_actor(Buf *b, const Fields *f) {
         avro_optional_long(b, f->v[K_UID], "actor.uid") < 0 ||
         avro_optional_long(b, f->v[K_PID], "actor.pid") < 0 ||
         avro_optional_long(b, f->v[K_PPID], "actor.ppid") < 0 ||
-        avro_string_or(b, f->v[K_PROCESS], "actor.process", "") < 0)
+        avro_string_or(b, f->v[K_PROCESS], "actor.process", "") < 0 ||
+        avro_string_or(b, f->v[K_CMDLINE], "actor.cmdline", "") < 0 ||
+        avro_string_or(b, f->v[K_PARENT_PROCESS], "actor.parent_process", "") < 0)
         return -1;
-    return avro_string_or(b, f->v[K_CMDLINE], "actor.cmdline", "");
+    return avro_string_or(b, f->v[K_PARENT_CMDLINE], "actor.parent_cmdline", "");
 }
 
 static int avro_attributes(Buf *b, PyObject *attributes) {
@@ -275,7 +280,7 @@ typedef struct {
     PyObject *hash;
 } Sealed;
 
-/* One AuditEvent (v1), fields in schema order. */
+/* One AuditEvent (v2), fields in schema order. */
 static int avro_fields(Buf *b, const Fields *f, const Sealed *sealed) {
     PyObject *value;
     if ((value = required(f, K_EVENT_ID)) == NULL || avro_string(b, value, "event_id") < 0 ||
@@ -366,7 +371,7 @@ fail:
     return NULL;
 }
 
-/* ---- canonical bytes (chain.py, version 1) ------------------------------------- */
+/* ---- canonical bytes (pipeline/chain/hashing.py, version 2) ----------------------- */
 
 /* Decimal digits of value into the end of out[24]; returns where they start. */
 static char *decimal(long long value, char *end) {
@@ -484,6 +489,28 @@ static int canon_attributes(Buf *b, PyObject *attributes) {
     return rc;
 }
 
+/* A parent field for the canonical bytes: absent, None and every false value are
+ * empty (Python's `actor.get(name) or ""`); 1 when it has a value, 0 when empty. */
+static int parent_value(PyObject *value, PyObject **out) {
+    *out = NULL;
+    if (value == NULL || value == Py_None) return 0;
+    int truth = PyObject_IsTrue(value);
+    if (truth > 0) *out = value;
+    return truth;
+}
+
+/* Version 2: the parent's two values after the attributes, only when one is not empty
+ * (an event without a parent has the bytes of version 1). */
+static int canon_parent(Buf *b, const Fields *f) {
+    PyObject *process, *cmdline;
+    int has_process = parent_value(f->v[K_PARENT_PROCESS], &process);
+    int has_cmdline = has_process < 0 ? -1 : parent_value(f->v[K_PARENT_CMDLINE], &cmdline);
+    if (has_process < 0 || has_cmdline < 0) return -1;
+    if (!has_process && !has_cmdline) return 0;
+    if ((process != NULL ? canon_value(b, process) : buf_put(b, "0:", 2)) < 0) return -1;
+    return cmdline != NULL ? canon_value(b, cmdline) : buf_put(b, "0:", 2);
+}
+
 /* The canonical bytes of an event; `seq`, when not NULL, stands for event["seq"]. */
 static int canonical_fields(Buf *b, const Fields *f, PyObject *seq) {
     static const int head[] = {K_EVENT_ID, K_TS, K_TENANT, K_SANDBOX_ID};
@@ -499,11 +526,12 @@ static int canonical_fields(Buf *b, const Fields *f, PyObject *seq) {
         PyErr_Format(PyExc_TypeError, "expected a dict, got %.80s", Py_TYPE(actor)->tp_name);
         return -1;
     }
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < V1_ACTOR_KEYS; i++)
         if (canon_field(b, f, ACTOR_KEYS[i]) < 0) return -1;
     if (canon_field(b, f, K_OBJECT) < 0 || canon_field(b, f, K_BYTES) < 0) return -1;
     PyObject *attributes = f->v[K_ATTRIBUTES];
-    return attributes == NULL ? canon_field(b, f, K_ATTRIBUTES) : canon_attributes(b, attributes);
+    int rc = attributes == NULL ? canon_field(b, f, K_ATTRIBUTES) : canon_attributes(b, attributes);
+    return rc < 0 ? rc : canon_parent(b, f);
 }
 
 static PyObject *canonical(PyObject *module, PyObject *event) {
@@ -725,7 +753,10 @@ typedef struct {
     Py_ssize_t len;
 } Last;
 
-enum { L_TENANT, L_SANDBOX_ID, L_ACTION, L_USER, L_PROCESS, L_CMDLINE, L_OBJECT, L_COUNT };
+enum {
+    L_TENANT, L_SANDBOX_ID, L_ACTION, L_USER, L_PROCESS, L_CMDLINE, L_PARENT_PROCESS,
+    L_PARENT_CMDLINE, L_OBJECT, L_COUNT
+};
 
 static PyObject *read_string_cached(Reader *r, Last *last) {
     Py_ssize_t n;
@@ -852,14 +883,16 @@ static int put(PyObject *record, int key, PyObject *value) {
 }
 
 static PyObject *read_actor(Reader *r, Last *last) {
-    PyObject *actor = _PyDict_NewPresized(6);
+    PyObject *actor = _PyDict_NewPresized(8);
     if (actor == NULL) return NULL;
     if (put(actor, K_USER, read_string_cached(r, &last[L_USER])) < 0 ||
         put(actor, K_UID, read_optional_long(r)) < 0 ||
         put(actor, K_PID, read_optional_long(r)) < 0 ||
         put(actor, K_PPID, read_optional_long(r)) < 0 ||
         put(actor, K_PROCESS, read_string_cached(r, &last[L_PROCESS])) < 0 ||
-        put(actor, K_CMDLINE, read_string_cached(r, &last[L_CMDLINE])) < 0) {
+        put(actor, K_CMDLINE, read_string_cached(r, &last[L_CMDLINE])) < 0 ||
+        put(actor, K_PARENT_PROCESS, read_string_cached(r, &last[L_PARENT_PROCESS])) < 0 ||
+        put(actor, K_PARENT_CMDLINE, read_string_cached(r, &last[L_PARENT_CMDLINE])) < 0) {
         Py_DECREF(actor);
         return NULL;
     }
@@ -973,20 +1006,20 @@ fail:
 static PyMethodDef METHODS[] = {
     {"encode_event_batch", (PyCFunction)(void (*)(void))encode_event_batch, METH_FASTCALL,
      "encode_event_batch(sandbox_id, collector, sent_at, events) -> bytes\n\n"
-     "The Avro binary body of an audit_event_batch v1 record."},
+     "The Avro binary body of an audit_event_batch v2 record."},
     {"encode_event", (PyCFunction)encode_event, METH_O,
-     "encode_event(event) -> bytes\n\nThe Avro binary of one AuditEvent (v1), an item of a "
+     "encode_event(event) -> bytes\n\nThe Avro binary of one AuditEvent (v2), an item of a "
      "batch's events."},
     {"seal_encode", (PyCFunction)(void (*)(void))seal_encode, METH_FASTCALL,
      "seal_encode(event, seq, prev_hash) -> bytes\n\n"
      "Give the event seq + 1, prev_hash and its hash, and return its Avro binary; the event "
      "is not changed when it cannot be encoded."},
     {"decode_event_batch", (PyCFunction)(void (*)(void))decode_event_batch, METH_FASTCALL,
-     "decode_event_batch(body[, max_events]) -> dict\n\nThe audit_event_batch v1 record of an "
+     "decode_event_batch(body[, max_events]) -> dict\n\nThe audit_event_batch v2 record of an "
      "Avro body; ValueError names what is wrong with corrupt bytes, or that it holds more "
      "than max_events events."},
     {"canonical", (PyCFunction)canonical, METH_O,
-     "canonical(event) -> bytes\n\nThe event's canonical bytes (chain version 1)."},
+     "canonical(event) -> bytes\n\nThe event's canonical bytes (chain version 2)."},
     {"link", (PyCFunction)(void (*)(void))chain_link_py, METH_FASTCALL,
      "link(prev_hash, event) -> bytes\n\nSHA-256(prev_hash || canonical(event))."},
     {"seal", (PyCFunction)(void (*)(void))seal, METH_FASTCALL,

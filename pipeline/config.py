@@ -296,8 +296,16 @@ class RedactConfig(_Section):
     """Masking of secrets and personal data (the worker's redact stage)."""
 
     enabled: bool = True
-    fields: list[str] = ["actor.cmdline", "actor.user", "object", "attributes"]
-    """Where to look: actor.<field>, object, and attributes (every value)."""
+    fields: list[str] = [
+        "actor.cmdline",
+        "actor.parent_cmdline",
+        "actor.user",
+        "object",
+        "attributes",
+    ]
+    """Where to look: actor.<field>, object, and attributes (every value). The parent's
+    command line is searched too: a secret on it (``deploy --token ...``) is the same
+    secret as on the child's."""
     disable: list[str] = []
     """Default rules to turn off (docs/stages.md lists them), e.g. email."""
     rules: dict[str, str] = {}

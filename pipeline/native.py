@@ -6,7 +6,7 @@ found; elsewhere the install goes on without it and the pure-Python code runs in
 
 * ``seal`` and ``link``: the hash chain (``pipeline/chain/hashing.py`` specifies it);
 * ``encode_event``, ``seal_encode``, ``encode_event_batch`` and ``decode_event_batch``:
-  the Avro codec of ``audit_event_batch`` v1, used only for the schema version whose
+  the Avro codec of ``audit_event_batch`` v2, used only for the schema version whose
   fingerprint is `EVENT_BATCH_FINGERPRINT` (the worker's decoder reads untrusted bytes:
   every read is bounds-checked, and tests fuzz it).
 
@@ -23,8 +23,9 @@ import os
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
-EVENT_BATCH_FINGERPRINT = bytes.fromhex("45ba99bd2108bde0")
-"""CRC-64-AVRO fingerprint of the event-batch schema the C encoder writes (v1)."""
+EVENT_BATCH_FINGERPRINT = bytes.fromhex("a93609325535e89a")
+"""CRC-64-AVRO fingerprint of the event-batch schema the C encoder writes (v2); a v1
+message is read by the generic decoder, resolved to v2."""
 
 
 class Speedups(Protocol):

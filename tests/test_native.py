@@ -78,6 +78,21 @@ def odd_events() -> list[dict[str, Any]]:
                 "cmdline": "sh -c 'echo \"x\"'",
             }
         },
+        {
+            "actor": {
+                "user": "ci",
+                "uid": 1000,
+                "pid": 7,
+                "ppid": 6,
+                "process": "sh",
+                "cmdline": "sh -c id",
+                "parent_process": "/usr/lib/jvm/bin/jävä",
+                "parent_cmdline": "java -jar 😀.jar",
+            }
+        },
+        {"actor": dict(base["actor"], parent_process="", parent_cmdline="x")},
+        {"actor": dict(base["actor"], parent_process="p", parent_cmdline="")},
+        {"actor": {k: v for k, v in base["actor"].items() if not k.startswith("parent_")}},
         {"prev_hash": bytes(range(32)), "hash": bytes(32)},
         {"category": "data_transfer", "level": "critical", "outcome": "denied"},
         {"event_id": "", "tenant": "t" * 5000},

@@ -5,19 +5,26 @@
 ``prev_hash`` of a sandbox's first event is 32 zero bytes (``GENESIS``). Changing,
 deleting, inserting or reordering a stored event breaks the chain from that point on.
 
-Canonical encoding (version 1). The fields below, in this order, each written as a
+Canonical encoding (version 2). The fields below, in this order, each written as a
 *value*; a value is ``~`` for null, else ``<n>:<bytes>`` where ``<bytes>`` is the UTF-8
 text of the value and ``<n>`` its length in bytes, in decimal:
 
     event_id, ts, tenant, sandbox_id, seq, category, action, level, outcome,
     actor.user, actor.uid, actor.pid, actor.ppid, actor.process, actor.cmdline,
-    object, bytes, attributes
+    object, bytes, attributes[, actor.parent_process, actor.parent_cmdline]
 
 Integers (ts in epoch milliseconds, seq, uid, pid, ppid, bytes) are written in decimal;
 enums as their symbol. ``attributes`` is the number of entries as a value, then each
 entry's key and value as values, keys sorted by their UTF-8 bytes. ``prev_hash`` and
 ``hash`` are not part of the canonical bytes. The encoding is simple to rebuild in SQL,
 so stored history can be verified inside ClickHouse.
+
+The two parent values (schema v2) come last and only when one of them is not empty (an
+absent or null one is empty): an event without a parent has exactly the bytes of
+version 1, so every chain written before v2 still verifies, and a v1 collector's events
+chain as they always did. The encoding stays unambiguous: the attribute count says where
+version 1's bytes end, so bytes after them can only be the parent's. Removing or
+changing a parent changes the hash like any other field.
 
 >>> event = {"event_id": "e1", "ts": 1700000000000, "tenant": "acme",
 ...     "sandbox_id": "sb-1", "seq": 1, "category": "process", "action": "exec",
@@ -27,6 +34,9 @@ so stored history can be verified inside ClickHouse.
 >>> canonical(event) == (b"2:e1" b"13:1700000000000" b"4:acme" b"4:sb-1" b"1:1"
 ...     b"7:process" b"4:exec" b"4:info" b"7:success" b"2:ci" b"4:1000" b"~" b"~"
 ...     b"2:sh" b"8:sh -c id" b"7:/bin/sh" b"~" b"1:2" b"1:a" b"1:1" b"1:b" b"1:2")
+True
+>>> event["actor"].update(parent_process="/usr/bin/make", parent_cmdline="")
+>>> canonical(event).endswith(b"1:b1:2" b"13:/usr/bin/make" b"0:")
 True
 """
 
@@ -40,7 +50,7 @@ from pipeline.native import speedups
 from pipeline.schema.event import Event
 
 GENESIS = bytes(32)
-CANONICAL_VERSION = 1
+CANONICAL_VERSION = 2
 CHAIN_SEPARATOR = "\x1f"
 
 
@@ -64,7 +74,7 @@ def _value(value: Any) -> str:
 
 
 def canonical(event: Event) -> bytes:
-    """The canonical bytes of an event (version 1, see the module docstring)."""
+    """The canonical bytes of an event (version 2, see the module docstring)."""
     actor = event["actor"]
     attributes = event["attributes"]
     parts = [
@@ -91,6 +101,11 @@ def canonical(event: Event) -> bytes:
     for key in sorted(attributes):
         parts.append(_value(key))
         parts.append(_value(attributes[key]))
+    parent_process = actor.get("parent_process") or ""
+    parent_cmdline = actor.get("parent_cmdline") or ""
+    if parent_process or parent_cmdline:
+        parts.append(_value(parent_process))
+        parts.append(_value(parent_cmdline))
     return "".join(parts).encode()
 
 

@@ -59,11 +59,17 @@ CANONICAL_SQL = (
             + ", "
             + _ns("attributes[k]")
             + "), arraySort(mapKeys(attributes))))",
+            "if(actor_parent_process = '' AND actor_parent_cmdline = '', '', concat("
+            + _ns("toString(actor_parent_process)")
+            + ", "
+            + _ns("actor_parent_cmdline")
+            + "))",
         ]
     )
     + ")"
 )
-"""The chain's canonical encoding (``pipeline/chain/hashing.py``) rebuilt in SQL."""
+"""The chain's canonical encoding (``pipeline/chain/hashing.py``, version 2) rebuilt in
+SQL: the parent's two values only when one is not empty."""
 
 RECOMPUTED_SQL = f"hex(SHA256(concat(assumeNotNull(prev_hash), {CANONICAL_SQL})))"
 """What a stored row's content hashes to (hex)."""

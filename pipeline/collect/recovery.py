@@ -41,6 +41,8 @@ def filtered_counts_event(tenant: str, sandbox: str, attributes: dict[str, str])
             "ppid": None,
             "process": "auditpipe-collector",
             "cmdline": "",
+            "parent_process": "",
+            "parent_cmdline": "",
         },
         "object": "level-filter",
         "bytes": None,

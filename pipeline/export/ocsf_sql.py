@@ -114,9 +114,23 @@ def process(path: str | None = None) -> Typed:
     fields["cmd_line"] = when(KNOWN, (N_S, "nullIf(actor_cmdline, '')"))
     if path is not None:
         fields["file"] = file_object(path, f"{path} != ''")
-    fields["parent_process"] = struct(pid=when(KNOWN, (N_U32, "actor_ppid")))
+    fields["parent_process"] = parent_process()
     fields["user"] = user(KNOWN)
     return struct(**fields)
+
+
+def parent_process() -> Typed:
+    """ocsf._parent, where the process and its parent's pid are known."""
+    known = f"{KNOWN} AND actor_ppid IS NOT NULL"
+    path = "toString(actor_parent_process)"
+    named = f"{known} AND {path} != ''"
+    stripped = basename(f"replaceRegexpOne({path}, '/+$', '')")
+    return struct(
+        pid=when(KNOWN, (N_U32, "actor_ppid")),
+        name=when(named, (S, f"if({stripped} = '', {path}, {stripped})")),
+        path=when(named, (S, path)),
+        cmd_line=when(f"{known} AND actor_parent_cmdline != ''", (S, "actor_parent_cmdline")),
+    )
 
 
 def actor(sandbox_when_empty: bool) -> Typed:

@@ -22,7 +22,7 @@ from pipeline.schema.sql import where_range
 EVENT_FIELDS = EVENT_COLUMNS[: EVENT_COLUMNS.index("hash") + 1]
 """The columns of the event itself (the sink's first ones), without enrichment and
 provenance."""
-ACTOR = ("user", "uid", "pid", "ppid", "process", "cmdline")
+ACTOR = ("user", "uid", "pid", "ppid", "process", "cmdline", "parent_process", "parent_cmdline")
 
 
 def _millis(value: Any) -> int:

@@ -17,7 +17,16 @@ from pipeline.rules.language import Example, Rule, RuleSet
 from pipeline.schema.event import Event, parse_ts
 
 EXAMPLE_EPOCH_MS = 1_795_000_000_000
-_ACTOR = {"user": "runner", "uid": 1000, "pid": 4242, "ppid": 1, "process": "", "cmdline": ""}
+_ACTOR = {
+    "user": "runner",
+    "uid": 1000,
+    "pid": 4242,
+    "ppid": 1,
+    "process": "",
+    "cmdline": "",
+    "parent_process": "",
+    "parent_cmdline": "",
+}
 
 
 def recorded_event(fields: dict[str, Any], index: int) -> Event:

@@ -28,6 +28,8 @@ STRING_FIELDS = frozenset(
         "actor.user",
         "actor.process",
         "actor.cmdline",
+        "actor.parent_process",
+        "actor.parent_cmdline",
         "object_host",
         "text",
     )

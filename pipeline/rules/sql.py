@@ -35,6 +35,8 @@ _COLUMNS = {
     "actor.user": "actor_user",
     "actor.process": "actor_process",
     "actor.cmdline": "actor_cmdline",
+    "actor.parent_process": "actor_parent_process",
+    "actor.parent_cmdline": "actor_parent_cmdline",
     "actor.uid": "actor_uid",
     "actor.pid": "actor_pid",
     "actor.ppid": "actor_ppid",

@@ -1,4 +1,4 @@
-"""Audit event v1 as plain dicts: validation and normalisation of collector input.
+"""Audit event v2 as plain dicts: validation and normalisation of collector input.
 
 A JSON object with the schema's field names becomes an event ready for Avro encoding:
 
@@ -29,7 +29,16 @@ CATEGORIES = frozenset(get_args(Category))
 LEVELS: tuple[str, ...] = get_args(Level)
 LEVEL_SET = frozenset(LEVELS)
 OUTCOMES = frozenset(get_args(Outcome))
-ACTOR_FIELDS = ("user", "uid", "pid", "ppid", "process", "cmdline")
+ACTOR_FIELDS = (
+    "user",
+    "uid",
+    "pid",
+    "ppid",
+    "process",
+    "cmdline",
+    "parent_process",
+    "parent_cmdline",
+)
 EVENT_FIELDS = frozenset(
     (
         "event_id",
@@ -71,7 +80,7 @@ class InvalidEvent(ValueError):
 
 
 def normalize_event(obj: Any, *, now_ms: int) -> Event:
-    """Validate one JSON object and return it as a schema-v1 event dict.
+    """Validate one JSON object and return it as a schema-v2 event dict.
 
     A missing ``event_id`` gets a random UUID and a missing ``ts`` gets ``now_ms``; a
     missing ``seq`` stays None for the caller to assign (it is per sandbox).
@@ -178,6 +187,8 @@ def _actor(value: Any) -> dict[str, Any]:
         "ppid": _optional_int("actor.ppid", value.get("ppid"), minimum=0, maximum=MAX_UINT32),
         "process": _string("actor.process", value.get("process")),
         "cmdline": _string("actor.cmdline", value.get("cmdline")),
+        "parent_process": _string("actor.parent_process", value.get("parent_process")),
+        "parent_cmdline": _string("actor.parent_cmdline", value.get("parent_cmdline")),
     }
 
 
@@ -236,6 +247,8 @@ class _ActorIn(msgspec.Struct, forbid_unknown_fields=True):
     ppid: _Id32 | None = None
     process: _Text | None = None
     cmdline: _Text | None = None
+    parent_process: _Text | None = None
+    parent_cmdline: _Text | None = None
 
 
 class _EventIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -261,7 +274,7 @@ _NO_ACTOR = _ActorIn()
 
 
 def parse_event_line(line: bytes, *, now_ms: int) -> Event:
-    """One JSON line to a schema-v1 event: `normalize_event(orjson.loads(line))`, with
+    """One JSON line to a schema-v2 event: `normalize_event(orjson.loads(line))`, with
     the common case (a well-typed event) parsed and checked in one pass by msgspec. A line
     it refuses goes the long way, which names the problem (or accepts what msgspec is
     stricter about, such as numbers among the attributes).
@@ -292,6 +305,8 @@ def parse_event_line(line: bytes, *, now_ms: int) -> Event:
             "ppid": actor.ppid,
             "process": actor.process or "",
             "cmdline": actor.cmdline or "",
+            "parent_process": actor.parent_process or "",
+            "parent_cmdline": actor.parent_cmdline or "",
         },
         "object": obj.object or "",
         "bytes": obj.bytes,

@@ -11,6 +11,7 @@ field set ``auditpipe.*``, which ECS reserves no name of. Documents are nested o
 
 from __future__ import annotations
 
+import posixpath
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,8 +113,16 @@ def _process(actor: dict[str, Any]) -> dict[str, Any]:
         process["name"] = str(actor["process"])
     if actor.get("cmdline"):
         process["command_line"] = str(actor["cmdline"])
+    parent: dict[str, Any] = {}
     if actor.get("ppid") is not None:
-        process["parent"] = {"pid": int(actor["ppid"])}
+        parent["pid"] = int(actor["ppid"])
+    if actor.get("parent_process"):
+        parent["executable"] = str(actor["parent_process"])
+        parent["name"] = posixpath.basename(parent["executable"])
+    if actor.get("parent_cmdline"):
+        parent["command_line"] = str(actor["parent_cmdline"])
+    if parent:
+        process["parent"] = parent
     return process
 
 

@@ -254,11 +254,24 @@ def _process(actor: dict[str, Any], path: str | None = None) -> dict[str, Any]:
     if path:
         process["file"] = _file(path)
     if actor.get("ppid") is not None:
-        process["parent_process"] = {"pid": int(actor["ppid"])}
+        process["parent_process"] = _parent(actor)
     user = _user(actor)
     if user:
         process["user"] = user
     return process
+
+
+def _parent(actor: dict[str, Any]) -> dict[str, Any]:
+    """The parent process: its pid, and its program (``name``, ``path``) and command line
+    where known."""
+    parent: dict[str, Any] = {"pid": int(actor["ppid"])}
+    if actor.get("parent_process"):
+        path = str(actor["parent_process"])
+        parent["name"] = _file(path)["name"]
+        parent["path"] = path
+    if actor.get("parent_cmdline"):
+        parent["cmd_line"] = str(actor["parent_cmdline"])
+    return parent
 
 
 def _file(path: str) -> dict[str, Any]:

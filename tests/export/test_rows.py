@@ -17,6 +17,8 @@ def test_a_stored_event_row_becomes_the_record_the_shapes_take() -> None:
         "actor_ppid": 1,
         "actor_process": "bash",
         "actor_cmdline": "make",
+        "actor_parent_process": "/usr/bin/bash",
+        "actor_parent_cmdline": "bash ci.sh",
         "prev_hash": bytes(32),
         "hash": bytes(range(32)),
     }
@@ -30,6 +32,8 @@ def test_a_stored_event_row_becomes_the_record_the_shapes_take() -> None:
         "ppid": 1,
         "process": "bash",
         "cmdline": "make",
+        "parent_process": "/usr/bin/bash",
+        "parent_cmdline": "bash ci.sh",
     }
     assert event["prev_hash"] is None  # the chain's start: zeros
     assert event["hash"] == bytes(range(32)).hex()

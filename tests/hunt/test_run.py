@@ -35,8 +35,9 @@ START = 1_795_860_000_000
 STORED = (
     "event_id, toString(tenant), sandbox_id, seq, toUnixTimestamp64Milli(ts), "
     "toString(category), action, toString(level), toString(outcome), actor_user, actor_uid, "
-    "actor_pid, actor_ppid, actor_process, actor_cmdline, object, bytes, attributes, owner, "
-    "environment, image, labels, sandbox_known, toString(severity)"
+    "actor_pid, actor_ppid, actor_process, actor_cmdline, toString(actor_parent_process), "
+    "actor_parent_cmdline, object, bytes, attributes, owner, environment, image, labels, "
+    "sandbox_known, toString(severity)"
 )
 
 
@@ -118,8 +119,8 @@ def _stored(client: Any, db: str) -> list[dict[str, Any]]:
     out = []
     for row in rows:
         (event_id, tenant, sandbox, seq, ts, category, action, level, outcome, user, uid, pid,
-         ppid, process, cmdline, obj, size, attributes, owner, environment, image, labels,
-         known, severity) = row  # fmt: skip
+         ppid, process, cmdline, parent_process, parent_cmdline, obj, size, attributes, owner,
+         environment, image, labels, known, severity) = row  # fmt: skip
         out.append(
             {
                 "event_id": event_id,
@@ -138,6 +139,8 @@ def _stored(client: Any, db: str) -> list[dict[str, Any]]:
                     "ppid": ppid,
                     "process": process,
                     "cmdline": cmdline,
+                    "parent_process": parent_process,
+                    "parent_cmdline": parent_cmdline,
                 },
                 "object": obj,
                 "bytes": size,
@@ -280,6 +283,14 @@ rules:
     severity: low
     condition: {category: network}
     threshold: {window: 10m, by: [actor.user], distinct: {field: object_host, gte: 3}}
+  - id: EDGE-PARENT
+    title: the parent process (schema v2)
+    severity: low
+    condition:
+      any:
+        - all: [{actor.parent_cmdline: {regex: '\.CI/BUILD', nocase: true}}, {actor.process: cargo}]
+        - all: [{category: process}, {not: {actor.parent_process: {endswith: /bash}}}]
+        - all: [{category: process}, {actor.parent_cmdline: {equals: ""}}]
   - id: EDGE-OWNED
     title: the sandbox's own destination
     severity: low

@@ -101,6 +101,23 @@ def test_clean_chain_passes_and_every_tamper_trial_is_caught(
     )
     assert {("modified", 400), ("modified", 401)} <= found()
 
+    # 5. the parent process (schema v2): the clean run above checked rows that have one;
+    # changing it, or clearing it so the row looks like a v1 event, is caught
+    with_parent = client.query(
+        f"SELECT seq FROM {table} WHERE sandbox_id = '{third}' AND seq > 500 "
+        "AND actor_parent_cmdline != '' ORDER BY seq LIMIT 2"
+    ).result_rows
+    (changed,), (cleared,) = with_parent
+    tamper(
+        f"ALTER TABLE {{t}} UPDATE actor_parent_cmdline = 'bash -e harmless.sh' "
+        f"WHERE sandbox_id = '{third}' AND seq = {changed}"
+    )
+    tamper(
+        f"ALTER TABLE {{t}} UPDATE actor_parent_process = '', actor_parent_cmdline = '' "
+        f"WHERE sandbox_id = '{third}' AND seq = {cleared}"
+    )
+    assert {("modified", changed), ("modified", cleared)} <= found()
+
     result = run_cli(settings, "verify", "--sandbox", second)
     assert result.returncode == 1
     assert f"/{second} seq 201: seq 200..200 missing" in result.stdout

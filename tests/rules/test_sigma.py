@@ -163,7 +163,7 @@ def test_initiated_means_this_host_opened_the_connection() -> None:
     assert _ids(DetectionEngine(ruleset, suppress_ms=0), [inbound]) == []
 
 
-def test_the_parent_process_fields_map_to_the_parent_attributes() -> None:
+def test_the_parent_process_fields_map_to_the_actor_parent_fields() -> None:
     rule = AUDITD_RULE.replace("service: auditd", "category: process_creation").replace(
         """    type: EXECVE
     a0: wget
@@ -174,6 +174,11 @@ def test_the_parent_process_fields_map_to_the_parent_attributes() -> None:
     imported = import_sigma(rule)
     ruleset = parse_rules_text(yaml.safe_dump({"rules": imported}))
     child = {"category": "process", "action": "exec", "object": "/bin/sh"}
-    java = {"parent.exe": "/usr/bin/java", "parent.cmdline": "java -jar app.jar"}
-    assert _ids(DetectionEngine(ruleset, suppress_ms=0), [{**child, "attributes": java}])
+    java = {"parent_process": "/usr/bin/java", "parent_cmdline": "java -jar app.jar"}
+    assert _ids(DetectionEngine(ruleset, suppress_ms=0), [{**child, "actor": java}])
     assert _ids(DetectionEngine(ruleset, suppress_ms=0), [child]) == []
+    # the v1 attributes say nothing: an event cannot claim a parent by attribute
+    attributes = {"parent.exe": "/usr/bin/java", "parent.cmdline": "java -jar app.jar"}
+    assert (
+        _ids(DetectionEngine(ruleset, suppress_ms=0), [{**child, "attributes": attributes}]) == []
+    )

@@ -13,6 +13,7 @@ from pipeline.schema.registry import SchemaRegistry, make_version
 from pipeline.sim.simulate import FleetSimulator
 
 REGISTRY = SchemaRegistry.load()
+NEWEST = REGISTRY.latest("audit_event_batch").version
 
 
 def batch(n: int = 3) -> dict[str, Any]:
@@ -20,9 +21,9 @@ def batch(n: int = 3) -> dict[str, Any]:
     return {"sandbox_id": events[0]["sandbox_id"], "collector": "t", "sent_at": 1, "events": events}
 
 
-def v2_schema() -> dict[str, Any]:
-    """Version 2 of the event batch: the event gains a field with a default, and a new
-    category symbol."""
+def future_schema() -> dict[str, Any]:
+    """A version after the newest of the event batch: the event gains a field with a
+    default, and a new category symbol."""
     raw = copy.deepcopy(REGISTRY.latest("audit_event_batch").raw)
     event = raw["fields"][3]["type"]["items"]
     event["fields"].append({"name": "region", "type": "string", "default": "unknown"})
@@ -56,24 +57,24 @@ def test_roundtrip_keeps_every_field() -> None:
     assert decoded == original
 
 
-def test_v2_reader_reads_v1_data_with_defaults() -> None:
-    v1_codec = AvroCodec(REGISTRY)
+def test_a_newer_reader_reads_older_data_with_defaults() -> None:
+    old_codec = AvroCodec(REGISTRY)
     original = batch()
-    data = v1_codec.encode("audit_event_batch", original)
-    v2 = make_version("audit_event_batch", 2, v2_schema())
-    v2_codec = AvroCodec(REGISTRY.with_version(v2))
+    data = old_codec.encode("audit_event_batch", original)
+    future = make_version("audit_event_batch", NEWEST + 1, future_schema())
+    new_codec = AvroCodec(REGISTRY.with_version(future))
 
-    decoded = v2_codec.decode(data)
+    decoded = new_codec.decode(data)
 
-    assert decoded.writer.version == 1
+    assert decoded.writer.version == NEWEST
     assert decoded.writer.fingerprint == data[2:10]
     assert all(e["region"] == "unknown" for e in decoded.record["events"])
     stripped = [{k: v for k, v in e.items() if k != "region"} for e in decoded.record["events"]]
     assert stripped == original["events"]
 
 
-def test_v2_data_carries_its_own_fingerprint() -> None:
-    v2 = make_version("audit_event_batch", 2, v2_schema())
+def test_newer_data_carries_its_own_fingerprint() -> None:
+    v2 = make_version("audit_event_batch", NEWEST + 1, future_schema())
     codec = AvroCodec(REGISTRY.with_version(v2))
     record = batch()
     for event in record["events"]:
@@ -81,7 +82,7 @@ def test_v2_data_carries_its_own_fingerprint() -> None:
     data = codec.encode("audit_event_batch", record)
     assert data[2:10] == v2.fingerprint != REGISTRY.latest("audit_event_batch").fingerprint
     assert codec.decode(data).record["events"][0]["region"] == "eu-west"
-    with pytest.raises(DecodeError) as info:  # a v1-only reader does not know v2
+    with pytest.raises(DecodeError) as info:  # today's reader does not know the future
         AvroCodec(REGISTRY).decode(data)
     assert info.value.reason == "unknown_schema"
 
@@ -131,3 +132,33 @@ def test_a_value_the_schema_cannot_hold_is_a_value_error_naming_it() -> None:
         record["events"] = [{**record["events"][0], **change}]
         with pytest.raises(ValueError, match=words):
             codec.encode("audit_event_batch", record)
+
+
+def test_a_v1_collectors_batch_reads_as_v2_and_its_chain_still_verifies() -> None:
+    """Collectors are upgraded after workers: a batch written with schema v1 (no parent
+    fields) is read with the parent empty, and the hashes its collector sealed still
+    link (an event without a parent has version 1's canonical bytes)."""
+    from pipeline.chain.hashing import GENESIS, ChainHead, link
+    from pipeline.schema.codec import SINGLE_OBJECT_MAGIC
+
+    v1 = next(v for v in REGISTRY.versions() if v.name == "audit_event_batch" and v.version == 1)
+    assert v1 is not REGISTRY.latest("audit_event_batch")
+    record = batch(20)
+    for event in record["events"]:
+        for key in ("parent_process", "parent_cmdline"):
+            event["actor"].pop(key, None)
+    ChainHead().seal_many(record["events"])
+    data = SINGLE_OBJECT_MAGIC + v1.fingerprint + v1.fast.binary_encode(record)
+
+    decoded = AvroCodec(REGISTRY).decode(data)
+
+    assert decoded.writer is v1
+    events = decoded.record["events"]
+    assert {(e["actor"]["parent_process"], e["actor"]["parent_cmdline"]) for e in events} == {
+        ("", "")
+    }
+    prev = GENESIS
+    for event in events:
+        assert event["prev_hash"] == prev
+        assert link(prev, event) == event["hash"]
+        prev = event["hash"]

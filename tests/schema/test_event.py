@@ -31,6 +31,8 @@ def test_missing_ids_and_time_are_filled() -> None:
         "ppid": None,
         "process": "",
         "cmdline": "",
+        "parent_process": "",
+        "parent_cmdline": "",
     }
 
 

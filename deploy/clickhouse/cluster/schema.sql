@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS audit.events_local ON CLUSTER '{cluster}'
     actor_ppid      Nullable(UInt32),
     actor_process   LowCardinality(String),
     actor_cmdline   String CODEC(ZSTD(3)),
+    actor_parent_process LowCardinality(String) DEFAULT '',
+    actor_parent_cmdline String DEFAULT '' CODEC(ZSTD(3)),
     object          String CODEC(ZSTD(3)),
     bytes           Nullable(UInt64),
     attributes      Map(LowCardinality(String), String) CODEC(ZSTD(3)),

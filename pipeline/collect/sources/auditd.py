@@ -22,8 +22,8 @@ arguments (or the decoded PROCTITLE) as ``cmdline``; the user is the ENRICHED ``
 name when present, else ``auid``. Every SYSCALL field is kept as ``auditd.<field>``, the
 EXECVE arguments as ``auditd.execve.a<N>``, the object's PATH record as
 ``auditd.path.<field>`` and the call's name as ``auditd.syscall_name``; the parent's
-program and command line (``parent.exe``, ``parent.cmdline``) come from the execs seen
-before (``parents.py``).
+program and command line (``actor.parent_process``, ``actor.parent_cmdline``) come from
+the execs seen before (``parents.py``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
 | ``user.name``, ``user.uid``, ``proc.pid``, ``proc.ppid``, ``proc.name``, ``proc.cmdline`` | ``actor`` |
 | exec: ``proc.exepath`` (else ``proc.exe``, else the command's first word); network: the peer of ``fd.name`` (``fd.rip``:``fd.rport`` when given); else ``fd.name`` (else ``fs.path.name``) | ``object`` |
 | ``rule``, ``output``, ``tags``, ``source`` and every other output field | ``attributes`` (``falco.rule``, ...) |
-| ``proc.pexepath`` (else ``proc.pexe``), ``proc.pcmdline``; else the execs seen before | ``attributes`` ``parent.exe``, ``parent.cmdline`` (``parents.py``) |
+| ``proc.pexepath`` (else ``proc.pexe``), ``proc.pcmdline``; else the execs seen before | ``actor.parent_process``, ``actor.parent_cmdline`` (``parents.py``) |
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import uuid
 from typing import Any
 
 from pipeline.collect.sources import BLANK, ParseError, load_json_line
-from pipeline.collect.sources.parents import PARENT_CMDLINE, PARENT_EXE, ProcessTable
+from pipeline.collect.sources.parents import ProcessTable
 from pipeline.collect.sources.syscalls import ACTIONS, OPEN, WRITE_FLAG_NAMES
 from pipeline.schema.event import Event, InvalidEvent, normalize_event, parse_ts
 
@@ -78,11 +78,6 @@ class FalcoParser:
             or "unknown"
         )
         attributes = {f"falco.{k}": v for k, v in fields.items() if v is not None}
-        parent_exe = fields.get("proc.pexepath") or fields.get("proc.pexe")
-        if parent_exe:
-            attributes[PARENT_EXE] = str(parent_exe)
-        if fields.get("proc.pcmdline"):
-            attributes[PARENT_CMDLINE] = str(fields["proc.pcmdline"])
         attributes.update(
             {
                 "falco.rule": alert["rule"],
@@ -108,6 +103,8 @@ class FalcoParser:
                 "ppid": _int(fields.get("proc.ppid")),
                 "process": str(fields.get("proc.name") or ""),
                 "cmdline": str(fields.get("proc.cmdline") or ""),
+                "parent_process": str(fields.get("proc.pexepath") or fields.get("proc.pexe") or ""),
+                "parent_cmdline": str(fields.get("proc.pcmdline") or ""),
             },
             "object": _object(category, action, fields),
             "attributes": attributes,

@@ -1,6 +1,6 @@
 """The parent process of an event, for the rules and the Sigma rules that test it
-(``ParentImage``, ``ParentCommandLine``): ``attributes["parent.exe"]`` and
-``attributes["parent.cmdline"]``.
+(``ParentImage``, ``ParentCommandLine``): ``actor.parent_process`` and
+``actor.parent_cmdline`` (schema v2).
 
 Sources report the acting process with its parent's pid only (auditd) or with the
 parent's fields when asked (Falco's ``proc.pexepath`` / ``proc.pcmdline``). A source
@@ -8,13 +8,14 @@ that sees the execs fills the gap itself: :class:`ProcessTable` remembers what e
 last executed, and an event whose ``ppid`` it knows gets its parent's program and
 command line.
 
-Invariants: a pid is known within its sandbox only (the table is keyed by sandbox id and
-pid): one collector may see many sandboxes (Falco on a host of containers, each with its
-own pid namespace), and a pid of one sandbox must never lend its program or command line
-to another sandbox's event (another tenant's, perhaps); the table is bounded (``size``
-pids; the least recently executed leave first), so a sandbox that forks without end
-costs a fixed amount of memory; a parent the table does not know adds nothing (never a
-guess); attributes the source already has are kept.
+Invariants: a pid is known within its tenant's sandbox only (the table is keyed by
+tenant, sandbox id and pid): one collector may see many sandboxes (Falco on a host of
+containers, each with its own pid namespace), and a pid of one sandbox must never lend
+its program or command line to another sandbox's event (another tenant's, perhaps), even
+where two tenants name a sandbox alike; the table is bounded (``size`` pids; the least
+recently executed leave first), so a sandbox that forks without end costs a fixed amount
+of memory; a parent the table does not know adds nothing (never a guess); what the
+source itself said of the parent is kept.
 """
 
 from __future__ import annotations
@@ -22,39 +23,38 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-PARENT_EXE = "parent.exe"
-PARENT_CMDLINE = "parent.cmdline"
 DEFAULT_SIZE = 65_536
 
 
 class ProcessTable:
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = size
-        self._programs: OrderedDict[tuple[str, int], tuple[str, str]] = OrderedDict()
+        self._programs: OrderedDict[tuple[str, str, int], tuple[str, str]] = OrderedDict()
 
-    def executed(self, sandbox: str, pid: int | None, exe: str, cmdline: str) -> None:
-        """``pid`` of ``sandbox`` now runs ``exe`` with ``cmdline``."""
+    def executed(self, event: dict[str, Any], pid: int | None, exe: str, cmdline: str) -> None:
+        """``pid`` of the event's sandbox now runs ``exe`` with ``cmdline``."""
         if pid is None:
             return
-        key = (sandbox, pid)
+        key = (*_sandbox(event), pid)
         self._programs[key] = (exe, cmdline)
         self._programs.move_to_end(key)
         if len(self._programs) > self.size:
             self._programs.popitem(last=False)
 
     def add_parent(self, event: dict[str, Any]) -> None:
-        """The parent's program and command line, where the event's ``ppid`` is known."""
-        ppid = (event.get("actor") or {}).get("ppid")
-        sandbox = str(event.get("sandbox_id") or "")
-        known = self._programs.get((sandbox, ppid)) if ppid is not None else None
+        """The parent's program and command line, where the event's ``ppid`` is known
+        and the source left them empty."""
+        actor = event.get("actor")
+        if not isinstance(actor, dict) or actor.get("ppid") is None:
+            return
+        known = self._programs.get((*_sandbox(event), actor["ppid"]))
         if known is None:
             return
-        attributes = event.setdefault("attributes", {})
         exe, cmdline = known
-        if exe:
-            attributes.setdefault(PARENT_EXE, exe)
-        if cmdline:
-            attributes.setdefault(PARENT_CMDLINE, cmdline)
+        if not actor.get("parent_process"):
+            actor["parent_process"] = exe
+        if not actor.get("parent_cmdline"):
+            actor["parent_cmdline"] = cmdline
 
     def follow(self, event: dict[str, Any]) -> None:
         """Both at once, for a mapped event: its parent first, then, for an exec, what
@@ -63,8 +63,9 @@ class ProcessTable:
         if event.get("action") == "exec":
             actor = event.get("actor") or {}
             self.executed(
-                str(event.get("sandbox_id") or ""),
-                actor.get("pid"),
-                str(event.get("object") or ""),
-                actor.get("cmdline") or "",
+                event, actor.get("pid"), str(event.get("object") or ""), actor.get("cmdline") or ""
             )
+
+
+def _sandbox(event: dict[str, Any]) -> tuple[str, str]:
+    return str(event.get("tenant") or ""), str(event.get("sandbox_id") or "")

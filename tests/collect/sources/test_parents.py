@@ -1,4 +1,4 @@
-"""The parent process of an event (``attributes["parent.exe"]``, ``["parent.cmdline"]``):
+"""The parent process of an event (``actor.parent_process``, ``actor.parent_cmdline``):
 tracked by the auditd source from the execs it saw, taken from Falco's fields when it
 gives them; bounded, and never guessed."""
 
@@ -19,9 +19,10 @@ def test_auditd_names_the_parent_from_an_exec_it_saw() -> None:
     child = exec_("sh", "-c", "id", exe="/bin/sh")  # ppid 100 in as_auditd
     parser = AuditdParser(tenant="acme", sandbox_id="sb-1")
     events = parsed(parser, as_auditd(parent, 7001) + as_auditd(child, 7002))
-    assert "parent.exe" not in events[0]["attributes"]  # pid 100's parent was never seen
-    assert events[1]["attributes"]["parent.exe"] == "/usr/bin/java"
-    assert events[1]["attributes"]["parent.cmdline"] == "java -jar app.jar"
+    assert events[0]["actor"]["parent_process"] == ""  # pid 100's parent was never seen
+    assert events[1]["actor"]["parent_process"] == "/usr/bin/java"
+    assert events[1]["actor"]["parent_cmdline"] == "java -jar app.jar"
+    assert not any(k.startswith("parent.") for k in events[1]["attributes"])
 
 
 def test_falco_takes_the_parent_fields_it_reports() -> None:
@@ -29,24 +30,21 @@ def test_falco_takes_the_parent_fields_it_reports() -> None:
     line["output_fields"]["proc.pexepath"] = "/usr/bin/rsync"
     line["output_fields"]["proc.pcmdline"] = "rsync -e sh x:y ."
     (event,) = parsed(FalcoParser(tenant="acme", sandbox_id=None), [orjson.dumps(line)])
-    assert event["attributes"]["parent.exe"] == "/usr/bin/rsync"
-    assert event["attributes"]["parent.cmdline"] == "rsync -e sh x:y ."
+    assert event["actor"]["parent_process"] == "/usr/bin/rsync"
+    assert event["actor"]["parent_cmdline"] == "rsync -e sh x:y ."
 
 
 def test_the_table_is_bounded_and_keeps_what_the_source_said() -> None:
     table = ProcessTable(size=2)
+    where = {"tenant": "acme", "sandbox_id": "sb-1"}
     for pid in (1, 2, 3):
-        table.executed("sb-1", pid, f"/bin/p{pid}", f"p{pid}")
-    forgotten = {"sandbox_id": "sb-1", "actor": {"ppid": 1}, "attributes": {}}
+        table.executed(where, pid, f"/bin/p{pid}", f"p{pid}")
+    forgotten = {**where, "actor": {"ppid": 1}}
     table.add_parent(forgotten)
-    assert forgotten["attributes"] == {}
-    given = {
-        "sandbox_id": "sb-1",
-        "actor": {"ppid": 3},
-        "attributes": {"parent.exe": "/usr/bin/given"},
-    }
+    assert forgotten["actor"] == {"ppid": 1}
+    given = {**where, "actor": {"ppid": 3, "parent_process": "/usr/bin/given"}}
     table.add_parent(given)
-    assert given["attributes"] == {"parent.exe": "/usr/bin/given", "parent.cmdline": "p3"}
+    assert given["actor"] == {"ppid": 3, "parent_process": "/usr/bin/given", "parent_cmdline": "p3"}
 
 
 def test_a_pid_of_one_sandbox_never_names_the_parent_in_another() -> None:
@@ -71,6 +69,16 @@ def test_a_pid_of_one_sandbox_never_names_the_parent_in_another() -> None:
         ],
     )
     assert events[1]["sandbox_id"] == "container-b"
-    assert "parent.cmdline" not in events[1]["attributes"], events[1]["attributes"]
-    assert "parent.exe" not in events[1]["attributes"]
-    assert events[2]["attributes"]["parent.exe"] == "/usr/bin/deploy"  # its own sandbox's
+    assert events[1]["actor"]["parent_cmdline"] == "", events[1]["actor"]
+    assert events[1]["actor"]["parent_process"] == ""
+    assert events[2]["actor"]["parent_process"] == "/usr/bin/deploy"  # its own sandbox's
+
+
+def test_a_sandbox_name_two_tenants_share_keeps_their_parents_apart() -> None:
+    """One table fed by a relay of two tenants whose sandboxes are named alike: tenant
+    A's pid never names the parent of tenant B's process."""
+    table = ProcessTable()
+    table.executed({"tenant": "a", "sandbox_id": "ci"}, 100, "/usr/bin/deploy", "deploy --token t")
+    event = {"tenant": "b", "sandbox_id": "ci", "actor": {"ppid": 100}}
+    table.follow(event)
+    assert event["actor"] == {"ppid": 100}
