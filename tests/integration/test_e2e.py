@@ -63,6 +63,8 @@ def expected_row(event: dict[str, Any]) -> dict[str, Any]:
         "actor_ppid": actor["ppid"],
         "actor_process": actor["process"],
         "actor_cmdline": actor["cmdline"],
+        "actor_parent_process": actor.get("parent_process", ""),
+        "actor_parent_cmdline": actor.get("parent_cmdline", ""),
         "object": event["object"],
         "bytes": event["bytes"],
         "attributes": event["attributes"],

@@ -192,3 +192,19 @@ def test_every_rule_runs_on_re2() -> None:
 
     rules = Redactor(RedactConfig(rules={"ticket": r"TICKET-\d+"})).rules
     assert rules and all(isinstance(rule.pattern, re2._Regexp) for rule in rules)
+
+
+def test_the_parent_command_line_is_masked_and_a_chained_one_refused() -> None:
+    """Schema v2's parent command line carries the same secrets as the child's (``deploy
+    --token ...`` runs ``sh``): searched by default, at the edge and in the worker."""
+    stage = RedactStage(RedactConfig())
+    plain = event(cmdline="sh -c id")
+    plain["actor"]["parent_cmdline"] = "deploy --password=hunter2-Secret! prod"
+    (out,) = stage.process([plain], BatchContext())
+    assert "hunter2-Secret!" not in out["actor"]["parent_cmdline"]
+    assert "[REDACTED:" in out["actor"]["parent_cmdline"]
+    sealed = chained("sh -c id")
+    sealed["actor"]["parent_cmdline"] = "deploy --password=hunter2-Secret! prod"
+    ctx = BatchContext()
+    assert stage.process([sealed], ctx) == []
+    assert ctx.dead.records[0]["reason"] == "secret_after_chain"

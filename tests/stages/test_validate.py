@@ -47,6 +47,22 @@ def test_valid_batch_passes_whole() -> None:
             "attributes: 300 entries (max 256)",
         ),
         (
+            {
+                "actor": {
+                    "user": "",
+                    "uid": None,
+                    "pid": None,
+                    "ppid": None,
+                    "process": "",
+                    "cmdline": "",
+                    "parent_process": "",
+                    "parent_cmdline": "p" * 70_000,
+                }
+            },
+            "oversized_field",
+            "actor.parent_cmdline: over 65536 bytes",
+        ),
+        (
             {"attributes": {"blob": "y" * 70_000}},
             "oversized_field",
             "attributes.blob: over 65536 bytes",
