@@ -502,7 +502,7 @@ static int parent_value(PyObject *value, PyObject **out) {
 /* Version 2: the parent's two values after the attributes, only when one is not empty
  * (an event without a parent has the bytes of version 1). */
 static int canon_parent(Buf *b, const Fields *f) {
-    PyObject *process, *cmdline;
+    PyObject *process = NULL, *cmdline = NULL;
     int has_process = parent_value(f->v[K_PARENT_PROCESS], &process);
     int has_cmdline = has_process < 0 ? -1 : parent_value(f->v[K_PARENT_CMDLINE], &cmdline);
     if (has_process < 0 || has_cmdline < 0) return -1;

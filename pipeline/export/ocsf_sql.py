@@ -13,7 +13,7 @@ Invariants:
   tests/export/test_ocsf_sql.py, which shapes the same stored rows both ways and compares
   the records (an absent attribute, a NULL and an empty object or list count alike);
 - nothing a tenant sent becomes SQL text: the range and the tenant are bound parameters,
-  every literal here is ours (``lit`` escapes them all the same);
+  every literal here is ours (``literal`` escapes them all the same);
 - ClickHouse has no Nullable(Tuple): an object that is absent in ocsf.py is a tuple of
   NULLs here, which Parquet readers (Athena, Spark, pyarrow) read as an empty struct.
 """
@@ -33,18 +33,15 @@ Typed = tuple[str, str]
 """(ClickHouse type, expression)."""
 
 
-lit = literal
-
-
 def array(values: Iterable[str | int]) -> str:
-    return "[" + ", ".join(lit(v) for v in values) + "]"
+    return "[" + ", ".join(literal(v) for v in values) + "]"
 
 
 def struct(**fields: Typed) -> Typed:
     """A named tuple (a Parquet struct) of typed expressions."""
     kind = "Tuple(" + ", ".join(f"`{name}` {t}" for name, (t, _) in fields.items()) + ")"
     values = ", ".join(expr for _, expr in fields.values())
-    return kind, f"CAST(tuple({values}), {lit(kind)})"
+    return kind, f"CAST(tuple({values}), {literal(kind)})"
 
 
 def when(condition: str, typed: Typed) -> Typed:
@@ -170,9 +167,9 @@ def _hex(column: str) -> Typed:
 def metadata(uid: str, log_name: str, sequence: str) -> Typed:
     ours = product()
     return struct(
-        version=(S, lit(OCSF_VERSION)),
-        product=struct(**{k: (S, lit(v)) for k, v in ours.items()}),
-        log_name=(S, lit(log_name)),
+        version=(S, literal(OCSF_VERSION)),
+        product=struct(**{k: (S, literal(v)) for k, v in ours.items()}),
+        log_name=(S, literal(log_name)),
         profiles=("Array(String)", "['host']"),
         uid=(N_S, f"nullIf({uid}, '')"),
         tenant_uid=(N_S, "nullIf(toString(tenant), '')"),
@@ -218,7 +215,7 @@ def event_fields(class_uid: int) -> dict[str, Typed]:
     )
     fields: dict[str, Typed] = {
         "class_uid": ("UInt32", str(class_uid)),
-        "class_name": (S, lit(name)),
+        "class_name": (S, literal(name)),
         "category_uid": ("UInt32", str(class_uid // 1000)),
         "activity_id": ("UInt32", activity_id),
         "activity_name": (S, activity_name),
@@ -412,12 +409,12 @@ def _attacks() -> Typed:
     first_name = f"if(empty({tactic_ids}), NULL, transform({tactic_ids}[1], {ids}, {names}, ''))"
     with_technique = (
         "arrayMap(t -> CAST(tuple(tuple(substring(t, 1, 5)), "
-        f"tuple(if(length(t) > 5, t, NULL)), tuple({first}, {first_name})), {lit(ATTACK)}), "
+        f"tuple(if(length(t) > 5, t, NULL)), tuple({first}, {first_name})), {literal(ATTACK)}), "
         f"{found})"
     )
     tactics_only = (
         "arrayMap(t -> CAST(tuple(tuple(NULL), tuple(NULL), "
-        f"tuple(t, transform(t, {ids}, {names}, ''))), {lit(ATTACK)}), {tactic_ids})"
+        f"tuple(t, transform(t, {ids}, {names}, ''))), {literal(ATTACK)}), {tactic_ids})"
     )
     return f"Array({ATTACK})", f"if(empty({found}), {tactics_only}, {with_technique})"
 

@@ -29,6 +29,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pipeline.rules.language import All, AnyOf, Condition, Match, Not, field_kind
@@ -113,11 +114,16 @@ def object_owned(e: Event) -> bool:
     host = _host(e.get("object")).lower()
     if not host:
         return False
-    for entry in listed.split(","):
-        own = entry.strip(_BLANKS).lower()
-        if own and (host == own or (own.startswith(".") and host.endswith(own))):
-            return True
-    return False
+    return any(
+        host == own or (own.startswith(".") and host.endswith(own)) for own in _owned(listed)
+    )
+
+
+@lru_cache(maxsize=1024)
+def _owned(listed: str) -> tuple[str, ...]:
+    """A label's destinations, trimmed and lowered, empty entries left out (parsed once
+    per label text: a sandbox's label is the same on every event of it)."""
+    return tuple(own for entry in listed.split(",") if (own := entry.strip(_BLANKS).lower()))
 
 
 class _Cidr:

@@ -20,7 +20,7 @@ event); a sequence becomes ``windowFunnel`` per key and join value (ordered) or,
 ``repeat_count``: the collapse stage stores a run of identical events as one row, and
 the engine counted each of them.
 
-Invariants: every literal of a rule goes through :func:`lit` (a rule may come from a
+Invariants: every literal of a rule goes through ``schema/sql.literal`` (a rule may come from a
 Sigma file off the internet); the range and the tenant are bound parameters of the
 caller's ``where``; a key is text with the tenant first, as ``engine.key_getter`` makes it.
 """
@@ -61,10 +61,6 @@ class Unsupported(ValueError):
     """A rule ClickHouse cannot evaluate as the engine does (the message names why)."""
 
 
-lit = literal
-"""A SQL literal of a rule's value (``schema/sql.literal``)."""
-
-
 def raw(name: str) -> str:
     """A field's value, NULL where the engine's would be None."""
     if name == "text":  # compiler.all_text
@@ -80,7 +76,7 @@ def raw(name: str) -> str:
         return _OWNED
     for prefix in ("attributes", "labels"):
         if name.startswith(prefix + "."):
-            key = lit(name[len(prefix) + 1 :])
+            key = literal(name[len(prefix) + 1 :])
             return f"if(mapContains({prefix}, {key}), {prefix}[{key}], NULL)"
     if name == "ts":
         return "toUnixTimestamp64Milli(ts)"
@@ -123,17 +119,17 @@ def _match(m: Match, rule: Rule | None) -> str:
     if m.op in ("gt", "gte", "lt", "lte"):
         symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[m.op]
         number = f"toFloat64OrNull(toString({raw(m.field)}))"
-        return f"ifNull({number} {symbol} {lit(float(m.values[0]))}, 0)"
+        return f"ifNull({number} {symbol} {literal(float(m.values[0]))}, 0)"
     if m.op == "cidr":
         host = text(m.field)
-        nets = " OR ".join(f"isIPAddressInRange({host}, {lit(n)})" for n in m.values)
+        nets = " OR ".join(f"isIPAddressInRange({host}, {literal(n)})" for n in m.values)
         return f"if(isIPv4String({host}) OR isIPv6String({host}), {nets}, 0)"
     if kind != "text":
-        listed = ", ".join(lit(v) for v in m.values)
+        listed = ", ".join(literal(v) for v in m.values)
         return f"ifNull({raw(m.field)} IN ({listed}), 0)"
     if m.op == "regex":
         flags = "(?i)" if m.nocase else ""
-        tests = [f"match({text(m.field)}, {lit(flags + _re2(p, rule))})" for p in m.values]
+        tests = [f"match({text(m.field)}, {literal(flags + _re2(p, rule))})" for p in m.values]
         return "(" + " OR ".join(tests) + ")"
     subject = f"lowerUTF8({text(m.field)})" if m.nocase else text(m.field)
     values = [str(v).lower() for v in m.values] if m.nocase else [str(v) for v in m.values]
@@ -142,12 +138,12 @@ def _match(m: Match, rule: Rule | None) -> str:
 
 def _text_match(op: str, value: str, values: list[str]) -> str:
     if op == "equals":
-        return f"({value} IN ({', '.join(lit(v) for v in values)}))"
+        return f"({value} IN ({', '.join(literal(v) for v in values)}))"
     if op in ("contains", "contains_all"):
         joined = " OR " if op == "contains" else " AND "
-        return "(" + joined.join(f"(position({value}, {lit(v)}) > 0)" for v in values) + ")"
+        return "(" + joined.join(f"(position({value}, {literal(v)}) > 0)" for v in values) + ")"
     function = "startsWith" if op == "startswith" else "endsWith"
-    return "(" + " OR ".join(f"{function}({value}, {lit(v)})" for v in values) + ")"
+    return "(" + " OR ".join(f"{function}({value}, {literal(v)})" for v in values) + ")"
 
 
 _PYTHON_ONLY = ("(?=", "(?!", "(?<=", "(?<!", "(?P=", "(?#")
@@ -240,7 +236,7 @@ def threshold_sql(rule: Rule, table: str, where: str) -> str:
     return (
         f"SELECT k0, any(sb), min(start), max(t), count(), "
         f"groupArray({MAX_EVIDENCE})(event_id), max(value) FROM ({scored}) "
-        f"WHERE value {symbol} {lit(float(spec.value))} GROUP BY {', '.join(names)} "
+        f"WHERE value {symbol} {literal(float(spec.value))} GROUP BY {', '.join(names)} "
         "ORDER BY min(start)"
     )
 
@@ -254,7 +250,7 @@ def sequence_sql(rule: Rule, table: str, where: str) -> str:
     names = [f"k{i}" for i in range(len(keys))]
     steps = [
         f"tuple({condition(step.condition, rule)}, {i}, "
-        f"{text(step.join) if step.join else lit('')})"
+        f"{text(step.join) if step.join else literal('')})"
         for i, step in enumerate(seq.steps)
     ]
     inner = (

@@ -7,13 +7,14 @@ import pytest
 
 from pipeline.rules.language import parse_rules_text
 from pipeline.rules.model import Match
-from pipeline.rules.sql import Unsupported, condition, hunt_sql, lit
+from pipeline.rules.sql import Unsupported, condition, hunt_sql
+from pipeline.schema.sql import literal
 
 
 def test_a_literal_cannot_end_its_quotes() -> None:
-    assert lit("a'b\\c") == "'a\\'b\\\\c'"
-    assert lit("x\\') OR 1=1 --") == "'x\\\\\\') OR 1=1 --'"
-    assert lit(True) == "true" and lit(3) == "3" and lit(float("nan")) == "nan"
+    assert literal("a'b\\c") == "'a\\'b\\\\c'"
+    assert literal("x\\') OR 1=1 --") == "'x\\\\\\') OR 1=1 --'"
+    assert literal(True) == "true" and literal(3) == "3" and literal(float("nan")) == "nan"
 
 
 def test_nocase_regex_is_case_insensitive_without_lowering_the_pattern() -> None:
