@@ -19,6 +19,7 @@ from pipeline.chain.checkpoints import CheckpointSigner, last_checkpoints, load_
 from pipeline.config import Settings
 from pipeline.outputs.base import Outputs
 from pipeline.outputs.clickhouse import ClickHouseSink, InsertService
+from pipeline.outputs.clickhouse.fencing import cancel_inserts_of_others
 from pipeline.outputs.clickhouse.output import ClickHouseOutput
 from pipeline.outputs.clickhouse.progress import ProgressSigner, stored_offsets
 from pipeline.outputs.clickhouse.tables import Tables
@@ -212,8 +213,13 @@ class BatchProcessor:
 
     def load_stored_offsets(self, partitions: set[int], ends: dict[int, int]) -> None:
         """For partitions just gained: the highest offset whose rows are stored, from
-        signed progress below each partition's end (``progress.py``)."""
+        signed progress below each partition's end (``progress.py``), read once the
+        inserts in flight of a worker that held them before are cancelled (a worker
+        frozen past its session, ``fencing.py``)."""
         assert self.sink.signer is not None
+        source = "deferred" if self.sink.signer.deferred else "events"
+        killed = cancel_inserts_of_others(self.service, self.service.worker_id, source, partitions)
+        self.metrics.zombie_inserts_cancelled.inc(killed)
         found = stored_offsets(
             self.service, self.settings.clickhouse.database, partitions, ends, self.sink.signer
         )

@@ -13,17 +13,16 @@ consumer's own thread, whether this member is still the one the batch began unde
 heartbeat: "unknown member" or "illegal generation" reset it). If the membership was
 lost or changed since the batch began, the worker exits with status 75 instead of
 inserting: nothing of the batch is committed, and the partitions' new owner stores it.
+Only a confirmed heartbeat lets the insert go: no answer, or a failed request (the
+coordinator marked dead, as a resumed worker's consumer does first), makes the insert
+wait and ask again (``FenceUnsure``); it never counts as "still a member".
 
 The check costs one heartbeat round trip per insert (about a millisecond on a local
-broker). What remains is the time between the coordinator's answer and the insert
-reaching ClickHouse, and the insert itself: clickhouse-connect streams the body while
-it encodes it, so a freeze that lands mid-body sends the rest when the worker resumes,
-and ClickHouse, which waited for it, stores the block next to the new owner's copy
-(the `http_receive_timeout` query setting does not cut it short; tried). The
-integration test that freezes a worker past its session therefore still sees a few
-doubled rows in some runs; it is marked as this known residual. Closing it needs a
-fencing token checked by the store itself (a per-partition epoch column with a
-ReplacingMergeTree, or inserts through Kafka transactions), planned with issue 15.
+broker). It is made once the insert's first block is encoded (``InsertService`` calls it
+from ``outputs/clickhouse/fencing.send_insert``), so only socket writes follow the
+answer. A freeze during those writes, when the insert's body is streamed, is handled on
+the store's side: the worker that takes the partitions over cancels the frozen worker's
+running insert before it reads what the store holds (``fencing.py``).
 """
 
 from __future__ import annotations
@@ -39,8 +38,15 @@ from pipeline.worker.watchdog import exit_stalled
 log = logging.getLogger("auditpipe.worker")
 
 ASK_TIMEOUT_S = 5.0
-"""A coordinator that does not answer in time: the insert goes ahead (a broker down is
-not a zombie; the heartbeat task will find out)."""
+"""How long the coordinator has to answer; then the insert waits and asks again."""
+
+
+class FenceUnsure(Exception):
+    """The coordinator did not confirm the membership (no answer in time, the
+    coordinator unknown or moving): the insert is not made now but retried, with the
+    sink's back-off, until it is confirmed or the worker is found fenced. A worker that
+    just resumed from a freeze sees this while its consumer thread finds out that its
+    session expired: inserting then was the hole through which rows were doubled."""
 
 
 class Fence:
@@ -70,14 +76,22 @@ class Fence:
         coordinator, loop = found
         future = asyncio.run_coroutine_threadsafe(coordinator._do_heartbeat(), loop)
         try:
-            future.result(ASK_TIMEOUT_S)
-        except Exception as exc:  # a timeout, a broker down: not a sign of a zombie
-            log.debug("fence: the coordinator did not answer (%s); inserting", exc)
-            return
+            confirmed = future.result(ASK_TIMEOUT_S)
+        except Exception as exc:  # a timeout, a broker down, an error of the request
+            future.cancel()
+            raise FenceUnsure(
+                f"the group coordinator did not answer ({type(exc).__name__}); "
+                "the insert waits until this worker's membership is confirmed"
+            ) from None
         if coordinator.member_id != self.member:
             exit_stalled(
                 f"fenced: this worker left the consumer group while a batch was in progress "
                 f"(member {self.member} is gone); not inserting it, its partitions' new "
                 "owner stores it",
                 self.app.loop,
+            )
+        if not confirmed:
+            raise FenceUnsure(
+                "the group coordinator did not confirm this worker's membership; "
+                "the insert waits until it does"
             )

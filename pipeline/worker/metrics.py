@@ -115,6 +115,13 @@ class WorkerMetrics:
             namespace=NAMESPACE,
             registry=r,
         )
+        self.zombie_inserts_cancelled = Counter(
+            "zombie_inserts_cancelled",
+            "Inserts of a worker frozen past its session, cancelled by the worker that "
+            "took its partitions over",
+            namespace=NAMESPACE,
+            registry=r,
+        )
         self.messages_already_stored = Counter(
             "messages_already_stored",
             "Messages skipped after a restart because their rows were stored before it",

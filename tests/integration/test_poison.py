@@ -103,15 +103,22 @@ def test_every_out_of_range_value_between_good_events_is_dead_lettered(
     assert scalar(client, f"SELECT count() FROM {db}.deadletter WHERE detail = ''") == 0
 
 
+@pytest.mark.parametrize("fenced", [False, True], ids=["plain", "fenced"])
 def test_the_sink_dead_letters_rows_clickhouse_refuses_and_stores_the_rest(
-    isolated_settings: Settings,
+    isolated_settings: Settings, fenced: bool
 ) -> None:
     """Behind validation, the sink's own guard: a block the real server (client) refuses
-    for its data is split; only the bad rows go to the rejection handler, no retries."""
+    for its data is split; only the bad rows go to the rejection handler, no retries.
+    A worker's inserts take the fenced path (``fencing.send_insert``): the same holds."""
     settings = isolated_settings
     client = provision(settings)
     db = settings.clickhouse.database
-    service = InsertService(lambda: connect(settings.clickhouse), retry_initial_s=0.01)
+    asked: list[int] = []
+    service = InsertService(
+        lambda: connect(settings.clickhouse),
+        retry_initial_s=0.01,
+        fence=(lambda: asked.append(1)) if fenced else None,
+    )
     rejected: list[tuple[int, str]] = []
     sink = ClickHouseSink(
         service,
@@ -135,3 +142,4 @@ def test_the_sink_dead_letters_rows_clickhouse_refuses_and_stores_the_rest(
     assert sorted(offset for offset, _ in rejected) == [13, 150]
     assert scalar(client, f"SELECT count() FROM {db}.events") == 198
     assert service.retries_total == 0
+    assert bool(asked) == fenced  # asked before each insert that was sent

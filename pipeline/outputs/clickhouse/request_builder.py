@@ -88,6 +88,10 @@ class InsertRequest:
     rows: int
     dedup_token: str
     """Same rows from the same offsets give the same token: a re-sent block is stored once."""
+    holds: str = ""
+    """``source:p.p.p``, the Kafka partitions whose messages the rows are (events only):
+    named in the insert's query id, so that a worker gaining one of them can cancel the
+    insert of a worker frozen past its session (``fencing.py``)."""
 
 
 def build_event_columns(
@@ -178,6 +182,7 @@ def build_event_request(
         columns=columns,
         rows=len(events),
         dedup_token=f"{source}:{offset_ranges(partitions, offsets)}:{len(events)}",
+        holds=f"{source}:{'.'.join(map(str, sorted(set(partitions))))}",
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from pipeline.outputs.clickhouse.fencing import new_worker_id, query_id, send_insert
 from pipeline.outputs.clickhouse.request_builder import InsertRequest
 from pipeline.outputs.clickhouse.retry import REJECT, RowsRejected, decide, short
 
@@ -44,11 +45,15 @@ class InsertService:
         stopping: threading.Event | None = None,
         token_key: bytes | None = None,
         fence: Callable[[], None] | None = None,
+        worker_id: str | None = None,
     ) -> None:
         self._connect = connect
         self._fence = fence
-        """Called before each insert attempt: stops a worker whose partitions were given
-        away while it was frozen (``worker/fence.py``)."""
+        """Called in each insert attempt, once its first block is encoded: stops a worker
+        whose partitions were given away while it was frozen (``worker/fence.py``,
+        ``fencing.py``)."""
+        self.worker_id = worker_id or new_worker_id()
+        """Names this worker in its inserts' query ids (``fencing.py``)."""
         self._token_key = token_key
         """Keys the insert deduplication tokens (see ``token``)."""
         self._client: Client | None = None
@@ -70,15 +75,20 @@ class InsertService:
     def insert(self, request: InsertRequest) -> None:
         token = self.token(request.dedup_token)
 
+        settings: dict[str, Any] = {**INSERT_SETTINGS, "insert_deduplication_token": token}
+
         def send(client: Client) -> None:
+            if request.holds:  # a new id for each attempt: the last may still be running
+                settings["query_id"] = query_id(self.worker_id, request.holds)
             if self._fence is not None:
-                self._fence()
+                send_insert(client, request, settings, self._fence)
+                return
             client.insert(
                 request.table,
                 request.columns,
                 column_names=list(request.column_names),
                 column_oriented=True,
-                settings={**INSERT_SETTINGS, "insert_deduplication_token": token},
+                settings=settings,
             )
 
         self._retrying(f"insert of {request.rows} rows into {request.table}", send)
