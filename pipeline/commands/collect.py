@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,10 @@ PROGRESS_EVERY_S = 10.0
 
 class Parser(Protocol):
     @property
-    def pending(self) -> bool: ...
+    def held_since(self) -> int | None:
+        """The feed call (from 1) whose line began the oldest event the parser still
+        holds (its resume point), None when it holds none."""
+
     def feed(self, line: bytes) -> list[Event]: ...
     def finish(self) -> list[Event]: ...
 
@@ -150,31 +154,37 @@ async def _pump(
     """Feed lines to the parser and its events to the collector, each event with the
     position to resume from once it is committed.
 
-    A parser may hold the lines of an unfinished event (auditd); then the resume position
-    stays at the start of that event, so a crash re-reads its lines instead of losing them.
+    A parser may hold the lines of unfinished events (auditd, whose records of one event
+    may be interleaved with another's); then the resume position stays at the start of
+    the oldest held event's first line, so a crash re-reads its lines instead of losing
+    them (``starts`` keeps where each line since then began).
     """
     before: Any = collector.sources.get(key) if key else None
+    starts: deque[tuple[int, Any]] = deque()
+    fed = 0
+    last: Any = None
     async for line in lines:
         report.lines += 1
-        was_pending = parser.pending
+        fed += 1
+        starts.append((fed, before))
         try:
             events = parser.feed(line.data)
         except ParseError as exc:
             report.bad_lines += 1
             on_error(f"{line.file}:{line.number}: {exc}")
             events = []
-        if not parser.pending:
-            position = line.after  # everything up to this line is handled
-        elif events or not was_pending:
-            position = before  # a new held event starts at this line
-        else:
-            position = None  # still inside the held event: the resume point stays
+        held = parser.held_since
+        while starts and (held is None or starts[0][0] < held):
+            starts.popleft()
+        position = line.after if held is None else starts[0][1]
+        if position is last and not events:
+            before = line.after
+            continue  # still inside the same held event: the resume point stays
+        last = position
         for event in events:
-            await collector.emit(
-                event, source=key if position is not None else None, position=position
-            )
+            await collector.emit(event, source=key, position=position)
             report.events += 1
-        if key and not events and position is not None:
+        if key and not events:
             collector.advance(key, position)
         before = line.after
     for event in parser.finish():

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.collect.sources import ParseError
-from pipeline.collect.sources.auditd import AuditdParser
+from pipeline.collect.sources.auditd import WINDOW, AuditdParser
 from pipeline.collect.sources.falco import FalcoParser
 from pipeline.collect.sources.jsonl import JsonLinesParser
 
@@ -64,9 +64,87 @@ def test_auditd_rejects_other_lines_and_goes_on() -> None:
     parser = AuditdParser(tenant="t", sandbox_id="s")
     with pytest.raises(ParseError, match="not an auditd record"):
         parser.feed(b"Nov 28 10:00:00 host sshd[1]: Accepted publickey")
-    assert parser.feed(b"type=USER_LOGIN msg=audit(1795860000.5:9): pid=1 uid=0 res=success") == []
-    (event,) = parser.finish()
+    # A user-space record is a whole event: out at once, nothing held.
+    line = b"type=USER_LOGIN msg=audit(1795860000.5:9): pid=1 uid=0 res=success"
+    (event,) = parser.feed(line)
     assert (event["category"], event["action"], event["outcome"]) == ("auth", "login", "success")
+    assert parser.held_since is None and parser.finish() == []
+
+
+def _record(kind: str, serial: int, body: str, arch: str = "c000003e") -> bytes:
+    fields = f"arch={arch} {body}" if kind == "SYSCALL" else body
+    return f"type={kind} msg=audit(1795860000.{serial:03d}:{serial}): {fields}".encode()
+
+
+def test_auditd_interleaved_records_join_their_own_events() -> None:
+    """The kernel may interleave two events' records (seen in real logs: a PATH of event
+    60 after the SYSCALL of event 61). Joined by serial, not by adjacency."""
+    parser = AuditdParser(tenant="t", sandbox_id="s")
+    lines = [
+        _record("SYSCALL", 60, 'syscall=2 success=yes exit=3 a1=0 pid=7 comm="cat"'),
+        _record("SYSCALL", 61, 'syscall=42 success=yes exit=0 pid=8 comm="nc"'),
+        _record("PATH", 60, 'item=0 name="/etc/shadow" nametype=NORMAL'),
+        _record("SOCKADDR", 61, "saddr=0200115CC63364070000000000000000"),
+        _record("EOE", 61, ""),
+        _record("EOE", 60, ""),
+    ]
+    out = [e for line in lines for e in parser.feed(line)]
+    assert [(e["action"], e["object"]) for e in out] == [
+        ("connect", "198.51.100.7:4444"),  # 61 ended first
+        ("read", "/etc/shadow"),  # 60 kept its late PATH
+    ]
+    assert parser.held_since is None
+
+
+def test_auditd_holds_its_resume_point_at_the_oldest_open_event() -> None:
+    parser = AuditdParser(tenant="t", sandbox_id="s")
+    parser.feed(_record("SYSCALL", 70, 'syscall=59 success=yes exit=0 pid=9 exe="/bin/ls"'))
+    parser.feed(_record("SYSCALL", 71, 'syscall=59 success=yes exit=0 pid=10 exe="/bin/id"'))
+    assert parser.held_since == 1  # event 70 began at the first line fed
+    parser.feed(_record("EOE", 70, ""))
+    assert parser.held_since == 2
+    assert [e["object"] for e in parser.finish()] == ["/bin/id"]
+
+
+def test_auditd_events_without_eoe_leave_after_the_window() -> None:
+    """Older kernels write no EOE: an event is complete once WINDOW newer ones began."""
+    parser = AuditdParser(tenant="t", sandbox_id="s")
+    out = []
+    for serial in range(1, WINDOW + 3):
+        out += parser.feed(
+            _record("SYSCALL", serial, f"syscall=87 success=yes exit=0 pid={serial}")
+        )
+    assert [e["actor"]["pid"] for e in out] == [1, 2]
+    assert len(parser.finish()) == WINDOW
+
+
+def test_auditd_a_record_after_its_event_left_is_refused_with_its_reason() -> None:
+    parser = AuditdParser(tenant="t", sandbox_id="s")
+    parser.feed(_record("SYSCALL", 80, "syscall=87 success=yes exit=0 pid=1"))
+    parser.feed(_record("EOE", 80, ""))
+    with pytest.raises(ParseError, match="PATH record of audit event 80 came after"):
+        parser.feed(_record("PATH", 80, 'item=0 name="/tmp/x"'))
+
+
+@pytest.mark.parametrize(
+    ("arch", "number", "action"),
+    [
+        ("c000003e", 59, "exec"),  # x86_64 execve
+        ("c00000b7", 221, "exec"),  # arm64 execve
+        ("c00000b7", 59, "pipe2"),  # 59 on arm64 is not execve
+        ("c00000f3", 221, "exec"),  # riscv64: the generic table
+        ("40000003", 11, "11"),  # i386: no table, the number stays
+    ],
+)
+def test_auditd_syscall_numbers_are_read_by_architecture(
+    arch: str, number: int, action: str
+) -> None:
+    parser = AuditdParser(tenant="t", sandbox_id="s")
+    line = _record(
+        "SYSCALL", 90, f'syscall={number} success=yes exit=0 pid=3 exe="/usr/bin/id"', arch
+    )
+    (event,) = parser.feed(line) + parser.finish()
+    assert event["action"] == action
 
 
 def test_falco_alerts_map_to_events() -> None:

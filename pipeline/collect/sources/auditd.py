@@ -1,8 +1,17 @@
 """Linux auditd logs (``/var/log/audit/audit.log``, raw or ENRICHED format).
 
 The records of one audit event share ``msg=audit(<time>:<serial>)``: SYSCALL, EXECVE,
-PATH, CWD, SOCKADDR, PROCTITLE, ... ending with EOE. They are joined into one event when
-EOE arrives or the next serial starts. Mapping:
+PATH, CWD, SOCKADDR, PROCTITLE, ... ending with EOE. They are joined by serial, not by
+adjacency: the kernel may interleave the records of concurrent events (real logs show a
+PATH of one event after the SYSCALL of the next). An event is complete at its EOE, once
+``WINDOW`` newer events have started (older kernels write no EOE), or at once when it
+is a user-space record (USER_LOGIN, CRED_ACQ, SERVICE_START, ...: always one record). A
+record of an event already complete is refused with that reason. The collector resumes
+a crashed run at the first line of the oldest event still held (``held_since``).
+
+The syscall's number is read in the table of the record's ``arch`` (x86_64, arm64,
+riscv64; ``syscall_numbers.py``, generated from the kernel's UAPI headers), or taken
+from the ENRICHED ``SYSCALL`` name. Mapping:
 
 Category and action come from the shared syscall vocabulary (``syscalls.py``: exec,
 read/write by the open flags, delete, rename, connect, chmod, ...; another syscall is
@@ -30,10 +39,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.collect.sources import ParseError
 from pipeline.collect.sources.parents import ProcessTable
+from pipeline.collect.sources.syscall_numbers import GENERIC_64, X86_64
 from pipeline.collect.sources.syscalls import ACTIONS, OPEN, WRITE_FLAGS
 from pipeline.schema.event import Event, InvalidEvent, normalize_event
 
@@ -42,42 +54,23 @@ _FIELD = re.compile(rb'(\w[\w-]*)=("[^"]*"|\S+)')
 _UNSET = 4294967295
 _EPERM, _EACCES = -1, -13
 
-SYSCALLS_X86_64 = {
-    "2": "open",
-    "42": "connect",
-    "43": "accept",
-    "49": "bind",
-    "59": "execve",
-    "82": "rename",
-    "85": "creat",
-    "87": "unlink",
-    "90": "chmod",
-    "91": "fchmod",
-    "92": "chown",
-    "93": "fchown",
-    "94": "lchown",
-    "101": "ptrace",
-    "105": "setuid",
-    "106": "setgid",
-    "113": "setreuid",
-    "114": "setregid",
-    "117": "setresuid",
-    "119": "setresgid",
-    "126": "capset",
-    "165": "mount",
-    "166": "umount2",
-    "175": "init_module",
-    "257": "openat",
-    "260": "fchownat",
-    "263": "unlinkat",
-    "264": "renameat",
-    "268": "fchmodat",
-    "288": "accept4",
-    "313": "finit_module",
-    "316": "renameat2",
-    "322": "execveat",
-    "437": "openat2",
+SYSCALL_TABLES = {
+    "c000003e": X86_64,  # x86_64
+    "c00000b7": GENERIC_64,  # aarch64
+    "c00000f3": GENERIC_64,  # riscv64
 }
+"""auditd's ``arch=`` to the table of its syscall numbers (59 is execve on x86_64, 221
+on arm64); another architecture's numbers stay numbers."""
+
+
+def syscall_name(syscall: dict[str, str], enriched: dict[str, str]) -> str:
+    """The call's name: the ENRICHED ``SYSCALL`` field, else the number in the table of
+    the record's architecture, else the number itself."""
+    number = syscall.get("syscall", "")
+    table = SYSCALL_TABLES.get(syscall.get("arch", "").lower(), {})
+    return enriched.get("SYSCALL") or table.get(number, number)
+
+
 _AUTH_TYPES = {
     "USER_AUTH": "auth",
     "USER_LOGIN": "login",
@@ -87,24 +80,53 @@ _AUTH_TYPES = {
 }
 
 
+Record = tuple[str, dict[str, str], str]
+"""(type, fields, ENRICHED part) of one line."""
+
+WINDOW = 8
+"""Events held open at once. The kernel may interleave the records of concurrent events
+(a PATH of event 60 after the SYSCALL of event 61: seen in real logs), so an event is
+complete at its EOE, or once WINDOW newer events have started, not when the next one
+starts."""
+RECENT = 256
+"""Serials completed lately, to tell a record arriving too late from a new event."""
+_STANDALONE = re.compile(
+    r"^(?:USER|CRED|DAEMON|SERVICE|CRYPTO|SYSTEM|USYS|ACCT|ROLE|GRP)_|^(?:ADD|DEL)_(?:USER|GROUP)$"
+)
+"""Record types user space sends as whole events (PAM, auditd itself, systemd, shadow
+tools): one record, no EOE; complete at once."""
+
+
+@dataclass
+class _Held:
+    line: int
+    """The number of the feed call that brought its first record (``held_since``)."""
+    ts_ms: int
+    records: list[Record] = field(default_factory=list)
+
+
 class AuditdParser:
     name = "auditd"
 
     def __init__(self, *, tenant: str, sandbox_id: str) -> None:
         self.tenant = tenant
         self.sandbox_id = sandbox_id
-        self._serial: bytes | None = None
-        self._records: list[tuple[str, dict[str, str], str]] = []
-        self._ts_ms = 0
+        self._open: dict[bytes, _Held] = {}
+        """Events whose records are still coming, oldest first."""
+        self._recent: deque[bytes] = deque(maxlen=RECENT)
+        self._fed = 0
         self.processes = ProcessTable()
         """What each pid last executed: the parent of later events (auditd gives a pid)."""
 
     @property
-    def pending(self) -> bool:
-        """True while lines of an unfinished event are held (their position is not done)."""
-        return bool(self._records)
+    def held_since(self) -> int | None:
+        """The feed call (counted from 1) whose line began the oldest event still held:
+        the collector resumes there after a crash. None when nothing is held."""
+        oldest = next(iter(self._open.values()), None)
+        return oldest.line if oldest is not None else None
 
     def feed(self, line: bytes) -> list[Event]:
+        self._fed += 1
         line = line.rstrip(b"\r")
         if not line.strip():
             return []
@@ -112,34 +134,45 @@ class AuditdParser:
         if match is None:
             raise ParseError("not an auditd record (no 'type=... msg=audit(...)')")
         rtype, seconds, millis, serial, body = match.groups()
-        done = self._complete() if serial != self._serial else []
-        if serial != self._serial:
-            self._serial = serial
-            self._ts_ms = int(seconds) * 1000 + int(millis[:3].ljust(3, b"0"))
+        kind = rtype.decode()
+        held = self._open.get(serial)
+        if held is None:
+            if serial in self._recent:
+                raise ParseError(
+                    f"a {kind} record of audit event {serial.decode()} came after the event "
+                    f"was complete ({WINDOW} newer events had started)"
+                )
+            ts_ms = int(seconds) * 1000 + int(millis[:3].ljust(3, b"0"))
+            held = self._open[serial] = _Held(self._fed, ts_ms)
         raw, _, enriched = body.partition(b"\x1d")
-        fields = _fields(raw, rtype.decode())
-        self._records.append((rtype.decode(), fields, enriched.decode(errors="replace")))
-        if rtype == b"EOE":
-            done += self._complete()
+        held.records.append((kind, _fields(raw, kind), enriched.decode(errors="replace")))
+        done: list[Event] = []
+        if rtype == b"EOE" or (len(held.records) == 1 and _STANDALONE.match(kind)):
+            done += self._complete(serial)
+        while len(self._open) > WINDOW:
+            done += self._complete(next(iter(self._open)))
         return done
 
     def finish(self) -> list[Event]:
-        return self._complete()
+        done: list[Event] = []
+        while self._open:
+            done += self._complete(next(iter(self._open)))
+        return done
 
-    def _complete(self) -> list[Event]:
-        records, self._records = self._records, []
-        serial, self._serial = self._serial, None
-        records = [r for r in records if r[0] != "EOE"]
-        if not records or serial is None:
+    def _complete(self, serial: bytes) -> list[Event]:
+        held = self._open.pop(serial)
+        self._recent.append(serial)
+        records = [r for r in held.records if r[0] != "EOE"]
+        if not records:
             return []
         try:
-            event = self._event(serial.decode(), records)
+            event = self._event(serial.decode(), records, held.ts_ms)
             self.processes.follow(event)
             return [normalize_event(event, now_ms=0)]
         except (InvalidEvent, ValueError) as exc:
             raise ParseError(f"audit event {serial.decode()}: {exc}") from None
 
-    def _event(self, serial: str, records: list[tuple[str, dict[str, str], str]]) -> dict[str, Any]:
+    def _event(self, serial: str, records: list[Record], ts_ms: int) -> dict[str, Any]:
         by_type: dict[str, list[dict[str, str]]] = {}
         enriched: dict[str, str] = {}
         for rtype, fields, extra in records:
@@ -147,7 +180,7 @@ class AuditdParser:
             enriched.update(_fields(extra.encode()))
         syscall = by_type.get("SYSCALL", [None])[0]
         if syscall is not None:
-            category, action, obj = _syscall(syscall, by_type)
+            category, action, obj = _syscall(syscall, by_type, enriched)
             main = syscall
         else:
             rtype = records[0][0]
@@ -160,8 +193,8 @@ class AuditdParser:
         attributes.update(_record_fields(by_type, syscall, enriched))
         outcome = _outcome(main)
         return {
-            "event_id": f"auditd:{self.sandbox_id}:{self._ts_ms}:{serial}",
-            "ts": self._ts_ms,
+            "event_id": f"auditd:{self.sandbox_id}:{ts_ms}:{serial}",
+            "ts": ts_ms,
             "tenant": self.tenant,
             "sandbox_id": self.sandbox_id,
             "category": category,
@@ -201,10 +234,9 @@ def _fields(raw: bytes, rtype: str = "") -> dict[str, str]:
 
 
 def _syscall(
-    syscall: dict[str, str], by_type: dict[str, list[dict[str, str]]]
+    syscall: dict[str, str], by_type: dict[str, list[dict[str, str]]], enriched: dict[str, str]
 ) -> tuple[str, str, str]:
-    number = syscall.get("syscall", "")
-    name = SYSCALLS_X86_64.get(number, number)
+    name = syscall_name(syscall, enriched)
     category, action = ACTIONS.get(name, ("process", name or "syscall"))
     path = _path(by_type)
     if action == "exec":
@@ -227,7 +259,7 @@ def _record_fields(
     (``auditd.execve.a0`` ...: the SYSCALL record has its own a0..a3, the call's raw
     arguments), the object's PATH record (``auditd.path.name``, ``nametype``, ``mode``
     ...) and the syscall's name (``auditd.syscall_name``, from the ENRICHED ``SYSCALL``
-    field or the x86_64 table)."""
+    field or the table of its architecture)."""
     out: dict[str, str] = {}
     execve = by_type.get("EXECVE", [None])[0]
     if execve is not None:
@@ -237,8 +269,7 @@ def _record_fields(
     if chosen is not None:
         out.update({f"auditd.path.{k}": v for k, v in chosen.items()})
     if syscall is not None:
-        number = syscall.get("syscall", "")
-        out["auditd.syscall_name"] = enriched.get("SYSCALL") or SYSCALLS_X86_64.get(number, number)
+        out["auditd.syscall_name"] = syscall_name(syscall, enriched)
     return out
 
 

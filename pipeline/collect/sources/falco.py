@@ -45,7 +45,7 @@ class FalcoParser:
         self.processes = ProcessTable()
         """Parents Falco did not report (no proc.pexepath): from the execs seen."""
 
-    pending = False
+    held_since = None
     """One line is one event: nothing is ever held back."""
 
     def feed(self, line: bytes) -> list[Event]:

@@ -34,7 +34,7 @@ class JsonLinesParser:
         self.sandbox_id = sandbox_id
         self.trust_identity = trust_identity
 
-    pending = False
+    held_since = None
     """One line is one event: nothing is ever held back."""
 
     def feed(self, line: bytes) -> list[Event]:
