@@ -37,3 +37,9 @@ def event_at(partition: int, offset: int) -> dict[str, Any]:
         "kafka_partition": partition,
         "kafka_offset": offset,
     }
+
+
+def actor(**fields: Any) -> dict[str, Any]:
+    """An actor as the schema (v2) holds it when nothing is known, with ``fields`` set."""
+    empty = {"user": "", "uid": None, "pid": None, "ppid": None, "process": "", "cmdline": ""}
+    return {**empty, "parent_process": "", "parent_cmdline": "", **fields}

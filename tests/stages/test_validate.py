@@ -11,6 +11,7 @@ from pipeline.config import ValidateConfig
 from pipeline.sim.simulate import FleetSimulator
 from pipeline.stages.base import BatchContext
 from pipeline.stages.validate import ValidateStage
+from tests.fakes import actor
 
 NOW = 1_795_860_000_000
 
@@ -47,18 +48,7 @@ def test_valid_batch_passes_whole() -> None:
             "attributes: 300 entries (max 256)",
         ),
         (
-            {
-                "actor": {
-                    "user": "",
-                    "uid": None,
-                    "pid": None,
-                    "ppid": None,
-                    "process": "",
-                    "cmdline": "",
-                    "parent_process": "",
-                    "parent_cmdline": "p" * 70_000,
-                }
-            },
+            {"actor": actor(parent_cmdline="p" * 70_000)},
             "oversized_field",
             "actor.parent_cmdline: over 65536 bytes",
         ),
