@@ -16,7 +16,8 @@ from urllib.parse import quote, urlparse
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from pipeline.config import Settings
+from pipeline.commands.init import apply_migrations, load_migrations
+from pipeline.config import ClickHouseConfig, Settings
 from pipeline.outputs.clickhouse import InsertService
 from pipeline.outputs.clickhouse.client import connect, password
 from pipeline.outputs.clickhouse.fencing import MAX_QUERY_SIZE, cancel_inserts_of_others
@@ -112,3 +113,42 @@ def test_inserts_of_other_partitions_and_the_workers_own_are_left_alone(
 
     assert all(i.finish() for i in inserts)
     assert scalar(client, f"SELECT count() FROM {table}") == len(ids) * 2 * ROWS
+
+
+def test_the_ingest_user_cancels_its_workers_inserts_and_sees_no_one_elses(
+    isolated_settings: Settings,
+) -> None:
+    """With the deployment's grants (deploy/clickhouse/users.xml): ingest reads its own
+    running queries only, and kills them without a KILL QUERY grant."""
+    settings = isolated_settings
+    admin = provision(settings)
+    apply_migrations(admin, "audit", load_migrations())
+    try:
+        as_ingest = {
+            **settings.clickhouse.model_dump(),
+            "user": "ingest",
+            "password": "ingest-local",
+        }
+        ingest = settings.model_copy(update={"clickhouse": ClickHouseConfig(**as_ingest)})
+        service = InsertService(lambda: connect(ingest.clickhouse), worker_id="me")
+        table = "audit.events (event_id)"
+        zombie = StalledInsert(ingest, table, "auditpipe-insert-zombie-events:2-00ee", 0)
+        other = f"{settings.clickhouse.database}.stalled"
+        admin.command(f"CREATE TABLE {other} (n UInt64) ENGINE = MergeTree ORDER BY n")
+        analyst = StalledInsert(settings, other, "auditpipe-insert-admin-events:2-00ff", 0)
+        wait_running(admin, "auditpipe-insert-zombie-events:2-00ee")
+        wait_running(admin, "auditpipe-insert-admin-events:2-00ff")
+
+        seen = service.query_rows_once("SELECT query_id FROM system.processes", {})
+        assert ("auditpipe-insert-admin-events:2-00ff",) not in seen  # another user's
+        assert cancel_inserts_of_others(service, "me", "events", {2}) == 1
+
+        assert not running(admin, "auditpipe-insert-zombie-events:2-00ee")
+        assert not zombie.finish()
+        assert scalar(admin, "SELECT count() FROM audit.events") == 0
+        # (The embedded engine then also ends the other HTTP inserts in flight, with
+        # SOCKET_TIMEOUT, code 209: tried. A worker's insert ended so is retried under
+        # its deduplication token; the other user's is not asserted on.)
+        analyst.finish()
+    finally:
+        admin.command("DROP DATABASE IF EXISTS audit")

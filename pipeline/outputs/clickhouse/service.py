@@ -104,6 +104,13 @@ class InsertService:
         self._retrying("query", run)
         return found
 
+    def query_rows_once(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """A query's rows, tried once: for what may fail without holding the worker up
+        (it raises what the query raised)."""
+        client = self._client or self._connect()
+        self._client = client
+        return [tuple(row) for row in client.query(sql, parameters=parameters).result_rows]
+
     def query_column(self, sql: str, parameters: dict[str, Any]) -> list[Any]:
         """The first column of a query's rows, retried like an insert."""
         return [row[0] for row in self.query_rows(sql, parameters)]

@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 
 from pipeline.outputs.clickhouse import InsertService
-from pipeline.outputs.clickhouse.fencing import MAX_QUERY_SIZE, holder, send_insert
+from pipeline.outputs.clickhouse.fencing import (
+    MAX_QUERY_SIZE,
+    cancel_inserts_of_others,
+    holder,
+    send_insert,
+)
 from pipeline.outputs.clickhouse.request_builder import InsertRequest, build_event_request
 from pipeline.worker.fence import FenceUnsure
 from tests.fakes import event_at
@@ -105,3 +110,15 @@ def test_each_insert_attempt_names_the_worker_and_the_partitions_it_holds() -> N
 )
 def test_query_ids_not_ours_name_no_holder(qid: str) -> None:
     assert holder(qid) is None
+
+
+class Refusing:
+    """A ClickHouse user without the grant on system.processes."""
+
+    def query_rows_once(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        raise RuntimeError("Code: 497. ingest: Not enough privileges (ACCESS_DENIED)")
+
+
+def test_cancelling_is_best_effort_never_a_hold_up(caplog: pytest.LogCaptureFixture) -> None:
+    assert cancel_inserts_of_others(Refusing(), "me", "events", {1}) == 0
+    assert "store-side fence is off for partitions [1] of events" in caplog.text
