@@ -8,7 +8,11 @@ functions with ``speedups`` set to None), medians of the runs, and their ratio:
 * seal: number and chain a sandbox's events (``ChainHead.seal_many``);
 * link: check one event's hash (the worker's live chain check);
 * encode: one event's Avro binary (``EventBatchEncoder.encode``);
-* seal + encode: what ``Collector.emit`` does per event (``ChainHead.seal_encoded``).
+* seal + encode: what ``Collector.emit`` does per event (``ChainHead.seal_encoded``);
+
+and the worker's decode of a batch message of 1,000 events (``AvroCodec.decode``): one
+written with the newest schema (the C decoder), and one written with schema v1 by a
+collector of an earlier release (the generic reader, resolving v1 to v2).
 
 Events come from the fleet simulator, made before the timing.
 """
@@ -31,7 +35,7 @@ from pipeline.chain import hashing as chain
 from pipeline.chain.hashing import GENESIS, ChainHead
 from pipeline.schema import batch
 from pipeline.schema.batch import EventBatchEncoder
-from pipeline.schema.codec import AvroCodec
+from pipeline.schema.codec import SINGLE_OBJECT_MAGIC, AvroCodec
 from pipeline.schema.registry import SchemaRegistry
 from pipeline.sim.simulate import FleetSimulator
 
@@ -70,6 +74,32 @@ def per_event_us(case: Case, events: list[dict[str, Any]], runs: int) -> float:
     return statistics.median(times)
 
 
+def decode_us(codec: AvroCodec, events: list[dict[str, Any]], runs: int) -> dict[str, float]:
+    """µs per event to decode batch messages of 1,000 events, newest schema and v1."""
+    registry = codec.registry
+    v1 = next(v for v in registry.versions() if v.name == "audit_event_batch" and v.version == 1)
+    newest: list[bytes] = []
+    old: list[bytes] = []
+    for start in range(0, len(events), 1_000):
+        chunk = copy.deepcopy(events[start : start + 1_000])
+        record = {"sandbox_id": "sb", "collector": "bench", "sent_at": 1, "events": chunk}
+        newest.append(codec.encode("audit_event_batch", record))
+        for event in chunk:
+            for key in ("parent_process", "parent_cmdline"):
+                event["actor"].pop(key, None)
+        old.append(SINGLE_OBJECT_MAGIC + v1.fingerprint + v1.fast.binary_encode(record))
+    out = {}
+    for name, messages in (("decode v2 (C)", newest), ("decode v1", old)):
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            for message in messages:
+                codec.decode(message)
+            times.append((time.perf_counter() - started) / len(events) * 1e6)
+        out[name] = statistics.median(times)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -80,6 +110,7 @@ def main() -> None:
     codec = AvroCodec(SchemaRegistry.load())
     events = [dict(e) for e in FleetSimulator(50, seed=1).events(args.events)]
     with_c = {name: per_event_us(case, events, args.runs) for name, case in cases(codec).items()}
+    decoding = decode_us(codec, events, args.runs)  # with the C speedups in place
     chain.speedups = batch.speedups = None  # the pure-Python code from here on
     python = {name: per_event_us(case, events, args.runs) for name, case in cases(codec).items()}
     print(f"{args.events:,} events, medians of {args.runs} runs, µs per event")
@@ -87,6 +118,11 @@ def main() -> None:
     for name in with_c:
         ratio = python[name] / with_c[name]
         print(f"{name:<15}{with_c[name]:>8.2f}{python[name]:>10.2f}{ratio:>7.1f}x")
+    print(
+        f"decode, µs per event: v2 message (C) {decoding['decode v2 (C)']:.2f}, v1 message "
+        f"(resolved) {decoding['decode v1']:.2f}, ratio "
+        f"{decoding['decode v1'] / decoding['decode v2 (C)']:.1f}x"
+    )
 
 
 if __name__ == "__main__":

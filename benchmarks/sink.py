@@ -8,7 +8,11 @@ messages of 1,000 events over 6 partitions. Measured, each run into a fresh tabl
 
 * sink: ``ClickHouseSink.add`` per message, a flush every 25 messages (a worker's
   checkpoint), with the worker's settings (lz4, one insert in flight in the background,
-  max_rows 25,000): the request builder, the retry service and the inserts;
+  max_rows 25,000): the request builder, the retry service and the inserts, through the
+  worker's fenced path (``fencing.send_insert``, with a fence that always agrees: the
+  first block encoded before the request, no encoding thread);
+* unfenced: the same through ``clickhouse-connect``'s own ``insert`` (its threaded
+  encoder), as tools without a fence insert;
 * plain: ``clickhouse-connect`` ``insert`` of the same rows, columns prepared beforehand
   (no sink code at all), 25,000 rows per insert.
 
@@ -58,8 +62,8 @@ def messages(rows: int) -> list[tuple[int, int, list[dict[str, Any]]]]:
     return out
 
 
-def run_sink(client_factory: Any, table: str, batches: list[Any]) -> float:
-    service = InsertService(client_factory)
+def run_sink(client_factory: Any, table: str, batches: list[Any], fenced: bool = True) -> float:
+    service = InsertService(client_factory, fence=(lambda: None) if fenced else None)
     sink = ClickHouseSink(
         service,
         table=table,
@@ -98,29 +102,35 @@ def main() -> None:
     settings = load_settings()
     client = connect(settings.clickhouse)
     batches = messages(args.rows)
-    sink_rates, plain_rates = [], []
+    sink_rates, unfenced_rates, plain_rates = [], [], []
     for run in range(1, args.runs + 1):
         database = f"bench_sink_{uuid.uuid4().hex[:8]}"
         apply_migrations(client, database, load_migrations())
+        table = f"{database}.events"
         try:
-            sink_rate = run_sink(
-                lambda: connect(settings.clickhouse), f"{database}.events", batches
-            )
-            client.command(f"TRUNCATE TABLE {database}.events")
-            plain_rate = run_plain(client, f"{database}.events", batches)
+            sink_rate = run_sink(lambda: connect(settings.clickhouse), table, batches)
+            client.command(f"TRUNCATE TABLE {table}")
+            unfenced = run_sink(lambda: connect(settings.clickhouse), table, batches, False)
+            client.command(f"TRUNCATE TABLE {table}")
+            plain_rate = run_plain(client, table, batches)
         finally:
             client.command(f"DROP DATABASE IF EXISTS {database}")
         sink_rates.append(sink_rate)
+        unfenced_rates.append(unfenced)
         plain_rates.append(plain_rate)
         print(
-            f"run {run}: sink {sink_rate:,.0f} rows/s; plain clickhouse-connect "
-            f"{plain_rate:,.0f} rows/s; ratio {sink_rate / plain_rate:.2f}",
+            f"run {run}: sink {sink_rate:,.0f} rows/s; unfenced sink {unfenced:,.0f} rows/s; "
+            f"plain clickhouse-connect {plain_rate:,.0f} rows/s; ratio sink / plain "
+            f"{sink_rate / plain_rate:.2f}, sink / unfenced {sink_rate / unfenced:.2f}",
             flush=True,
         )
     ratios = [s / p for s, p in zip(sink_rates, plain_rates, strict=True)]
+    fence_ratios = [s / u for s, u in zip(sink_rates, unfenced_rates, strict=True)]
     print(
-        f"median of {args.runs}: sink {statistics.median(sink_rates):,.0f} rows/s; plain "
-        f"{statistics.median(plain_rates):,.0f} rows/s; ratio {statistics.median(ratios):.2f}"
+        f"median of {args.runs}: sink {statistics.median(sink_rates):,.0f} rows/s; unfenced "
+        f"{statistics.median(unfenced_rates):,.0f}; plain {statistics.median(plain_rates):,.0f} "
+        f"rows/s; ratio sink / plain {statistics.median(ratios):.2f}, sink / unfenced "
+        f"{statistics.median(fence_ratios):.2f}"
     )
 
 
