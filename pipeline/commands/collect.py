@@ -25,7 +25,7 @@ from pipeline.collect.collector import Collector
 from pipeline.collect.sources import ParseError
 from pipeline.collect.sources.auditd import AuditdParser
 from pipeline.collect.sources.falco import FalcoParser
-from pipeline.collect.sources.follow import FileFollower, Line
+from pipeline.collect.sources.follow import IDLE, FileFollower, Line
 from pipeline.collect.sources.jsonl import JsonLinesParser
 from pipeline.commands.base import EXIT_OK, EXIT_PARTIAL, EXIT_UNAVAILABLE, EXIT_USAGE
 from pipeline.config import Settings
@@ -113,7 +113,8 @@ async def run_collect(
         parser = make_parser(spec, settings)
         lines = _lines(spec, collector.sources.get(spec.key), follow)
         key = spec.key if spec.path is not None else None
-        reader = asyncio.create_task(_pump(lines, parser, collector, key, report, on_error))
+        pump = _Pump(parser, collector, key, report, on_error)
+        reader = asyncio.create_task(pump.run(lines))
         progress = asyncio.create_task(_progress(collector, report))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({reader, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -143,53 +144,81 @@ async def _lines(
         yield Line(raw.rstrip(b"\n"), number, "-", {})
 
 
-async def _pump(
-    lines: AsyncIterator[Line],
-    parser: Parser,
-    collector: Collector,
-    key: str | None,
-    report: CollectReport,
-    on_error: Callable[[str], None],
-) -> None:
-    """Feed lines to the parser and its events to the collector, each event with the
-    position to resume from once it is committed.
+class _Pump:
+    """Each event goes to the collector with the position to resume from once it is
+    committed.
 
     A parser may hold the lines of unfinished events (auditd, whose records of one event
     may be interleaved with another's); then the resume position stays at the start of
     the oldest held event's first line, so a crash re-reads its lines instead of losing
-    them (``starts`` keeps where each line since then began).
+    them (``starts`` keeps where each line since then began). When the followed file has
+    been quiet for a while (``IDLE``), the held events are complete: an event of an old
+    kernel without EOE does not wait for newer ones to be sent.
     """
-    before: Any = collector.sources.get(key) if key else None
-    starts: deque[tuple[int, Any]] = deque()
-    fed = 0
-    last: Any = None
-    async for line in lines:
-        report.lines += 1
-        fed += 1
-        starts.append((fed, before))
+
+    def __init__(
+        self,
+        parser: Parser,
+        collector: Collector,
+        key: str | None,
+        report: CollectReport,
+        on_error: Callable[[str], None],
+    ) -> None:
+        self.parser, self.collector, self.key = parser, collector, key
+        self.report, self.on_error = report, on_error
+        self.before: Any = collector.sources.get(key) if key else None
+        """The position after the last line read."""
+        self.starts: deque[tuple[int, Any]] = deque()
+        self.fed = 0
+        self.last: Any = None
+
+    async def run(self, lines: AsyncIterator[Line]) -> None:
+        """Feed the lines to the parser and its events to the collector."""
+        async for line in lines:
+            if line is IDLE:
+                await self.idle()
+            else:
+                await self.line(line)
+        await self.idle()  # the end of the input: what is still held is complete
+
+    async def line(self, line: Line) -> None:
+        self.report.lines += 1
+        self.fed += 1
+        self.starts.append((self.fed, self.before))
         try:
-            events = parser.feed(line.data)
+            events = self.parser.feed(line.data)
         except ParseError as exc:
-            report.bad_lines += 1
-            on_error(f"{line.file}:{line.number}: {exc}")
+            self.report.bad_lines += 1
+            self.on_error(f"{line.file}:{line.number}: {exc}")
             events = []
-        held = parser.held_since
+        self.before = line.after
+        await self._send(events)
+
+    async def idle(self) -> None:
+        if self.parser.held_since is None:
+            return
+        try:
+            events = self.parser.finish()
+        except ParseError as exc:
+            self.report.bad_lines += 1
+            self.on_error(f"an event held at the end of the input: {exc}")
+            events = []
+        await self._send(events)
+
+    async def _send(self, events: list[Event]) -> None:
+        held = self.parser.held_since
+        starts = self.starts
         while starts and (held is None or starts[0][0] < held):
             starts.popleft()
-        position = line.after if held is None else starts[0][1]
-        if position is last and not events:
-            before = line.after
-            continue  # still inside the same held event: the resume point stays
-        last = position
+        position = self.before if held is None else starts[0][1]
+        if position is self.last and not events:
+            return  # still inside the same held event: the resume point stays
+        self.last = position
         for event in events:
-            await collector.emit(event, source=key, position=position)
-            report.events += 1
-        if key and not events:
-            collector.advance(key, position)
-        before = line.after
-    for event in parser.finish():
-        await collector.emit(event, source=key, position=before)
-        report.events += 1
+            await self.collector.emit(event, source=self.key, position=position)
+            self.report.events += 1
+        if self.key and not events:
+            self.collector.advance(self.key, position)
 
 
 async def _progress(collector: Collector, report: CollectReport) -> None:

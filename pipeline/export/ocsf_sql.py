@@ -153,7 +153,7 @@ def endpoint(present: str) -> Typed:
         ip=when(f"{present} AND ep_host != '' AND ep_is_ip", (S, "ep_host")),
         hostname=when(f"{present} AND ep_host != '' AND NOT ep_is_ip", (S, "ep_host")),
         port=when(f"{present} AND ep_port_ok", (N_U32, "toUInt32OrZero(ep_port)")),
-        name=when(f"{present} AND ep_host = '' AND NOT ep_port_ok", (S, "object")),
+        name=when(f"{present} AND ep_host = ''", (S, "object")),
     )
 
 

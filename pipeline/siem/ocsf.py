@@ -384,9 +384,11 @@ def endpoint(target: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if host:
         out["ip" if _is_ip(host) else "hostname"] = host
+    else:  # OCSF wants a name, ip or hostname beside a port: ":0" alone is not valid
+        out["name"] = target
     if port and _DIGITS.fullmatch(port) and int(port) < 65536:
         out["port"] = int(port)
-    return out or {"name": target}
+    return out
 
 
 def _is_ip(host: str) -> bool:

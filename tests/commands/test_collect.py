@@ -5,12 +5,13 @@ crash re-reads it instead of losing it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from pipeline.collect.sources.auditd import AuditdParser
-from pipeline.collect.sources.follow import Line
-from pipeline.commands.collect import CollectReport, _pump
+from pipeline.collect.sources.follow import IDLE, Line
+from pipeline.commands.collect import CollectReport, _Pump
 
 
 class Recorder:
@@ -26,6 +27,11 @@ class Recorder:
 
     def advance(self, key: str, position: Any) -> None:
         self.advanced.append(position)
+
+
+def pump(collector: Recorder) -> _Pump:
+    parser = AuditdParser(tenant="t", sandbox_id="s")
+    return _Pump(parser, collector, "k", CollectReport(), lambda _: None)  # type: ignore[arg-type]
 
 
 def record(kind: str, serial: int, body: str) -> bytes:
@@ -48,16 +54,29 @@ def test_the_resume_point_stays_at_the_oldest_held_event() -> None:
     ]
     collector = Recorder()
     collector.sources["k"] = {"line": 0}  # where an earlier run stopped
-    asyncio.run(
-        _pump(
-            lines(data),
-            AuditdParser(tenant="t", sandbox_id="s"),
-            collector,
-            "k",  # type: ignore[arg-type]
-            CollectReport(),
-            on_error=lambda _: None,
-        )
-    )
+    asyncio.run(pump(collector).run(lines(data)))
     # 61 is sent with the position before line 1: a crash after it re-reads 60 whole.
     assert collector.emitted == [("/b", {"line": 0}), ("/a", {"line": 6})]
     assert {"line": 4} not in collector.advanced  # never past a held event's first line
+
+
+def test_a_quiet_input_completes_an_event_without_eoe() -> None:
+    """Old kernels write no EOE: on a quiet followed file the held event goes out then,
+    with the position after the last line, not after eight newer events."""
+
+    async def quiet(data: list[bytes]) -> AsyncIterator[Line]:
+        async for line in lines(data):
+            yield line
+        yield IDLE
+        await asyncio.sleep(3600)  # still following: nothing more comes
+
+    collector = Recorder()
+    rm = record("SYSCALL", 90, 'arch=c000003e syscall=87 success=yes exit=0 pid=1 comm="rm"')
+    path = record("PATH", 90, 'item=0 name="/etc/audit/audit.rules" nametype=DELETE')
+
+    async def run() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pump(collector).run(quiet([rm, path])), 1)
+
+    asyncio.run(run())
+    assert collector.emitted == [("/etc/audit/audit.rules", {"line": 2})]

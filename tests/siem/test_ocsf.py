@@ -103,6 +103,7 @@ def test_classes_follow_the_documented_table() -> None:
         ("2001:db8::2", {"ip": "2001:db8::2"}),
         ("", {"name": ""}),
         ("host:99999", {"hostname": "host"}),
+        (":0", {"name": ":0", "port": 0}),  # a port alone is not a valid OCSF endpoint
     ],
 )
 def test_network_targets_become_endpoints(target: str, expected: dict[str, Any]) -> None:

@@ -4,10 +4,12 @@ The records of one audit event share ``msg=audit(<time>:<serial>)``: SYSCALL, EX
 PATH, CWD, SOCKADDR, PROCTITLE, ... ending with EOE. They are joined by serial, not by
 adjacency: the kernel may interleave the records of concurrent events (real logs show a
 PATH of one event after the SYSCALL of the next). An event is complete at its EOE, once
-``WINDOW`` newer events have started (older kernels write no EOE), or at once when it
-is a user-space record (USER_LOGIN, CRED_ACQ, SERVICE_START, ...: always one record). A
-record of an event already complete is refused with that reason. The collector resumes
-a crashed run at the first line of the oldest event still held (``held_since``).
+``WINDOW`` newer events have started (older kernels write no EOE), when the followed
+file has been quiet for a second (``finish``, called on ``follow.IDLE``), or at once
+when it is a user-space record (USER_LOGIN, CRED_ACQ, SERVICE_START, ...: always one
+record). A record of an event already complete is refused with that reason. The
+collector resumes a crashed run at the first line of the oldest event still held
+(``held_since``).
 
 The syscall's number is read in the table of the record's ``arch`` (x86_64, arm64,
 riscv64; ``syscall_numbers.py``, generated from the kernel's UAPI headers), or taken

@@ -46,6 +46,11 @@ class Line:
     """The position right after this line: where to resume once it is handled."""
 
 
+IDLE = Line(b"", 0, "", {})
+"""Yielded once when a followed file has had nothing new for ``idle_s``: a parser holding
+an unfinished event (auditd) takes it as complete."""
+
+
 class FileFollower:
     def __init__(
         self,
@@ -54,11 +59,13 @@ class FileFollower:
         follow: bool,
         position: dict[str, Any] | None = None,
         poll_s: float = 0.1,
+        idle_s: float = 1.0,
     ) -> None:
         self.path = path
         self.follow = follow
         self.position = position
         self.poll_s = poll_s
+        self.idle_polls = max(1, round(idle_s / poll_s))
         self.rotations = 0
         self.truncations = 0
         self._head = _Head()
@@ -66,10 +73,12 @@ class FileFollower:
     async def lines(self) -> AsyncIterator[Line]:
         handle, inode, offset, number = await self._open_start()
         pending = b""
+        quiet = 0
         try:
             while True:
                 data = handle.read(READ_BYTES)
                 if data:
+                    quiet = 0
                     pending += data
                     *complete, pending = pending.split(b"\n")
                     for raw in complete:
@@ -110,6 +119,9 @@ class FileFollower:
                     self._head = _Head(handle)
                     self.truncations += 1
                 else:
+                    quiet += 1
+                    if quiet == self.idle_polls:
+                        yield IDLE
                     await asyncio.sleep(self.poll_s)
         finally:
             handle.close()

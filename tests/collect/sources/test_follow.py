@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipeline.collect.sources.follow import FileFollower
+from pipeline.collect.sources.follow import IDLE, FileFollower
 
 
 def read_all(path: Path, position: dict[str, Any] | None) -> tuple[list[bytes], dict[str, Any]]:
@@ -96,3 +96,23 @@ def test_a_truncate_and_regrow_between_polls_is_seen_while_following(tmp_path: P
     restart = seen.index(b"new line 000 of the day")
     assert seen[restart:] == lines("new", 8).splitlines()
     assert follower.truncations == 1
+
+
+def test_a_quiet_followed_file_says_so_once_per_quiet_spell(tmp_path: Path) -> None:
+    """IDLE lets a parser complete what it holds (auditd without EOE) on a quiet file."""
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"one\ntwo\n")
+    follower = FileFollower(log, follow=True, poll_s=0.01, idle_s=0.05)
+
+    async def run() -> list[bytes | str]:
+        seen: list[bytes | str] = []
+        async for line in follower.lines():
+            seen.append("IDLE" if line is IDLE else line.data)
+            if seen.count("IDLE") == 1 and seen[-1] == "IDLE":
+                with log.open("ab") as handle:
+                    handle.write(b"three\n")
+            if seen.count("IDLE") == 2:
+                return seen
+        return seen
+
+    assert asyncio.run(asyncio.wait_for(run(), 10)) == [b"one", b"two", "IDLE", b"three", "IDLE"]
