@@ -217,8 +217,9 @@ class BatchProcessor:
         inserts in flight of a worker that held them before are cancelled (a worker
         frozen past its session, ``fencing.py``)."""
         assert self.sink.signer is not None
-        source = "deferred" if self.sink.signer.deferred else "events"
-        killed = cancel_inserts_of_others(self.service, self.service.worker_id, source, partitions)
+        killed = cancel_inserts_of_others(
+            self.service, self.service.worker_id, self.sink.signer.source, partitions
+        )
         self.metrics.zombie_inserts_cancelled.inc(killed)
         found = stored_offsets(
             self.service, self.settings.clickhouse.database, partitions, ends, self.sink.signer

@@ -115,7 +115,9 @@ class AuditdParser:
         self.sandbox_id = sandbox_id
         self._open: dict[bytes, _Held] = {}
         """Events whose records are still coming, oldest first."""
-        self._recent: deque[bytes] = deque(maxlen=RECENT)
+        self._recent: deque[bytes] = deque()
+        self._recent_set: set[bytes] = set()
+        """The last RECENT serials completed (the set for lookups, the deque for age)."""
         self._fed = 0
         self.processes = ProcessTable()
         """What each pid last executed: the parent of later events (auditd gives a pid)."""
@@ -139,7 +141,7 @@ class AuditdParser:
         kind = rtype.decode()
         held = self._open.get(serial)
         if held is None:
-            if serial in self._recent:
+            if serial in self._recent_set:
                 raise ParseError(
                     f"a {kind} record of audit event {serial.decode()} came after the event "
                     f"was complete ({WINDOW} newer events had started)"
@@ -164,6 +166,9 @@ class AuditdParser:
     def _complete(self, serial: bytes) -> list[Event]:
         held = self._open.pop(serial)
         self._recent.append(serial)
+        self._recent_set.add(serial)
+        if len(self._recent) > RECENT:
+            self._recent_set.discard(self._recent.popleft())
         records = [r for r in held.records if r[0] != "EOE"]
         if not records:
             return []

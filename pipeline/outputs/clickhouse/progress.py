@@ -54,6 +54,11 @@ class ProgressSigner:
         self.deferred = deferred
         self._last: tuple[int, int, bytes] = (-1, -1, b"")
 
+    @property
+    def source(self) -> str:
+        """The topic's kind, as insert tokens and query ids name it."""
+        return "deferred" if self.deferred else "events"
+
     def mac(self, partition: int, offset: int) -> bytes:
         last = self._last
         if last[0] == partition and last[1] == offset:  # the events of one message

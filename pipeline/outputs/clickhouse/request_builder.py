@@ -172,9 +172,9 @@ def build_event_request(
     columns = build_event_columns(events, repeats, signer)
     partitions, offsets = columns[_PARTITION_COLUMN], columns[_OFFSET_COLUMN]
     names = EVENT_COLUMNS if repeats else EVENT_COLUMNS[:-REPEAT_COLUMNS]
-    source = "events"
-    if signer is not None and signer.deferred:
-        names, source = (*names, "deferred"), "deferred"
+    source = signer.source if signer is not None else "events"
+    if source == "deferred":
+        names = (*names, "deferred")
         columns.append([True] * len(events))
     return InsertRequest(
         table=table,

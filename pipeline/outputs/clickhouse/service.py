@@ -97,11 +97,7 @@ class InsertService:
     def query_rows(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
         """A query's rows, retried like an insert."""
         found: list[tuple[Any, ...]] = []
-
-        def run(client: Client) -> None:
-            found.extend(tuple(row) for row in client.query(sql, parameters=parameters).result_rows)
-
-        self._retrying("query", run)
+        self._retrying("query", lambda client: found.extend(_rows(client, sql, parameters)))
         return found
 
     def query_rows_once(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -109,7 +105,7 @@ class InsertService:
         (it raises what the query raised)."""
         client = self._client or self._connect()
         self._client = client
-        return [tuple(row) for row in client.query(sql, parameters=parameters).result_rows]
+        return _rows(client, sql, parameters)
 
     def query_column(self, sql: str, parameters: dict[str, Any]) -> list[Any]:
         """The first column of a query's rows, retried like an insert."""
@@ -139,3 +135,7 @@ class InsertService:
             if self.stopping.wait(random.uniform(delay / 2, delay)):
                 raise SinkStopped(f"{what}: not done, the worker is stopping")
             delay = min(delay * 2, self.retry_max_s)
+
+
+def _rows(client: Client, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in client.query(sql, parameters=parameters).result_rows]
