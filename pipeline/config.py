@@ -140,6 +140,14 @@ class ClickHouseConfig(_Section):
     """File holding the password (its first line); used when password is empty."""
     database: str = "audit"
     """Database of the pipeline's tables."""
+    cluster: str = ""
+    """A sharded cluster: the name of its `remote_servers` entry on the server of url.
+    `init` then applies the migrations to `<database>_local` on every shard (shards) and
+    creates a Distributed table over each in database on url's server, which the worker
+    writes to and verify reads (deploy/clickhouse/cluster/README.md). Empty: one server."""
+    shards: list[str] = []
+    """HTTP(S) endpoints of the cluster's shards, one per shard (with cluster); the same
+    user, password and TLS settings as url."""
     ca_file: Path | None = None
     """PEM file of the CA(s) that signed the server's certificate (https); unset: the
     system's trusted CAs."""
@@ -155,6 +163,8 @@ class ClickHouseConfig(_Section):
     def _tls_is_complete(self) -> ClickHouseConfig:
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("clickhouse.client_cert and clickhouse.client_key go together")
+        if bool(self.cluster) != bool(self.shards):
+            raise ValueError("clickhouse.cluster and clickhouse.shards go together")
         tls_files = self.ca_file or self.client_cert
         if tls_files and not self.url.startswith("https://"):
             raise ValueError(

@@ -133,7 +133,37 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     created = asyncio.run(create_topics(settings))
     print(f"kafka: topics created: {', '.join(created) or 'none (all exist)'}")
+    if settings.clickhouse.cluster:
+        return _init_cluster(settings)
+    from pipeline.outputs.clickhouse.distributed import refuse_unsharded_init
+
     client = connect(settings.clickhouse)
+    refuse_unsharded_init(client, settings.clickhouse)
     applied = apply_migrations(client, settings.clickhouse.database, load_migrations())
     print(f"clickhouse: migrations applied: {', '.join(applied) or 'none (up to date)'}")
+    return EXIT_OK
+
+
+def _init_cluster(settings: Settings) -> int:
+    """The migrations on every shard's ``<database>_local``, then the Distributed tables
+    over them on the server of clickhouse.url (outputs/clickhouse/distributed.py)."""
+    from pipeline.outputs.clickhouse import distributed
+    from pipeline.outputs.clickhouse.client import connect
+
+    config = settings.clickhouse
+    front = connect(config)
+    distributed.check_cluster(front, config)
+    local = distributed.local_database(config.database)
+    migrations = load_migrations()
+    for shard in distributed.shard_configs(config):
+        applied = apply_migrations(connect(shard), local, migrations)
+        print(
+            f"clickhouse: {shard.url} {local}: migrations applied: "
+            f"{', '.join(applied) or 'none (up to date)'}"
+        )
+    changed = distributed.create_distributed(front, config)
+    print(
+        f"clickhouse: {config.url} {config.database}: Distributed tables over cluster "
+        f"{config.cluster} created or updated: {', '.join(changed) or 'none (up to date)'}"
+    )
     return EXIT_OK

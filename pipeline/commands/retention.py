@@ -39,7 +39,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     client = connect(settings.clickhouse)
     database = settings.clickhouse.database
     config = settings.retention
-    if args.action == "apply":
+    if settings.clickhouse.cluster:  # the TTLs are the shards' tables' (a Distributed
+        # table has none): on each shard's <database>_local, shown of the first
+        from pipeline.outputs.clickhouse.distributed import local_database, shard_configs
+
+        database = local_database(database)
+        shards = list(shard_configs(settings.clickhouse))
+        client = connect(shards[0])
+        if args.action == "apply":
+            for shard in shards:
+                changed = retention.apply(connect(shard), database, config)
+                print(f"retention applied to {', '.join(changed)} on {shard.url}")
+    elif args.action == "apply":
         changed = retention.apply(client, database, config)
         print(f"retention applied to {', '.join(changed)}")
     print(

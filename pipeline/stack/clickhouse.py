@@ -38,9 +38,13 @@ ENGINE_LOGIN = """<default>
 class ClickHouseServer:
     """Runs the embedded engine with HTTP and native listeners under $AUDITPIPE_HOME/clickhouse."""
 
-    def __init__(self, settings: Settings, tls: StackTLS | None = None) -> None:
+    def __init__(
+        self, settings: Settings, tls: StackTLS | None = None, extra_config: str = ""
+    ) -> None:
         self.settings = settings
         self.tls = tls
+        self.extra_config = extra_config
+        """XML added to the server's config (a cluster's ``remote_servers``)."""
         self.root = settings.home.resolve() / "clickhouse"
         self.config = self.root / "config.xml"
         stack = settings.stack
@@ -67,6 +71,7 @@ class ClickHouseServer:
             .replace("{data_path}", f"{self.root / 'data'}/")
             .replace("{log_path}", str(self.root / "logs"))
             .replace("{users_xml}", str(self._users_xml()))
+            .replace("</clickhouse>", f"{self.extra_config}</clickhouse>")
         )
 
     def _users_xml(self) -> os.PathLike[str]:

@@ -1,7 +1,13 @@
-"""A local multi-broker Kafka cluster: three KRaft nodes (each broker and controller) on
-loopback ports, replication factor 3 and ``min.insync.replicas`` 2, for the tests of a
-broker dying mid-stream and of workers sharing partitions (``kill`` and ``start`` one
-node). Each node is a ``KafkaBroker`` under ``root/node-<id>``, sharing the broker jars.
+"""Local clusters for the tests of scale-out, on loopback ports.
+
+``KafkaCluster``: three KRaft nodes (each broker and controller), replication factor 3 and
+``min.insync.replicas`` 2, for a broker dying mid-stream and workers sharing partitions
+(``kill`` and ``start`` one node). Each node is a ``KafkaBroker`` under
+``root/node-<id>``, sharing the broker jars.
+
+``ClickHouseShards``: ClickHouse servers that each hold one shard of a cluster named
+``auditpipe`` (``remote_servers`` in each one's config; no replicas: the embedded engine
+runs no Keeper, deploy/clickhouse/cluster/README.md).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pipeline.config import Settings
+from pipeline.stack.clickhouse import ClickHouseServer
 from pipeline.stack.kafka import ClusterNode, KafkaBroker, new_cluster_id
 from pipeline.stack.process import free_ports
 
@@ -62,3 +69,43 @@ class KafkaCluster:
         test run); together, they stop in seconds, or are killed after ``timeout_s``."""
         with ThreadPoolExecutor(len(self.brokers)) as pool:
             list(pool.map(lambda broker: broker.process.stop(timeout_s), self.brokers))
+
+
+class ClickHouseShards:
+    NAME = "auditpipe"
+
+    def __init__(self, root: Path, shards: int = 2) -> None:
+        ports = free_ports(2 * shards)
+        replicas = "".join(
+            f"<shard><replica><host>127.0.0.1</host><port>{ports[2 * n + 1]}</port>"
+            "</replica></shard>"
+            for n in range(shards)
+        )
+        remote = f"<remote_servers><{self.NAME}>{replicas}</{self.NAME}></remote_servers>"
+        self.servers = [
+            ClickHouseServer(
+                Settings(
+                    home=root / f"shard-{n + 1}",
+                    stack={
+                        "clickhouse_http_port": ports[2 * n],
+                        "clickhouse_tcp_port": ports[2 * n + 1],
+                    },
+                ),
+                extra_config=remote,
+            )
+            for n in range(shards)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [server.endpoint for server in self.servers]
+
+    def up(self) -> None:
+        for server in self.servers:
+            server.start()
+        for server in self.servers:
+            server.wait_ready()
+
+    def down(self) -> None:
+        for server in self.servers:
+            server.process.stop(10.0)

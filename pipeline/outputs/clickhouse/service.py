@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 INSERT_SETTINGS = {
     # A batch with events of many days must not fail for touching many partitions.
     "throw_on_max_partitions_per_insert_block": 0,
+    # Into a Distributed table (a sharded cluster, outputs/clickhouse/distributed.py): the
+    # insert returns only once every shard stored its part, so the offsets committed after
+    # it are stored; no effect on a local table.
+    "distributed_foreground_insert": 1,
 }
 
 
