@@ -129,6 +129,10 @@ def test_the_sink_writes_through_distributed_tables_exactly_once_and_verify_read
     cli = run_cli(settings, "verify")
     assert cli.returncode == 0, cli.stdout + cli.stderr
 
+    # Every rule of the pack (single-event, threshold, sequence) hunts through the front.
+    hunted = run_cli(settings, "hunt", "--since", "30d", "--json")
+    assert hunted.returncode == 0, hunted.stderr[-2000:]
+
     # Retention goes to each shard's tables; a one-server init of the front is refused.
     applied = run_cli(settings, "retention", "apply")
     assert applied.returncode == 0, applied.stderr
