@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import ssl
 import sys
 import urllib.request
@@ -38,13 +39,12 @@ ENGINE_LOGIN = """<default>
 class ClickHouseServer:
     """Runs the embedded engine with HTTP and native listeners under $AUDITPIPE_HOME/clickhouse."""
 
-    def __init__(
-        self, settings: Settings, tls: StackTLS | None = None, extra_config: str = ""
-    ) -> None:
+    def __init__(self, settings: Settings, tls: StackTLS | None = None, shard_of: str = "") -> None:
         self.settings = settings
         self.tls = tls
-        self.extra_config = extra_config
-        """XML added to the server's config (a cluster's ``remote_servers``)."""
+        self.shard_of = shard_of
+        """A cluster's ``remote_servers`` XML: the server is one of its shards, and its
+        users are those of ``users_for_shards``."""
         self.root = settings.home.resolve() / "clickhouse"
         self.config = self.root / "config.xml"
         stack = settings.stack
@@ -71,7 +71,7 @@ class ClickHouseServer:
             .replace("{data_path}", f"{self.root / 'data'}/")
             .replace("{log_path}", str(self.root / "logs"))
             .replace("{users_xml}", str(self._users_xml()))
-            .replace("</clickhouse>", f"{self.extra_config}</clickhouse>")
+            .replace("</clickhouse>", f"{self.shard_of}</clickhouse>")
         )
 
     def _users_xml(self) -> os.PathLike[str]:
@@ -81,6 +81,10 @@ class ClickHouseServer:
         in as ``default`` without a password, and ClickHouse tells loopback clients
         apart from it by nothing): no database, no file, no access management."""
         shipped = resource_path("deploy", "clickhouse", "users.xml")
+        if self.shard_of:
+            path = self.root / "users.xml"
+            path.write_text(users_for_shards(shipped.read_text()))
+            return path
         if self.tls is None:
             return shipped
         text = shipped.read_text()
@@ -138,3 +142,29 @@ class ClickHouseServer:
                 return bool(resp.read() == b"Ok.\n")
         except OSError:
             return False
+
+
+def users_for_shards(text: str) -> str:
+    """The shipped users for a server of a sharded cluster (deploy/clickhouse/cluster/).
+
+    The shards' tables are in ``audit_local`` and the Distributed ones in ``audit``;
+    with the cluster's ``<secret>``, a shard runs each query as the user who sent it to
+    the front, so a user needs its grants on both databases and its row filters on the
+    shards' tables, where they are applied. A tenant filter on a Distributed table
+    itself is refused by ClickHouse ("cannot be pushed into the storage read"): an
+    analyst's filters move to ``audit_local``; an all-rows filter (``1``: admin, ingest)
+    is kept on both, since a table with a policy shows nothing to users without one."""
+    text = re.sub(
+        r"<query>GRANT (\S+(?:\([^)]*\))?) ON audit\.(\w+)</query>",
+        r"<query>GRANT \1 ON audit.\2</query><query>GRANT \1 ON audit_local.\2</query>",
+        text,
+    )
+
+    def filters(match: re.Match[str]) -> str:
+        body = match[1]
+        local = f"<audit_local>{body}</audit_local>"
+        if re.search(r"<filter>(?!1</filter>)", body):
+            return local  # a tenant's filters: on the shards' tables only
+        return match[0] + local
+
+    return re.sub(r"<audit>(.*?)</audit>", filters, text, flags=re.S)

@@ -12,6 +12,7 @@ runs no Keeper, deploy/clickhouse/cluster/README.md).
 
 from __future__ import annotations
 
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -81,7 +82,10 @@ class ClickHouseShards:
             "</replica></shard>"
             for n in range(shards)
         )
-        remote = f"<remote_servers><{self.NAME}>{replicas}</{self.NAME}></remote_servers>"
+        # The secret: each shard runs a query as the user who sent it to the front (and
+        # applies that user's row filters), not as the front's own login.
+        secret = f"<secret>{secrets.token_hex(16)}</secret>"
+        remote = f"<remote_servers><{self.NAME}>{secret}{replicas}</{self.NAME}></remote_servers>"
         self.servers = [
             ClickHouseServer(
                 Settings(
@@ -91,7 +95,7 @@ class ClickHouseShards:
                         "clickhouse_tcp_port": ports[2 * n + 1],
                     },
                 ),
-                extra_config=remote,
+                shard_of=remote,
             )
             for n in range(shards)
         ]
