@@ -17,6 +17,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from pipeline.chain.verify import verify
+from pipeline.commands.init import apply_migrations, load_migrations
 from pipeline.config import Settings
 from pipeline.outputs.clickhouse.client import connect
 from pipeline.outputs.clickhouse.distributed import local_database
@@ -91,6 +92,27 @@ def test_init_refuses_a_cluster_it_does_not_match(
     settings.clickhouse.cluster = "nonesuch"
     done = run_cli(settings, "init")
     assert done.returncode == 2 and "is not in the remote_servers" in done.stderr, done.stderr
+
+
+def test_init_never_replaces_a_table_that_holds_rows(
+    shards: ClickHouseShards, isolated_settings: Settings
+) -> None:
+    """A server first used alone (`init` without a cluster) made the front of a cluster
+    under the same database: its tables hold rows, and CREATE OR REPLACE would drop
+    them."""
+    settings = on_shards(isolated_settings, shards, "shards_clash")
+    alone = connect(settings.clickhouse)
+    apply_migrations(alone, "shards_clash", load_migrations())
+    alone.command("INSERT INTO shards_clash.deadletter (reason) VALUES ('kept')")
+    done = run_cli(settings, "init")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "is a MergeTree table, not a Distributed one" in done.stderr, done.stderr
+    assert scalar(alone, "SELECT count() FROM shards_clash.deadletter") == 1
+    engine = "SELECT engine FROM system.tables WHERE database = 'shards_clash' AND name = "
+    assert scalar(alone, engine + "'events'") == "MergeTree"
+    shard_db = "SELECT count() FROM system.databases WHERE name = 'shards_clash_local'"
+    assert not scalar(alone, shard_db)  # refused before any shard was touched
 
 
 def test_the_sink_writes_through_distributed_tables_exactly_once_and_verify_reads_them(

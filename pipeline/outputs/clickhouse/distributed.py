@@ -64,7 +64,9 @@ def shard_configs(config: ClickHouseConfig) -> Iterator[ClickHouseConfig]:
 
 def check_cluster(client: Client, config: ClickHouseConfig) -> None:
     """Raises ClusterError unless the server of ``config.url`` knows ``config.cluster``
-    with as many shards as ``config.shards`` names."""
+    with as many shards as ``config.shards`` names, and ``config.database`` there holds
+    no table but Distributed ones (a one-server table holds rows that a Distributed
+    table of its name would replace)."""
     cluster, shards = config.cluster, len(config.shards)
     if not _NAME.match(cluster):
         raise ClusterError(f"clickhouse.cluster {cluster!r} is not a cluster name")
@@ -80,6 +82,18 @@ def check_cluster(client: Client, config: ClickHouseConfig) -> None:
         raise ClusterError(
             f"clickhouse.cluster {cluster!r} has {known} shards but clickhouse.shards "
             f"names {shards}: name one endpoint per shard"
+        )
+    holding = client.query(
+        "SELECT name, engine FROM system.tables WHERE database = {db:String} "
+        "AND engine != 'Distributed' ORDER BY name",
+        parameters={"db": config.database},
+    ).result_rows
+    if holding:  # a one-server table holds rows there: replacing it would drop them
+        name, engine = holding[0]
+        raise ClusterError(
+            f"{config.database}.{name} on {config.url} is a {engine} table, not a "
+            f"Distributed one ({len(holding)} such): move its rows to the shards or use "
+            "another clickhouse.database for the cluster; nothing was changed"
         )
 
 
@@ -123,7 +137,9 @@ def local_tables(client: Client, local: str) -> list[LocalTable]:
 def create_distributed(client: Client, config: ClickHouseConfig) -> list[str]:
     """Create (or bring up to the shards' columns) a Distributed table in ``database``
     over each table of ``<database>_local``; returns the tables created or replaced.
-    Reads the local tables from ``client``'s own server, which must be a shard."""
+    Reads the local tables from ``client``'s own server, which must be a shard. Only a
+    Distributed table is ever replaced (it holds no rows; ``check_cluster`` refused a
+    database holding any other)."""
     cluster, database = config.cluster, config.database
     local = local_database(database)
     tables = local_tables(client, local)
