@@ -36,23 +36,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.action == "seal":
         return _seal(args, settings)
-    client = connect(settings.clickhouse)
+    from pipeline.outputs.clickhouse.distributed import local_database, shard_configs
+
     database = settings.clickhouse.database
     config = settings.retention
+    servers = [settings.clickhouse]
     if settings.clickhouse.cluster:  # the TTLs are the shards' tables' (a Distributed
         # table has none): on each shard's <database>_local, shown of the first
-        from pipeline.outputs.clickhouse.distributed import local_database, shard_configs
-
         database = local_database(database)
-        shards = list(shard_configs(settings.clickhouse))
-        client = connect(shards[0])
-        if args.action == "apply":
-            for shard in shards:
-                changed = retention.apply(connect(shard), database, config)
-                print(f"retention applied to {', '.join(changed)} on {shard.url}")
-    elif args.action == "apply":
-        changed = retention.apply(client, database, config)
-        print(f"retention applied to {', '.join(changed)}")
+        servers = list(shard_configs(settings.clickhouse))
+    clients = [connect(server) for server in servers]
+    if args.action == "apply":
+        for server, client in zip(servers, clients, strict=True):
+            changed = retention.apply(client, database, config)
+            on = f" on {server.url}" if settings.clickhouse.cluster else ""
+            print(f"retention applied to {', '.join(changed)}{on}")
+    client = clients[0]
     print(
         f"configured: debug {config.debug_days:g} d, info {config.info_days:g} d, "
         f"security-relevant {config.security_days:g} d, dead letters "

@@ -123,6 +123,14 @@ def read_topic(settings: Settings, topic: str | None = None) -> list[dict[str, o
     return [orjson.loads(line) for line in lines]
 
 
+def with_clickhouse(settings: Settings, **changes: Any) -> Settings:
+    """The settings with ``clickhouse.<name>`` changed (validated as a whole, as a
+    configuration file would be)."""
+    data = settings.model_dump()
+    data["clickhouse"] |= changes
+    return Settings(**data)
+
+
 def provision(settings: Settings) -> Client:
     """`auditpipe init` for the test's topics and database; returns a ClickHouse client."""
     asyncio.run(create_topics(settings))

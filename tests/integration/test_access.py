@@ -15,11 +15,18 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from pipeline.chain.checkpoints import last_checkpoints
 from pipeline.collect.publisher import EventPublisher
-from pipeline.config import ClickHouseConfig, Settings
+from pipeline.config import Settings
 from pipeline.outputs.clickhouse.client import connect
 from pipeline.schema import codec_for
 from pipeline.schema.event import normalize_event
-from tests.integration.helpers import WorkerProcess, provision, scalar, wait_for_rows, wait_until
+from tests.integration.helpers import (
+    WorkerProcess,
+    provision,
+    scalar,
+    wait_for_rows,
+    wait_until,
+    with_clickhouse,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +35,7 @@ ANALYST_ACME = ("analyst_acme", "analyst-local")
 
 
 def as_user(settings: Settings, user: str, password: str) -> Client:
-    config = ClickHouseConfig(
-        **{**settings.clickhouse.model_dump(), "user": user, "password": password}
-    )
-    return connect(config)
+    return connect(with_clickhouse(settings, user=user, password=password).clickhouse)
 
 
 def test_ingest_cannot_alter_and_analysts_see_their_tenant_only(

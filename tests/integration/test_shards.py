@@ -20,7 +20,7 @@ from pipeline.chain.verify import verify
 from pipeline.commands.init import apply_migrations, load_migrations
 from pipeline.config import Settings
 from pipeline.outputs.clickhouse.client import connect
-from pipeline.outputs.clickhouse.distributed import local_database
+from pipeline.outputs.clickhouse.distributed import local_database, shard_configs
 from pipeline.outputs.clickhouse.request_builder import (
     EVENT_COLUMNS,
     REPEAT_COLUMNS,
@@ -36,6 +36,7 @@ from tests.integration.helpers import (
     scalar,
     wait_for_rows,
     wait_until,
+    with_clickhouse,
 )
 
 pytestmark = pytest.mark.integration
@@ -54,23 +55,20 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseShard
 
 
 def on_shards(settings: Settings, shards: ClickHouseShards, database: str) -> Settings:
-    data = settings.model_dump()
-    data["clickhouse"] |= {
-        "url": shards.urls[0],
-        "database": database,
-        "cluster": ClickHouseShards.NAME,
-        "shards": shards.urls,
-    }
+    data = with_clickhouse(
+        settings,
+        url=shards.urls[0],
+        database=database,
+        cluster=ClickHouseShards.NAME,
+        shards=shards.urls,
+    ).model_dump()
     data["kafka"] |= {"partitions": 4}
     data["redact"] |= {"enabled": False}
     return Settings(**data)
 
 
 def shard_clients(settings: Settings) -> list[Client]:
-    return [
-        connect(settings.clickhouse.model_copy(update={"url": u}))
-        for u in settings.clickhouse.shards
-    ]
+    return [connect(shard) for shard in shard_configs(settings.clickhouse)]
 
 
 def init(settings: Settings) -> Client:
@@ -174,9 +172,7 @@ def test_the_sink_writes_through_distributed_tables_exactly_once_and_verify_read
         .result_rows[0][0]
     )
     assert "TTL" in ttl, ttl
-    data = settings.model_dump()
-    data["clickhouse"] |= {"cluster": "", "shards": []}
-    plain = Settings(**data)
+    plain = with_clickhouse(settings, cluster="", shards=[])
     refused = run_cli(plain, "init")
     assert refused.returncode == 2 and "holds Distributed tables" in refused.stderr, refused
 
@@ -196,12 +192,6 @@ def test_the_sink_writes_through_distributed_tables_exactly_once_and_verify_read
     assert ("deleted", victim[1], 101) in found, found
 
 
-def as_user(settings: Settings, user: str, password: str) -> Settings:
-    data = settings.model_dump()
-    data["clickhouse"] |= {"user": user, "password": password}
-    return Settings(**data)
-
-
 def test_each_tenant_analyst_reads_its_own_rows_through_the_front(
     shards: ClickHouseShards, isolated_settings: Settings, tmp_path: Path
 ) -> None:
@@ -213,13 +203,15 @@ def test_each_tenant_analyst_reads_its_own_rows_through_the_front(
     front = init(settings)
     events = list(FleetSimulator(6, tenants=3, seed=45).events(600))
     collect_events(settings, tmp_path / "spool", events)
-    with WorkerProcess(as_user(settings, "ingest", "ingest-local")) as worker:
+    with WorkerProcess(with_clickhouse(settings, user="ingest", password="ingest-local")) as worker:
         wait_for_rows(front, "audit.events", len(events))
     assert "Traceback" not in worker.log()
     sent = Counter(event["tenant"] for event in events)
     assert len(sent) == 3  # initech has no analyst: acme's and globex's never see it
     for tenant in ("acme", "globex"):  # the analysts of users.xml
-        analyst = connect(as_user(settings, f"analyst_{tenant}", "analyst-local").clickhouse)
+        analyst = connect(
+            with_clickhouse(settings, user=f"analyst_{tenant}", password="analyst-local").clickhouse
+        )
         per_tenant = "SELECT tenant, count() FROM audit.events GROUP BY tenant"
         rows = analyst.query(per_tenant).result_rows
         assert dict(rows) == {tenant: sent[tenant]}, (tenant, rows)
